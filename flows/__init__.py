@@ -1,0 +1,1 @@
+"""Prefect flows: the training pipeline (and, later, the drift monitor) plus the CLI."""

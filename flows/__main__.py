@@ -1,0 +1,5 @@
+"""Allow ``python -m flows ...``."""
+
+from flows.cli import main
+
+raise SystemExit(main())

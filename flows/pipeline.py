@@ -1,0 +1,186 @@
+"""The training pipeline as a Prefect flow: thin tasks around the plain functions in ``tabular``.
+
+Stages so far: load → prepare → validate (Great Expectations gate) → split. Each stage's
+wall time, the data hash and the row counts go into ``artifacts/runs/<run-id>/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
+from tabular.datasets import (
+    CleaningReport,
+    Split,
+    data_hash,
+    load_raw,
+    prepare,
+    sample_rows,
+    split_data,
+)
+from tabular.errors import ValidationFailed
+from tabular.manifest import RunManifest, describe_columns, new_run_id
+from validation import ValidationReport, validate
+
+#: Where run folders go unless ``--artifacts`` or ``MLOPS_ARTIFACTS`` says otherwise.
+DEFAULT_ARTIFACTS = Path(os.environ.get("MLOPS_ARTIFACTS", "artifacts"))
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What a pipeline run returns.
+
+    Attributes:
+        run_id: The run's id.
+        run_dir: The run's folder (holds ``manifest.json``).
+        manifest: The manifest as written.
+    """
+
+    run_id: str
+    run_dir: Path
+    manifest: RunManifest
+
+
+@task(name="load", cache_policy=NO_CACHE)
+def load_task(config: DatasetConfig) -> pd.DataFrame:
+    """Load the raw rows named by the config."""
+    return load_raw(config)
+
+
+@task(name="prepare", cache_policy=NO_CACHE)
+def prepare_task(
+    raw: pd.DataFrame, config: DatasetConfig, sample: int | None, seed: int
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Drop unusable rows, derive the target, and draw the sample if one is asked for."""
+    data, report = prepare(raw, config)
+    return sample_rows(data, sample, seed, config.date_column), report
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_task(data: pd.DataFrame, config: DatasetConfig, docs_dir: Path) -> ValidationReport:
+    """Run the Great Expectations gate and publish its outcome as a Prefect artifact."""
+    report = validate(data, config, docs_dir=docs_dir)
+    rows = [
+        {
+            "column": f.column or "(table)",
+            "expectation": f.expectation,
+            "unexpected": f.unexpected_count,
+            "examples": str(f.examples),
+        }
+        for f in report.failures
+    ]
+    create_markdown_artifact(
+        key="validation-summary",
+        markdown=f"### Great Expectations gate\n\n```\n{report.summary()}\n```\n\n"
+        f"Data Docs: `{report.docs_path}`",
+        description="Outcome of the validation gate",
+    )
+    if rows:
+        create_table_artifact(
+            key="validation-failures", table=rows, description="Failed expectations"
+        )
+    return report
+
+
+@task(name="split", cache_policy=NO_CACHE)
+def split_task(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
+    """Split the rows into train, validation and test."""
+    return split_data(data, config, seed)
+
+
+@flow(name="training-pipeline", log_prints=True)
+def training_pipeline(
+    config_path: str = str(DEFAULT_CONFIG),
+    sample: int | None = None,
+    seed: int | None = None,
+    artifacts_dir: str | None = None,
+) -> PipelineResult:
+    """Run the pipeline on one dataset and write its run folder.
+
+    Args:
+        config_path: Path of the dataset config (YAML).
+        sample: Use a reproducible random sample of this many rows (``None``: all rows).
+        seed: Random seed (``None``: the config's seed).
+        artifacts_dir: Parent of the run folders (default ``artifacts``).
+
+    Returns:
+        The run id, folder and manifest.
+
+    Raises:
+        UserError: For a bad config, unreadable data or a failed validation; the manifest
+            records the failure before it is raised.
+    """
+    logger = get_run_logger()
+    config = load_config(config_path)
+    seed = config.seed if seed is None else seed
+    run_id = new_run_id()
+    run_dir = Path(artifacts_dir or DEFAULT_ARTIFACTS) / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = RunManifest(
+        run_id=run_id,
+        dataset=config.name,
+        config_path=str(config.path),
+        config=config.model_dump(mode="json", exclude={"path"}),
+        seed=seed,
+        sample=sample,
+    )
+    manifest.write(run_dir)
+    logger.info("run %s: writing to %s", run_id, run_dir)
+    try:
+        with manifest.step("load"):
+            raw = load_task(config)
+        with manifest.step("prepare"):
+            data, cleaning = prepare_task(raw, config, sample, seed)
+        manifest.rows = {
+            "loaded": cleaning.rows_in,
+            "dropped": cleaning.dropped,
+            "kept": cleaning.rows_out,
+            "used": len(data),
+            "positive_share": round(float(data[config.target.name].mean()), 4),
+        }
+        manifest.columns = describe_columns(data, config)
+        manifest.data_hash = data_hash(data)
+        with manifest.step("validate"):
+            report = validate_task(data, config, run_dir / "validation" / "data_docs")
+        manifest.outputs["data_docs"] = str(Path(report.docs_path).relative_to(run_dir.resolve()))
+        if not report.success:
+            raise ValidationFailed(report.summary(), report.docs_path)
+        with manifest.step("split"):
+            split = split_task(data, config, seed)
+        manifest.split = split.description
+        manifest.rows["split"] = split.sizes()
+        manifest.status = "succeeded"
+    except Exception as exc:
+        manifest.status = f"failed: {type(exc).__name__}"
+        raise
+    finally:
+        manifest.write(run_dir)
+    _publish_summary(manifest, run_dir)
+    return PipelineResult(run_id=run_id, run_dir=run_dir, manifest=manifest)
+
+
+def _publish_summary(manifest: RunManifest, run_dir: Path) -> None:
+    rows = manifest.rows
+    dropped = (
+        ", ".join(f"{count:,} ({reason})" for reason, count in rows["dropped"].items()) or "none"
+    )
+    steps = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in manifest.steps.items())
+    create_markdown_artifact(
+        key="run-summary",
+        markdown=(
+            f"## Run `{manifest.run_id}` on `{manifest.dataset}`\n\n"
+            f"- rows loaded {rows['loaded']:,}, dropped {dropped}, used {rows['used']:,}\n"
+            f"- positive share {rows['positive_share']:.1%}\n"
+            f"- split: {manifest.split} → {rows['split']}\n"
+            f"- data hash `{manifest.data_hash[:16]}…`\n"
+            f"- run folder `{run_dir}`\n\n| step | seconds |\n|---|---|\n{steps}\n"
+        ),
+        description="Pipeline run summary",
+    )

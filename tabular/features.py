@@ -1,0 +1,395 @@
+"""Feature preprocessing shared by EDA, training and serving: one definition, not two.
+
+The EDA stage reports the plan made by :func:`plan_encoding`; the training stage builds
+its scikit-learn preprocessing from the same plan with :func:`build_preprocessor`; the
+BentoML service unpickles pipelines that contain the transformers defined here. Keep
+this module light: the service imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+
+OTHER = "Other"
+MISSING = "Missing"
+
+
+def as_category_text(values: pd.Series) -> pd.Series:
+    """Return a categorical column as text, with missing values as ``"Missing"``.
+
+    Args:
+        values: Any column.
+
+    Returns:
+        An object series of strings.
+    """
+    text = values.astype(object).where(values.notna(), MISSING)
+    return text.map(str)
+
+
+class RareCategoryGrouper(BaseEstimator, TransformerMixin):
+    """Group the levels seen in less than ``min_share`` of training rows into "Other".
+
+    Missing values become their own level, "Missing", and are grouped like any other level.
+    Levels never seen in training also become "Other" at prediction time.
+
+    Args:
+        min_share: Levels below this share of the fitted rows are grouped.
+    """
+
+    def __init__(self, min_share: float = 0.03):
+        self.min_share = min_share
+
+    def fit(self, X: pd.DataFrame, y=None) -> RareCategoryGrouper:
+        """Learn the levels to keep in each column.
+
+        Args:
+            X: Frame of categorical columns.
+            y: Ignored.
+
+        Returns:
+            self
+        """
+        X = _frame(X)
+        self.kept_levels_ = {}
+        for column in X.columns:
+            shares = as_category_text(X[column]).value_counts(normalize=True)
+            self.kept_levels_[column] = sorted(shares.index[shares >= self.min_share])
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Replace rare and unseen levels by "Other".
+
+        Args:
+            X: Frame with the fitted columns.
+
+        Returns:
+            A frame of text levels.
+        """
+        X = _frame(X, self.feature_names_in_)
+        out = {}
+        for column, kept in self.kept_levels_.items():
+            text = as_category_text(X[column])
+            out[column] = text.where(text.isin(kept), OTHER)
+        return pd.DataFrame(out, index=X.index)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Return the column names (unchanged)."""
+        return np.asarray(self.feature_names_in_, dtype=object)
+
+
+class CategoryText(BaseEstimator, TransformerMixin):
+    """Cast categorical columns to text with "Missing" for missing values (no grouping)."""
+
+    def fit(self, X: pd.DataFrame, y=None) -> CategoryText:
+        """Remember the column names.
+
+        Args:
+            X: Frame of categorical columns.
+            y: Ignored.
+
+        Returns:
+            self
+        """
+        self.feature_names_in_ = np.asarray(_frame(X).columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Cast every column to text.
+
+        Args:
+            X: Frame with the fitted columns.
+
+        Returns:
+            A frame of text levels.
+        """
+        X = _frame(X, self.feature_names_in_)
+        return pd.DataFrame({c: as_category_text(X[c]) for c in X.columns}, index=X.index)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Return the column names (unchanged)."""
+        return np.asarray(self.feature_names_in_, dtype=object)
+
+
+class DateParts(BaseEstimator, TransformerMixin):
+    """Expand one datetime column into numeric calendar parts (month, weekday, hour, ...).
+
+    Args:
+        parts: Names of ``pandas.Series.dt`` attributes to extract.
+    """
+
+    def __init__(self, parts: tuple[str, ...] = ("month", "weekday", "hour")):
+        self.parts = parts
+
+    def fit(self, X: pd.DataFrame, y=None) -> DateParts:
+        """Remember the column name.
+
+        Args:
+            X: Frame with one datetime (or parseable text) column.
+            y: Ignored.
+
+        Returns:
+            self
+        """
+        X = _frame(X)
+        if X.shape[1] != 1:
+            raise ValueError(f"DateParts takes one column, got {list(X.columns)}")
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Extract the parts as floats (missing when the date is missing).
+
+        Args:
+            X: Frame with the fitted column.
+
+        Returns:
+            One column per part, named ``<column>_<part>``.
+        """
+        X = _frame(X, self.feature_names_in_)
+        column = self.feature_names_in_[0]
+        dates = pd.to_datetime(X[column], errors="coerce")
+        if getattr(dates.dt, "tz", None) is not None:
+            dates = dates.dt.tz_localize(None)
+        return pd.DataFrame(
+            {f"{column}_{part}": getattr(dates.dt, part).astype(float) for part in self.parts},
+            index=X.index,
+        )
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Return ``<column>_<part>`` for each part."""
+        column = self.feature_names_in_[0]
+        return np.asarray([f"{column}_{part}" for part in self.parts], dtype=object)
+
+
+def _frame(X, columns=None) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    return pd.DataFrame(X, columns=None if columns is None else list(columns))
+
+
+@dataclass(frozen=True)
+class CategoricalPlan:
+    """How one categorical column is encoded, and why.
+
+    Attributes:
+        column: Column name.
+        levels: Distinct levels in training (missing counted as a level).
+        kept_levels: Levels at or above the rare share (the rest become "Other").
+        other_share: Share of training rows grouped into "Other".
+        encoder: ``"one-hot"`` or ``"target"``.
+        reason: One sentence explaining the choice, with the numbers.
+    """
+
+    column: str
+    levels: int
+    kept_levels: list[str]
+    other_share: float
+    encoder: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EncodingPlan:
+    """The preprocessing decided on the training split, for every feature column.
+
+    Attributes:
+        date_column: The datetime feature expanded into ``date_parts``.
+        date_parts: Calendar parts derived from it.
+        numeric: Numeric columns (median-imputed, with missing-value indicators).
+        categorical: One plan per categorical column.
+        rare_share: Threshold under which a level is grouped into "Other".
+    """
+
+    date_column: str
+    date_parts: tuple[str, ...]
+    numeric: list[str]
+    categorical: list[CategoricalPlan]
+    rare_share: float
+
+    @property
+    def one_hot_columns(self) -> list[str]:
+        """Categorical columns that are grouped then one-hot encoded."""
+        return [p.column for p in self.categorical if p.encoder == "one-hot"]
+
+    @property
+    def target_columns(self) -> list[str]:
+        """High-cardinality categorical columns that are target-encoded."""
+        return [p.column for p in self.categorical if p.encoder == "target"]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The raw columns a model pipeline takes as input."""
+        return [self.date_column, *[p.column for p in self.categorical], *self.numeric]
+
+    def to_dict(self) -> dict:
+        """Return the plan as plain JSON-able data."""
+        return asdict(self)
+
+
+def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
+    """Decide, from training rows only, how every feature column is encoded.
+
+    Low-cardinality columns (at most ``features.one_hot_max_levels`` levels) have their
+    levels under ``features.rare_share`` grouped into "Other", then are one-hot encoded:
+    few, interpretable columns. Columns with more levels are target-encoded (scikit-learn's
+    cross-fitted ``TargetEncoder``) on their raw levels: one-hot would add a column per
+    level, and grouping would throw away what distinguishes the many small levels.
+
+    Args:
+        train: The training split.
+        config: The dataset config (:class:`tabular.config.DatasetConfig`).
+
+    Returns:
+        The encoding plan.
+    """
+    rules = config.features
+    plans = []
+    for column in config.categorical:
+        shares = as_category_text(train[column]).value_counts(normalize=True)
+        kept = sorted(shares.index[shares >= rules.rare_share])
+        other_share = float(shares[shares < rules.rare_share].sum())
+        levels = int(len(shares))
+        if levels <= rules.one_hot_max_levels:
+            encoder = "one-hot"
+            reason = (
+                f"{levels} levels (at most {rules.one_hot_max_levels}): the {levels - len(kept)} "
+                f"levels under {rules.rare_share:.0%} of rows ({other_share:.1%} of rows) become "
+                f"'{OTHER}', leaving {len(kept) + (other_share > 0)} one-hot columns"
+            )
+        else:
+            encoder = "target"
+            reason = (
+                f"{levels} levels (more than {rules.one_hot_max_levels}): one-hot would add "
+                f"{levels} sparse columns and grouping would merge {other_share:.1%} of rows "
+                f"into '{OTHER}', so each level is replaced by its cross-fitted, smoothed "
+                "delay rate (target encoding)"
+            )
+        plans.append(
+            CategoricalPlan(
+                column=column,
+                levels=levels,
+                kept_levels=[str(level) for level in kept],
+                other_share=other_share,
+                encoder=encoder,
+                reason=reason,
+            )
+        )
+    return EncodingPlan(
+        date_column=config.date_column,
+        date_parts=tuple(rules.date_parts),
+        numeric=list(config.numeric),
+        categorical=plans,
+        rare_share=rules.rare_share,
+    )
+
+
+def build_preprocessor(plan: EncodingPlan, scale: bool, seed: int = 0) -> ColumnTransformer:
+    """Build the scikit-learn preprocessing for a plan.
+
+    Args:
+        plan: The plan from :func:`plan_encoding`.
+        scale: Standardise numeric outputs (for linear models and neural networks; trees
+            do not need it).
+        seed: Seed of the target encoder's cross-fitting folds.
+
+    Returns:
+        An unfitted ``ColumnTransformer`` taking the raw input columns and returning a
+        dense float matrix with named output columns.
+    """
+
+    def maybe_scaled(*steps):
+        steps = list(steps) + ([("scale", StandardScaler())] if scale else [])
+        return Pipeline(steps)
+
+    transformers = [
+        (
+            "date",
+            maybe_scaled(
+                ("parts", DateParts(parts=plan.date_parts)),
+                ("impute", SimpleImputer(strategy="median")),
+            ),
+            [plan.date_column],
+        )
+    ]
+    if plan.numeric:
+        transformers.append(
+            (
+                "num",
+                maybe_scaled(
+                    ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                ),
+                plan.numeric,
+            )
+        )
+    if plan.one_hot_columns:
+        transformers.append(
+            (
+                "onehot",
+                Pipeline(
+                    [
+                        ("group", RareCategoryGrouper(min_share=plan.rare_share)),
+                        (
+                            "encode",
+                            OneHotEncoder(
+                                handle_unknown="ignore", sparse_output=False, dtype=np.float32
+                            ),
+                        ),
+                    ]
+                ),
+                plan.one_hot_columns,
+            )
+        )
+    if plan.target_columns:
+        transformers.append(
+            (
+                "target",
+                maybe_scaled(
+                    ("text", CategoryText()),
+                    ("encode", TargetEncoder(target_type="binary", random_state=seed)),
+                ),
+                plan.target_columns,
+            )
+        )
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
+
+
+def source_column(encoded_name: str, plan: EncodingPlan) -> str:
+    """Map an encoded feature name back to the original column it came from.
+
+    ``onehot__carrier_UA`` → ``carrier``; ``num__missingindicator_temp`` → ``temp``;
+    ``date__sched_dep_hour`` → ``sched_dep``.
+
+    Args:
+        encoded_name: A name from ``ColumnTransformer.get_feature_names_out()``.
+        plan: The plan the preprocessor was built from.
+
+    Returns:
+        The original column name.
+
+    Raises:
+        KeyError: If the name matches no column of the plan.
+    """
+    block, _, rest = encoded_name.partition("__")
+    if block == "date":
+        return plan.date_column
+    if block == "num":
+        rest = rest.removeprefix("missingindicator_")
+        if rest in plan.numeric:
+            return rest
+    if block in ("onehot", "target"):
+        # One-hot names are "<column>_<level>": match the longest column name that fits.
+        candidates = plan.one_hot_columns if block == "onehot" else plan.target_columns
+        for column in sorted(candidates, key=len, reverse=True):
+            if rest == column or rest.startswith(f"{column}_"):
+                return column
+    raise KeyError(f"encoded feature '{encoded_name}' matches no column of the plan")
