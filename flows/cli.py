@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from tabular.config import DEFAULT_CONFIG
 from tabular.errors import UserError
-
-#: Modules may add subcommands here: a function taking the subparsers object.
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--artifacts", default=None, help="parent folder of run folders")
     run.set_defaults(handler=_run)
 
-    for add in EXTRA_COMMANDS:
-        add(commands)
+    # Other stages add their subcommands here, one line each (their modules own the options).
     return parser
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
@@ -355,7 +356,13 @@ def build_preprocessor(plan: EncodingPlan, scale: bool, seed: int = 0) -> Column
                 "target",
                 maybe_scaled(
                     ("text", CategoryText()),
-                    ("encode", TargetEncoder(target_type="binary", random_state=seed)),
+                    (
+                        "encode",
+                        TargetEncoder(
+                            target_type="binary",
+                            cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=seed),
+                        ),
+                    ),
                 ),
                 plan.target_columns,
             )

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tabular.config import DEFAULT_CONFIG, load_config
+from tabular.errors import ConfigError
+from tests.conftest import write_toy_dataset
+
+
+def test_default_config_declares_roles_once():
+    config = load_config(DEFAULT_CONFIG)
+    assert config.name == "flights"
+    assert config.target.column == "arr_delay" and config.target.threshold == 15
+    assert config.date_column == "sched_dep"
+    assert len(config.categorical) >= 3
+    # No leakage column may ever be a feature.
+    assert not set(config.leakage) & set(config.feature_columns)
+    assert {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"} <= set(config.leakage)
+
+
+def test_toy_config_of_another_shape_loads(tmp_path):
+    config = load_config(write_toy_dataset(tmp_path))
+    assert config.csv_path() == (tmp_path / "orders.csv").resolve()
+    assert config.feature_columns == ["order_date", "channel", "region", "price", "quantity"]
+    assert config.split.method == "random"
+
+
+def _write(tmp_path: Path, content) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    return path
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_config_that_is_not_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "name: [unclosed"))
+
+
+def test_config_with_a_missing_key_names_it(tmp_path):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    del raw["target"]
+    with pytest.raises(ConfigError, match="target: Field required"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_leakage_column_cannot_be_a_feature(tmp_path):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    raw["leakage"] = ["price"]
+    with pytest.raises(ConfigError, match="'price' is listed in both 'numeric' and 'leakage'"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_time_split_needs_dates(tmp_path):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    raw["split"] = {"method": "time"}
+    with pytest.raises(ConfigError, match="needs 'validation_start' and 'test_start'"):
+        load_config(_write(tmp_path, raw))
