@@ -130,6 +130,86 @@ class FeatureConfig(_Strict):
     )
 
 
+class ModelSearch(_Strict):
+    """The hyperparameter grid of one model family.
+
+    Attributes:
+        enabled: Train this family at all.
+        grid: Values to try for each hyperparameter (three are varied by default).
+        curve_param: Hyperparameter whose validation curve is drawn.
+    """
+
+    enabled: bool = True
+    grid: dict[str, list]
+    curve_param: str
+
+    @model_validator(mode="after")
+    def _curve_param_in_grid(self) -> ModelSearch:
+        if self.curve_param not in self.grid:
+            raise ValueError(f"curve_param '{self.curve_param}' is not one of {list(self.grid)}")
+        return self
+
+
+def _default_models() -> dict[str, ModelSearch]:
+    return {
+        "logistic": ModelSearch(
+            grid={
+                "C": [0.01, 0.1, 1.0, 10.0],
+                "l1_ratio": [0.0, 0.5, 1.0],
+                "class_weight": [None, "balanced"],
+            },
+            curve_param="C",
+        ),
+        "xgboost": ModelSearch(
+            grid={
+                "max_depth": [3, 5, 7],
+                "n_estimators": [200, 400, 800],
+                "learning_rate": [0.03, 0.1],
+            },
+            curve_param="max_depth",
+        ),
+        "mlp": ModelSearch(
+            grid={
+                "hidden_layer_sizes": [[32], [64, 32], [128, 64]],
+                "alpha": [0.0001, 0.001, 0.01],
+                "learning_rate_init": [0.0003, 0.001, 0.003],
+            },
+            curve_param="alpha",
+        ),
+    }
+
+
+class TrainingConfig(_Strict):
+    """How models are tuned, selected and judged.
+
+    Attributes:
+        metric: Primary metric for selection (both are insensitive to the class balance's
+            effect on accuracy and need no threshold).
+        search: ``random`` samples ``n_iter`` configurations of each grid; ``grid`` tries all.
+        n_iter: Configurations per family for the random search.
+        search_rows: Training rows (a fixed-seed sample) used to fit each configuration during
+            the search; the chosen configuration is then refitted on all training rows.
+        max_epochs: Epoch cap for the neural network.
+        patience: Epochs without validation improvement before the network stops.
+        max_gap: Train minus validation score above which a model is called overfitting.
+        min_lift: Validation score must beat the constant baseline by this much, or the
+            model is called underfitting.
+        models: Grid per family (``logistic``, ``xgboost``, ``mlp``).
+    """
+
+    metric: Literal["roc_auc", "average_precision"] = "roc_auc"
+    search: Literal["random", "grid"] = "random"
+    n_iter: int = Field(6, ge=1)
+    search_rows: int = Field(60_000, ge=100)
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(4, ge=1)
+    max_gap: float = Field(0.05, gt=0)
+    min_lift: float = Field(0.02, ge=0)
+    models: dict[Literal["logistic", "xgboost", "mlp"], ModelSearch] = Field(
+        default_factory=_default_models
+    )
+
+
 class DatasetConfig(_Strict):
     """Everything the pipeline knows about one dataset.
 
@@ -147,6 +227,7 @@ class DatasetConfig(_Strict):
         split: How rows are split.
         checks: Limits enforced by the validation gate.
         features: Encoding choices shared by EDA and training.
+        training: Model search, selection and verdict rules.
         seed: Default random seed.
         path: The file this config was read from (set by :func:`load_config`).
     """
@@ -165,6 +246,7 @@ class DatasetConfig(_Strict):
     split: SplitConfig = SplitConfig(method="random")
     checks: ChecksConfig = ChecksConfig()
     features: FeatureConfig = FeatureConfig()
+    training: TrainingConfig = TrainingConfig()
     seed: int = 42
     path: Path | None = None
 

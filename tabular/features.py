@@ -204,14 +204,15 @@ class EncodingPlan:
     """The preprocessing decided on the training split, for every feature column.
 
     Attributes:
-        date_column: The datetime feature expanded into ``date_parts``.
+        date_column: The datetime feature expanded into ``date_parts`` (``None`` when
+            feature selection dropped it).
         date_parts: Calendar parts derived from it.
         numeric: Numeric columns (median-imputed, with missing-value indicators).
         categorical: One plan per categorical column.
         rare_share: Threshold under which a level is grouped into "Other".
     """
 
-    date_column: str
+    date_column: str | None
     date_parts: tuple[str, ...]
     numeric: list[str]
     categorical: list[CategoricalPlan]
@@ -230,7 +231,32 @@ class EncodingPlan:
     @property
     def input_columns(self) -> list[str]:
         """The raw columns a model pipeline takes as input."""
-        return [self.date_column, *[p.column for p in self.categorical], *self.numeric]
+        date = [self.date_column] if self.date_column else []
+        return [*date, *[p.column for p in self.categorical], *self.numeric]
+
+    def restrict(self, columns: list[str]) -> EncodingPlan:
+        """Return the same plan limited to some input columns (for feature selection).
+
+        Args:
+            columns: Input columns to keep.
+
+        Returns:
+            A plan whose ``input_columns`` are the kept columns, in the original order.
+
+        Raises:
+            KeyError: If a column is not an input column of this plan.
+        """
+        unknown = set(columns) - set(self.input_columns)
+        if unknown:
+            raise KeyError(f"columns {sorted(unknown)} are not inputs of this plan")
+        keep = set(columns)
+        return EncodingPlan(
+            date_column=self.date_column if self.date_column in keep else None,
+            date_parts=self.date_parts,
+            numeric=[c for c in self.numeric if c in keep],
+            categorical=[p for p in self.categorical if p.column in keep],
+            rare_share=self.rare_share,
+        )
 
     def to_dict(self) -> dict:
         """Return the plan as plain JSON-able data."""
@@ -312,16 +338,18 @@ def build_preprocessor(plan: EncodingPlan, scale: bool, seed: int = 0) -> Column
         steps = list(steps) + ([("scale", StandardScaler())] if scale else [])
         return Pipeline(steps)
 
-    transformers = [
-        (
-            "date",
-            maybe_scaled(
-                ("parts", DateParts(parts=plan.date_parts)),
-                ("impute", SimpleImputer(strategy="median")),
-            ),
-            [plan.date_column],
+    transformers = []
+    if plan.date_column:
+        transformers.append(
+            (
+                "date",
+                maybe_scaled(
+                    ("parts", DateParts(parts=plan.date_parts)),
+                    ("impute", SimpleImputer(strategy="median")),
+                ),
+                [plan.date_column],
+            )
         )
-    ]
     if plan.numeric:
         transformers.append(
             (

