@@ -210,6 +210,27 @@ class TrainingConfig(_Strict):
     )
 
 
+class ExplainConfig(_Strict):
+    """SHAP importance and feature selection.
+
+    Attributes:
+        tree_rows: Validation rows explained for tree models (exact, fast explainer).
+        sample_rows: Validation rows explained with the permutation explainer (slower).
+        background_rows: Background rows for the permutation explainer.
+        coverage: Keep the smallest set of columns whose mean |SHAP| adds up to this share
+            of the total (ignored when ``top_k`` is set).
+        top_k: Keep exactly this many columns instead.
+        min_features: Never keep fewer columns than this.
+    """
+
+    tree_rows: int = Field(2000, ge=50)
+    sample_rows: int = Field(300, ge=20)
+    background_rows: int = Field(100, ge=10)
+    coverage: float = Field(0.95, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1)
+    min_features: int = Field(3, ge=1)
+
+
 class DatasetConfig(_Strict):
     """Everything the pipeline knows about one dataset.
 
@@ -228,6 +249,7 @@ class DatasetConfig(_Strict):
         checks: Limits enforced by the validation gate.
         features: Encoding choices shared by EDA and training.
         training: Model search, selection and verdict rules.
+        explain: SHAP importance and feature-selection rules.
         seed: Default random seed.
         path: The file this config was read from (set by :func:`load_config`).
     """
@@ -247,6 +269,7 @@ class DatasetConfig(_Strict):
     checks: ChecksConfig = ChecksConfig()
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
+    explain: ExplainConfig = ExplainConfig()
     seed: int = 42
     path: Path | None = None
 

@@ -78,6 +78,9 @@ class RunManifest:
         split: Description of the split.
         steps: Wall time of each step, in seconds.
         outputs: Paths of files the run wrote, relative to the run folder.
+        models: Per family: verdict, best hyperparameters, threshold and scores; ``best``.
+        selected_features: Columns kept by the SHAP selection.
+        served_models: BentoML model-store tags of the two served models.
         packages: Versions of the main packages.
     """
 
@@ -95,6 +98,9 @@ class RunManifest:
     split: str | None = None
     steps: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    models: dict = field(default_factory=dict)
+    selected_features: list[str] = field(default_factory=list)
+    served_models: list[str] = field(default_factory=list)
     packages: dict[str, str] = field(default_factory=package_versions)
 
     @contextmanager

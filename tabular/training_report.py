@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from tabular.training import (  # noqa: E402
+from tabular.training import (
     TrainingResult,
     linear_coefficients,
     metrics_table,
@@ -67,6 +65,8 @@ def plot_learning_curves(result: TrainingResult, path: Path) -> Path:
         ax.plot(curve.x, curve.train, "o-", label="train", color="#1f77b4")
         ax.plot(curve.x, curve.validation, "s-", label="validation", color="#d62728")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_title(f"{family.label}\nverdict: {family.verdict.label}", fontsize=11)
         ax.set_xlabel("training rows (log scale)")
         ax.set_ylabel(metric)
@@ -162,7 +162,9 @@ def plot_coefficients(result: TrainingResult, path: Path, top: int = 20) -> Path
     colours = ["#d62728" if c > 0 else "#1f77b4" for c in table["coefficient"]]
     ax.barh(table["feature"].map(_readable_feature), table["coefficient"], color=colours)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("coefficient on standardised input (log-odds of a late arrival)")
+    ax.set_xlabel(
+        "coefficient: change in log-odds of a late arrival per standard deviation (per level if one-hot)"
+    )
     ax.set_title(
         f"Logistic regression: the {len(table)} largest coefficients\n"
         "red raises, blue lowers the risk"

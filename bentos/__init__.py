@@ -1,0 +1,1 @@
+"""BentoML: the model store entries of the served models and the HTTP service."""

@@ -1,0 +1,91 @@
+"""Prefect task of the SHAP stage: explain, select, retrain, compare, and save the served models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from bentos.registry import ROLES, input_schema, model_name, save_served_model
+from tabular.datasets import Split
+from tabular.explain import ExplainStage, explain_and_select
+from tabular.explain_report import ExplainOutputs, write_explain_report
+from tabular.features import EncodingPlan
+from tabular.training import TrainingResult
+
+
+@task(name="explain", cache_policy=NO_CACHE)
+def explain_task(
+    result: TrainingResult,
+    split: Split,
+    config,
+    plan: EncodingPlan,
+    seed: int,
+    out_dir: Path,
+    run_id: str,
+    data_hash: str,
+) -> tuple[ExplainStage, ExplainOutputs, list[str]]:
+    """Run the SHAP stage, write its report, and save the two served models to BentoML.
+
+    Args:
+        result: The training result.
+        split: The train/validation/test split.
+        config: The dataset config.
+        plan: The full encoding plan.
+        seed: Random seed.
+        out_dir: The run's ``explain`` folder.
+        run_id: The pipeline run id (model metadata).
+        data_hash: Hash of the prepared data (model metadata).
+
+    Returns:
+        The stage outcome, the files written, and the saved model tags.
+    """
+    logger = get_run_logger()
+    stage = explain_and_select(
+        result, split.train, split.validation, split.test, config, plan, seed
+    )
+    outputs = write_explain_report(
+        [stage.shap[key] for key in stage.served],
+        stage.selection,
+        [stage.comparisons[key] for key in stage.served],
+        out_dir,
+    )
+    # The pipelines take their columns in the plan's order; the schema lists them the same way.
+    schema = input_schema(split.train, plan.restrict(stage.selection.columns).input_columns, config)
+    tags = []
+    for role, key in zip(ROLES, stage.served, strict=True):
+        comparison = stage.comparisons[key]
+        table = comparison.table[comparison.table["model"] == "selected features"]
+        metrics = {
+            row["split"]: {k: v for k, v in row.items() if k not in ("model", "split")}
+            for row in table.to_dict("records")
+        }
+        saved = save_served_model(
+            model_name(config.name, role),
+            comparison.selected.pipeline,
+            family=key,
+            label=comparison.label,
+            role=role,
+            schema=schema,
+            threshold=comparison.selected.threshold,
+            metrics=metrics,
+            config=config,
+            run_id=run_id,
+            data_hash=data_hash,
+            params=result.families[key].best_params,
+        )
+        tags.append(str(saved.tag))
+        logger.info("saved %s (%s) to the BentoML model store", saved.tag, comparison.label)
+    for key in stage.served:
+        create_table_artifact(
+            key=f"explain-comparison-{key}",
+            table=stage.comparisons[key].table.to_dict("records"),
+            description=f"{stage.comparisons[key].label}: all vs selected features",
+        )
+    create_markdown_artifact(
+        key="explain-summary",
+        markdown=outputs.markdown + "\n\nSaved models: " + ", ".join(f"`{t}`" for t in tags),
+    )
+    return stage, outputs, tags

@@ -1,0 +1,363 @@
+"""Figures and the written report of the SHAP and retraining stage.
+
+Each figure and table is followed by a comment computed from the numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from tabular.explain import Comparison, Selection, ShapResult
+
+
+@dataclass
+class ExplainOutputs:
+    """Files written by :func:`write_explain_report`.
+
+    Attributes:
+        out_dir: The explain folder.
+        html: The HTML report.
+        figures: PNG paths by name.
+        tables: CSV paths by name.
+        markdown: A short Markdown summary (for a Prefect artifact).
+    """
+
+    out_dir: Path
+    html: Path
+    figures: dict[str, Path] = field(default_factory=dict)
+    tables: dict[str, Path] = field(default_factory=dict)
+    markdown: str = ""
+
+
+def plot_importance_bar(result: ShapResult, path: Path, selection: Selection | None = None) -> Path:
+    """Draw mean |SHAP| per original column as horizontal bars, kept columns highlighted.
+
+    Args:
+        result: SHAP values of one model.
+        path: PNG to write.
+        selection: When given, kept columns are drawn in a darker colour.
+
+    Returns:
+        The path written.
+    """
+    importance = result.importance.iloc[::-1]
+    kept = set(selection.columns) if selection else set(importance.index)
+    colours = ["#1f77b4" if c in kept else "#b0b0b0" for c in importance.index]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(importance) + 1.6))
+    ax.barh(importance.index, importance.to_numpy(), color=colours)
+    ax.set_xlabel(f"mean |SHAP value| ({result.output})")
+    title = f"{result.label}: feature importance by original column"
+    if selection:
+        title += f"\nblue: {len(selection.columns)} kept by the selection rule, grey: dropped"
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_beeswarm(result: ShapResult, path: Path, top: int = 15, seed: int = 0) -> Path:
+    """Draw a beeswarm: each dot a row's SHAP value, coloured by the column's value.
+
+    Numeric columns are coloured from low (blue) to high (red) by their rank; categorical
+    columns, whose levels have no order, are drawn in grey.
+
+    Args:
+        result: SHAP values of one model.
+        path: PNG to write.
+        top: Number of most important columns shown.
+        seed: Seed of the vertical jitter.
+
+    Returns:
+        The path written.
+    """
+    columns = list(result.importance.index[:top])[::-1]
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(9.5, 0.42 * len(columns) + 1.8))
+    scatter = None
+    for position, column in enumerate(columns):
+        shap_values = result.values[column].to_numpy()
+        raw = result.data[column]
+        jitter = rng.uniform(-0.3, 0.3, size=len(shap_values))
+        numeric = pd.to_numeric(raw, errors="coerce") if raw.dtype != object else None
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            numeric = raw.dt.hour.astype(float)  # the hour drives most of the date's effect
+        if numeric is not None and numeric.notna().any():
+            colour = numeric.rank(pct=True).to_numpy()
+            scatter = ax.scatter(
+                shap_values, position + jitter, c=colour, cmap="coolwarm", s=6, alpha=0.6,
+                vmin=0, vmax=1, linewidths=0,
+            )  # fmt: skip
+        else:
+            ax.scatter(
+                shap_values, position + jitter, color="#888888", s=6, alpha=0.5, linewidths=0
+            )
+    ax.set_yticks(range(len(columns)), columns)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"SHAP value ({result.output}): right raises the predicted risk")
+    ax.set_title(f"{result.label}: SHAP values per row (beeswarm, top {len(columns)} columns)")
+    if scatter is not None:
+        bar = fig.colorbar(scatter, ax=ax, fraction=0.03, pad=0.01)
+        bar.set_label("column value (rank): low → high; grey = categorical")
+    return _save(fig, path)
+
+
+def plot_dependence(result: ShapResult, path: Path, top: int = 3) -> Path:
+    """Draw SHAP value against the column's value for the top columns.
+
+    Args:
+        result: SHAP values of one model.
+        path: PNG to write.
+        top: Number of columns (one panel each).
+
+    Returns:
+        The path written.
+    """
+    columns = list(result.importance.index[:top])
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.2 * len(columns), 4.3), squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        raw = result.data[column]
+        shap_values = result.values[column]
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            raw = raw.dt.hour
+            xlabel = f"{column}: scheduled hour"
+        else:
+            xlabel = column
+        if raw.dtype == object:
+            order = shap_values.groupby(raw.fillna("Missing")).mean().sort_values()
+            order = order.iloc[-12:] if len(order) > 12 else order
+            groups = [shap_values[raw.fillna("Missing") == level] for level in order.index]
+            ax.boxplot(groups, vert=False, showfliers=False)
+            ax.set_yticks(range(1, len(order) + 1), order.index)
+            ax.set_xlabel("SHAP value")
+            ax.set_ylabel(column)
+        else:
+            ax.scatter(raw, shap_values, s=6, alpha=0.4, color="#1f77b4", linewidths=0)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"SHAP value ({result.output})")
+        ax.set_title(f"dependence: {column}")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{result.label}: how the top {len(columns)} columns move the prediction")
+    return _save(fig, path)
+
+
+def write_explain_report(
+    shap_results: list[ShapResult],
+    selection: Selection,
+    comparisons: list[Comparison],
+    out_dir: Path,
+) -> ExplainOutputs:
+    """Write the SHAP figures, the comparison tables and ``explain.html``.
+
+    Args:
+        shap_results: SHAP values of the served models (the deciding one first).
+        selection: The selected columns.
+        comparisons: Full vs selected-feature models.
+        out_dir: The explain folder (created if needed).
+
+    Returns:
+        The paths written and a Markdown summary.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = ExplainOutputs(out_dir=out_dir, html=out_dir / "explain.html")
+    sections: list[tuple[str, list[str], str, str]] = []
+
+    for index, result in enumerate(shap_results):
+        key = result.family
+        bar = plot_importance_bar(
+            result, out_dir / f"shap_bar_{key}.png", selection if index == 0 else None
+        )
+        swarm = plot_beeswarm(result, out_dir / f"shap_beeswarm_{key}.png")
+        dependence = plot_dependence(result, out_dir / f"shap_dependence_{key}.png")
+        outputs.figures.update(
+            {f"bar_{key}": bar, f"beeswarm_{key}": swarm, f"dependence_{key}": dependence}
+        )
+        importance = result.importance
+        outputs.tables[f"importance_{key}"] = out_dir / f"shap_importance_{key}.csv"
+        importance.rename("mean_abs_shap").to_csv(
+            outputs.tables[f"importance_{key}"], index_label="column"
+        )
+        shares = importance / importance.sum()
+        top3 = ", ".join(f"{c} ({s:.0%})" for c, s in shares.iloc[:3].items())
+        sections.append(
+            (
+                f"{result.label}: SHAP importance (bar plot)",
+                [bar.name],
+                "",
+                f"{result.explainer} on {len(result.values):,} validation rows, values in "
+                f"{result.output} (base value {result.base_value:.3f}), one-hot levels and "
+                f"missing-value flags summed back to their {importance.size} original columns. "
+                f"The top three columns, {top3}, carry {shares.iloc[:3].sum():.0%} of the total "
+                f"mean |SHAP|; the last {max(importance.size - 5, 0)} share "
+                f"{shares.iloc[5:].sum():.0%}. Explained in {result.seconds:.1f} s.",
+            )
+        )
+        direction = _directions(result)
+        sections.append(
+            (
+                f"{result.label}: beeswarm and dependence plots",
+                [swarm.name, dependence.name],
+                "",
+                "Each dot is one flight: its horizontal position is how much that column moved "
+                "the prediction. " + direction,
+            )
+        )
+
+    selection_table = pd.DataFrame(
+        {
+            "column": selection.columns + selection.dropped,
+            "kept": [True] * len(selection.columns) + [False] * len(selection.dropped),
+        }
+    )
+    outputs.tables["selection"] = out_dir / "selection.csv"
+    selection_table.to_csv(outputs.tables["selection"], index=False)
+    sections.append(
+        (
+            "Feature selection",
+            [],
+            "",
+            f"Rule: {html.escape(selection.rule)}, measured on validation rows only. It keeps "
+            f"{len(selection.columns)} of {len(selection.columns) + len(selection.dropped)} "
+            f"columns ({selection.coverage:.1%} of total importance): "
+            f"{', '.join(selection.columns)}. Dropped: {', '.join(selection.dropped) or 'none'}.",
+        )
+    )
+
+    for comparison in comparisons:
+        table = comparison.table
+        outputs.tables[f"comparison_{comparison.family}"] = (
+            out_dir / f"comparison_{comparison.family}.csv"
+        )
+        table.to_csv(outputs.tables[f"comparison_{comparison.family}"], index=False)
+        sections.append(
+            (
+                f"{comparison.label}: all features vs selected features",
+                [],
+                _comparison_html(table),
+                _comparison_comment(comparison),
+            )
+        )
+
+    summary = {
+        "selection": {
+            "columns": selection.columns,
+            "dropped": selection.dropped,
+            "rule": selection.rule,
+        },
+        "shap_seconds": {r.family: r.seconds for r in shap_results},
+        "comparisons": {c.family: c.table.to_dict("records") for c in comparisons},
+    }
+    (out_dir / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8"
+    )
+    outputs.html.write_text(_html(sections), encoding="utf-8")
+    outputs.markdown = "\n".join(
+        ["## SHAP and feature selection", "", sections[-len(comparisons) - 1][3], ""]
+        + [f"- **{c.label}**: {_comparison_comment(c)}" for c in comparisons]
+    )
+    return outputs
+
+
+def _directions(result: ShapResult) -> str:
+    sentences = []
+    for column in result.importance.index[:3]:
+        raw = result.data[column]
+        values = result.values[column]
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            raw = raw.dt.hour.astype(float)
+            column = f"{column} (hour)"
+        if raw.dtype == object:
+            means = values.groupby(raw.fillna("Missing")).mean().sort_values()
+            sentences.append(
+                f"For {column}, {means.index[-1]} raises the risk most (mean SHAP "
+                f"{means.iloc[-1]:+.3f}) and {means.index[0]} lowers it most ({means.iloc[0]:+.3f})."
+            )
+        else:
+            numeric = pd.to_numeric(raw, errors="coerce")
+            corr = pd.Series(values.to_numpy()).corr(
+                pd.Series(numeric.to_numpy()), method="spearman"
+            )
+            trend = (
+                "higher values raise"
+                if corr > 0.1
+                else "higher values lower"
+                if corr < -0.1
+                else "no monotone effect on"
+            )
+            sentences.append(
+                f"For {column}, {trend} the predicted risk (Spearman correlation between value and "
+                f"SHAP {corr:+.2f}; SHAP spans {values.min():+.3f} to {values.max():+.3f})."
+            )
+    return " ".join(sentences)
+
+
+def _comparison_html(table: pd.DataFrame) -> str:
+    shown = table[
+        [
+            "model", "split", "accuracy", "precision", "recall", "f1", "roc_auc",
+            "average_precision", "tn", "fp", "fn", "tp", "fit_seconds",
+            "predict_ms_per_1000", "model_kb", "input_columns",
+        ]
+    ]  # fmt: skip
+    return shown.to_html(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def _comparison_comment(comparison: Comparison) -> str:
+    table = comparison.table.set_index(["model", "split"])
+    full_test = table.loc[("all features", "test")]
+    small_test = table.loc[("selected features", "test")]
+    full_val = table.loc[("all features", "validation")]
+    small_val = table.loc[("selected features", "validation")]
+    delta_auc = small_test["roc_auc"] - full_test["roc_auc"]
+    delta_f1 = small_test["f1"] - full_test["f1"]
+    speed = full_test["predict_ms_per_1000"] / max(small_test["predict_ms_per_1000"], 1e-9)
+    size = small_test["model_kb"] / max(full_test["model_kb"], 1e-9)
+    verdict = (
+        "The smaller model is worth it: it loses almost nothing"
+        if delta_auc > -0.005
+        else "The smaller model costs accuracy"
+    )
+    return (
+        f"With {int(small_test['input_columns'])} instead of {int(full_test['input_columns'])} input "
+        f"columns, test ROC-AUC goes from {full_test['roc_auc']:.3f} to {small_test['roc_auc']:.3f} "
+        f"({delta_auc:+.3f}) and F1 from {full_test['f1']:.3f} to {small_test['f1']:.3f} "
+        f"({delta_f1:+.3f}); on validation ROC-AUC goes from {full_val['roc_auc']:.3f} to "
+        f"{small_val['roc_auc']:.3f}. Prediction takes {small_test['predict_ms_per_1000']:.1f} ms "
+        f"per 1,000 rows instead of {full_test['predict_ms_per_1000']:.1f} ({speed:.2f}× the "
+        f"speed), the model file is {size:.0%} of the full one's size and fitting took "
+        f"{small_test['fit_seconds']:.1f} s instead of {full_test['fit_seconds']:.1f} s. {verdict}"
+        f" ({delta_auc:+.3f} ROC-AUC on the test months), and it needs fewer inputs from the caller."
+    )
+
+
+def _html(sections) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>SHAP and feature selection</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
+        "text-align:right}img{max-width:100%;border:1px solid #eee;display:block;margin:0.5em 0}"
+        ".comment{background:#f6f8fa;padding:0.6em 1em;border-left:4px solid #0366d6}</style>"
+        "</head><body><h1>SHAP feature importance, selection and retraining</h1>",
+    ]
+    for title, figures, table, comment in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.extend(f"<img src='{name}' alt='{html.escape(title)}'>" for name in figures)
+        if table:
+            parts.append(table)
+        parts.append(f"<p class='comment'>{comment}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
