@@ -1,7 +1,8 @@
 """The training pipeline as a Prefect flow: thin tasks around the plain functions in ``tabular``.
 
-Stages so far: load → prepare → validate (Great Expectations gate) → split. Each stage's
-wall time, the data hash and the row counts go into ``artifacts/runs/<run-id>/manifest.json``.
+Stages: load → prepare → validate (Great Expectations gate) → split → EDA → training of
+three model families → SHAP, feature selection, retraining and saving the two served models
+to the BentoML store. Each stage's wall time, the data hash and the row counts go into ``artifacts/runs/<run-id>/manifest.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.eda import eda_task
+from flows.explain import explain_task
+from flows.training import train_task
 from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
 from tabular.datasets import (
     CleaningReport,
@@ -26,6 +30,7 @@ from tabular.datasets import (
     split_data,
 )
 from tabular.errors import ValidationFailed
+from tabular.features import plan_encoding
 from tabular.manifest import RunManifest, describe_columns, new_run_id
 from validation import ValidationReport, validate
 
@@ -156,6 +161,34 @@ def training_pipeline(
             split = split_task(data, config, seed)
         manifest.split = split.description
         manifest.rows["split"] = split.sizes()
+        with manifest.step("eda"):
+            # Decided on the training split only; the training stage encodes with this plan.
+            plan = plan_encoding(split.train, config)
+            eda = eda_task(split.train, config, plan, run_dir / "eda", cleaning.dropped)
+        manifest.outputs["eda"] = str(eda.html_path.relative_to(run_dir))
+        with manifest.step("train"):
+            training, training_files = train_task(split, config, plan, seed, run_dir / "training")
+        manifest.outputs["training"] = str(training_files.html.relative_to(run_dir))
+        manifest.models = {
+            key: {
+                "verdict": family.verdict.label,
+                "best_params": family.best_params,
+                "threshold": round(family.threshold, 4),
+                **{
+                    f"{split_name}_{training.metric}": round(m[training.metric], 4)
+                    for split_name, m in family.metrics.items()
+                },
+            }
+            for key, family in training.families.items()
+        }
+        manifest.models["best"] = training.best_family
+        with manifest.step("explain"):
+            stage, explain_files, tags = explain_task(
+                training, split, config, plan, seed, run_dir / "explain", run_id, manifest.data_hash
+            )
+        manifest.outputs["explain"] = str(explain_files.html.relative_to(run_dir))
+        manifest.selected_features = stage.selection.columns
+        manifest.served_models = tags
         manifest.status = "succeeded"
     except Exception as exc:
         manifest.status = f"failed: {type(exc).__name__}"

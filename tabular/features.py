@@ -288,18 +288,24 @@ def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
         levels = int(len(shares))
         if levels <= rules.one_hot_max_levels:
             encoder = "one-hot"
+            rare = levels - len(kept)
+            grouping = (
+                f"the {rare} level{'s' if rare > 1 else ''} under {rules.rare_share:.0%} of rows "
+                f"({other_share:.1%} of rows) become '{OTHER}'"
+                if rare
+                else f"every level has at least {rules.rare_share:.0%} of rows, so none is grouped"
+            )
             reason = (
-                f"{levels} levels (at most {rules.one_hot_max_levels}): the {levels - len(kept)} "
-                f"levels under {rules.rare_share:.0%} of rows ({other_share:.1%} of rows) become "
-                f"'{OTHER}', leaving {len(kept) + (other_share > 0)} one-hot columns"
+                f"{levels} levels (at most {rules.one_hot_max_levels}): {grouping}, leaving "
+                f"{len(kept) + (rare > 0)} one-hot columns"
             )
         else:
             encoder = "target"
             reason = (
                 f"{levels} levels (more than {rules.one_hot_max_levels}): one-hot would add "
                 f"{levels} sparse columns and grouping would merge {other_share:.1%} of rows "
-                f"into '{OTHER}', so each level is replaced by its cross-fitted, smoothed "
-                "delay rate (target encoding)"
+                f"into '{OTHER}', so each level is replaced by its cross-fitted, smoothed rate of "
+                f"'{config.target.name}' (target encoding)"
             )
         plans.append(
             CategoricalPlan(

@@ -2,13 +2,20 @@
 
 import json
 
+import bentoml
 import pytest
+import yaml
 
 from flows.pipeline import training_pipeline
+from tabular.config import DEFAULT_CONFIG
 from tabular.errors import ValidationFailed
 from tests.conftest import make_toy_frame, write_toy_dataset
 
 pytestmark = pytest.mark.slow
+
+# Small search settings: these tests check the wiring, not the model quality.
+FAST = {"n_iter": 2, "search_rows": 2000, "max_epochs": 4, "patience": 2}
+EXPLAIN = {"tree_rows": 200, "sample_rows": 40, "background_rows": 20}
 
 
 def _manifest(result):
@@ -16,7 +23,15 @@ def _manifest(result):
 
 
 def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
-    result = training_pipeline(sample=4000, seed=11, artifacts_dir=str(tmp_path))
+    # The default dataset and rules with a lighter search (the full run is measured in the README).
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["training"].update(FAST)
+    raw["explain"].update(EXPLAIN)
+    config = tmp_path / "flights.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = training_pipeline(
+        config_path=str(config), sample=4000, seed=11, artifacts_dir=str(tmp_path)
+    )
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
     assert manifest["columns"]["count"] >= 15
@@ -25,14 +40,26 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     assert manifest["rows"]["dropped"] == {"missing arr_delay": 9430}
     assert manifest["rows"]["used"] == 4000
     assert len(manifest["data_hash"]) == 64
-    assert {"load", "prepare", "validate", "split"} <= set(manifest["steps"])
+    assert {"load", "prepare", "validate", "split", "eda", "train", "explain"} <= set(
+        manifest["steps"]
+    )
     assert all(seconds >= 0 for seconds in manifest["steps"].values())
     assert manifest["packages"]["prefect"].startswith("3.")
-    assert (result.run_dir / manifest["outputs"]["data_docs"]).is_file()
+    for output in ("data_docs", "eda", "training", "explain"):
+        assert (result.run_dir / manifest["outputs"][output]).is_file(), output
+    assert {"logistic", "xgboost", "mlp"} <= set(manifest["models"])
+    assert manifest["models"]["best"] in {"logistic", "xgboost", "mlp"}
+    # Two models saved to the BentoML store, each listing exactly the selected features.
+    assert len(manifest["served_models"]) == 2
+    for tag in manifest["served_models"]:
+        metadata = bentoml.models.get(tag).info.metadata
+        assert sorted(metadata["features"]) == sorted(manifest["selected_features"])
+        assert metadata["run_id"] == manifest["run_id"]
+        assert metadata["data_hash"] == manifest["data_hash"]
 
 
 def test_same_seed_same_hash_and_split(prefect_harness, tmp_path):
-    config = write_toy_dataset(tmp_path / "data")
+    config = write_toy_dataset(tmp_path / "data", training=FAST, explain=EXPLAIN)
     first = _manifest(
         training_pipeline(config_path=str(config), seed=5, artifacts_dir=str(tmp_path))
     )
@@ -45,6 +72,9 @@ def test_same_seed_same_hash_and_split(prefect_harness, tmp_path):
     assert first["run_id"] != second["run_id"]
     assert first["data_hash"] == second["data_hash"] != other["data_hash"]
     assert first["rows"]["split"] == second["rows"]["split"]
+    # Same seed, same selected configurations and the same validation and test scores.
+    assert first["models"] == second["models"]
+    assert first["selected_features"] == second["selected_features"]
 
 
 def test_validation_failure_stops_before_training(prefect_harness, tmp_path):

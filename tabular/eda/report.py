@@ -1,0 +1,244 @@
+"""Run every EDA section on the training split and write ``eda.html`` plus a Markdown summary."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tabular.eda import sections as sec
+from tabular.eda.fmt import count
+from tabular.eda.stats import fit_preprocessor
+from tabular.features import EncodingPlan
+
+#: Rows used for density curves and the normal-fit distance; everything else uses all rows.
+SAMPLE_SIZE = 20_000
+
+
+@dataclass(frozen=True)
+class EdaReport:
+    """The outcome of :func:`run_eda`.
+
+    Attributes:
+        sections: The nine sections, in report order.
+        html_path: The written ``eda.html``.
+        markdown: A short summary (one line per section) for a Prefect artifact.
+        rows: Training rows analysed.
+        seconds: Wall time of the analysis.
+    """
+
+    sections: list[sec.EdaSection]
+    html_path: Path
+    markdown: str
+    rows: int
+    seconds: float
+
+    @property
+    def figures(self) -> list[Path]:
+        """Every PNG referenced by the report."""
+        return [path for section in self.sections for path in section.figures]
+
+    def section(self, key: str) -> sec.EdaSection:
+        """Return the section with this key.
+
+        Args:
+            key: E.g. ``"balance"``.
+
+        Returns:
+            The section.
+
+        Raises:
+            KeyError: If no section has that key.
+        """
+        for section in self.sections:
+            if section.key == key:
+                return section
+        raise KeyError(f"no EDA section '{key}'; have {[s.key for s in self.sections]}")
+
+
+def run_eda(
+    train: pd.DataFrame,
+    config,
+    plan: EncodingPlan,
+    out_dir: Path,
+    dropped: dict[str, int] | None = None,
+    sample_size: int = SAMPLE_SIZE,
+    seed: int | None = None,
+) -> EdaReport:
+    """Analyse the training split and write the charts and ``eda.html`` into ``out_dir``.
+
+    Only the rows passed in are read: give it the training split, never the full data, so
+    that nothing about the validation or test periods leaks into choices made here.
+
+    Args:
+        train: The training split (prepared: target derived, dates parsed).
+        config: The dataset config (:class:`tabular.config.DatasetConfig`).
+        plan: The encoding plan made on ``train`` by
+            :func:`tabular.features.plan_encoding`: the report shows this plan, the one
+            training uses.
+        out_dir: Folder for the PNGs and ``eda.html`` (created if needed).
+        dropped: Rows dropped while preparing the data, per reason, for the
+            missing-values comment.
+        sample_size: Rows used for density curves (KDE) and the normal-fit distance.
+        seed: Sampling seed (default: the config's seed).
+
+    Returns:
+        The report.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed = config.seed if seed is None else seed
+    # One fitted preprocessor serves the missing-value and encoding sections, so both
+    # report what the training pipeline does with these very rows.
+    preprocessor = fit_preprocessor(train, plan, config.target.name, seed)
+    sections = [
+        sec.balance_section(train, config, out_dir),
+        sec.distributions_section(train, config, out_dir, sample_size, seed),
+        sec.categories_section(train, config, out_dir),
+        sec.grouping_section(train, plan, out_dir),
+        sec.missing_section(train, config, plan, preprocessor, out_dir, dropped or {}),
+        sec.encoding_section(train, config, plan, preprocessor, out_dir),
+        sec.outliers_section(train, config, out_dir),
+        sec.correlations_section(train, config, out_dir),
+        sec.time_section(train, config, plan, out_dir),
+    ]
+    dates = pd.to_datetime(train[config.date_column], errors="coerce")
+    scope = training_scope(len(train), config.date_column, dates)
+    html_path = out_dir / "eda.html"
+    html_path.write_text(render_html(sections, config, scope), encoding="utf-8")
+    return EdaReport(
+        sections=sections,
+        html_path=html_path,
+        markdown=render_markdown(sections, config, scope, html_path),
+        rows=len(train),
+        seconds=round(time.perf_counter() - start, 2),
+    )
+
+
+def training_scope(rows: int, date_column: str, dates: pd.Series) -> str:
+    """Describe the rows analysed: how many and which dates.
+
+    Args:
+        rows: Training rows.
+        date_column: Name of the date column.
+        dates: The parsed dates.
+
+    Returns:
+        One sentence.
+    """
+    if dates.notna().any():
+        span = f", '{date_column}' from {dates.min():%d %b %Y} to {dates.max():%d %b %Y}"
+    else:
+        span = ""
+    return (
+        f"Computed on the training split only: {count(rows)} rows{span}. Validation and test "
+        "rows are not read, so nothing here is tuned on the data used to score the models."
+    )
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1320px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em;
+     margin-top: 2.2em; }
+nav ol { columns: 3; } .scope { color: #555; }
+.block { margin: 1.4em 0 2em; }
+.figures { display: flex; flex-wrap: wrap; gap: 12px; }
+.figures img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.comment { background: #f6f8fa; border-left: 4px solid #4C72B0; padding: 0.6em 1em;
+           margin-top: 0.8em; }
+.comment p { margin: 0.4em 0; } .comment ul { margin: 0.3em 0; }
+table { border-collapse: collapse; font-size: 0.88em; margin-top: 0.8em; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+"""
+
+
+def comment_html(text: str) -> str:
+    """Turn a comment (paragraphs, ``- `` bullets, ``**bold**``) into HTML.
+
+    Args:
+        text: The comment.
+
+    Returns:
+        Escaped HTML.
+    """
+    parts = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        lines = paragraph.splitlines()
+        if lines and all(line.startswith("- ") for line in lines):
+            items = "".join(f"<li>{_inline(line[2:])}</li>" for line in lines)
+            parts.append(f"<ul>{items}</ul>")
+        else:
+            parts.append(f"<p>{_inline(' '.join(lines))}</p>")
+    return "\n".join(parts)
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+
+def render_html(sections: list[sec.EdaSection], config, scope: str) -> str:
+    """Render the self-contained report page (CSS inline, PNGs by relative path).
+
+    Args:
+        sections: The sections.
+        config: The dataset config.
+        scope: The sentence saying which rows were analysed.
+
+    Returns:
+        The HTML text.
+    """
+    esc = html.escape
+    toc = "".join(f'<li><a href="#{s.key}">{esc(s.title)}</a></li>' for s in sections)
+    body = []
+    for section in sections:
+        body.append(f'<section id="{section.key}"><h2>{esc(section.title)}</h2>')
+        for block in section.blocks:
+            body.append('<div class="block">')
+            if block.figures:
+                images = "".join(
+                    f'<figure><img src="{esc(path.name)}" alt="{esc(block.caption)}"></figure>'
+                    for path in block.figures
+                )
+                body.append(f'<div class="figures">{images}</div>')
+            if block.table is not None:
+                body.append(block.table.to_html(index=False, border=0, na_rep="n/a"))
+            body.append(f'<div class="comment">{comment_html(block.comment)}</div></div>')
+        body.append("</section>")
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>EDA: {esc(config.name)}</title><style>{CSS}</style></head><body>\n"
+        f"<h1>Exploratory data analysis: {esc(config.name)}</h1>\n"
+        f"<p><strong>Question:</strong> {esc(config.question)}</p>\n"
+        f'<p class="scope">{esc(scope)}</p>\n'
+        f"<nav><ol>{toc}</ol></nav>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def render_markdown(sections: list[sec.EdaSection], config, scope: str, html_path: Path) -> str:
+    """Render the one-line-per-section summary published as a Prefect artifact.
+
+    Args:
+        sections: The sections.
+        config: The dataset config.
+        scope: The sentence saying which rows were analysed.
+        html_path: Where the full report is.
+
+    Returns:
+        Markdown text.
+    """
+    rows = "\n".join(f"| {s.title} | {s.summary.replace('|', '/')} |" for s in sections)
+    figures = sum(len(s.figures) for s in sections)
+    return (
+        f"## Exploratory analysis of `{config.name}`\n\n{scope}\n\n"
+        f"| section | finding |\n|---|---|\n{rows}\n\n"
+        f"Full report with {figures} charts and a comment after each: `{html_path}`\n"
+    )
