@@ -195,7 +195,7 @@ def write_explain_report(
                 f"{result.output} (base value {result.base_value:.3f}), one-hot levels and "
                 f"missing-value flags summed back to their {importance.size} original columns. "
                 f"The top three columns, {top3}, carry {shares.iloc[:3].sum():.0%} of the total "
-                f"mean |SHAP|; the last {max(importance.size - 5, 0)} share "
+                f"mean |SHAP|; the {max(importance.size - 5, 0)} columns after the top five share "
                 f"{shares.iloc[5:].sum():.0%}. Explained in {result.seconds:.1f} s.",
             )
         )

