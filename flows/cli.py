@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
+    from tabular.store.cli import add_db_commands
+
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     # Other stages add their subcommands here, one line each (their modules own the options).
+    add_db_commands(commands)
     return parser
 
 

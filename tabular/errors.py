@@ -29,3 +29,19 @@ class ValidationFailed(UserError):
         self.docs_path = docs_path
         message = summary if docs_path is None else f"{summary}\nData Docs: {docs_path}"
         super().__init__(message)
+
+
+class StoreError(UserError):
+    """A database operation failed for a reason the user can fix (input, state, settings)."""
+
+
+class StoreUnavailable(StoreError):
+    """MongoDB cannot be reached within the configured timeout."""
+
+
+class RecordNotFound(StoreError):
+    """No document has the requested id."""
+
+
+class InvalidRecord(StoreError):
+    """A document was refused by its schema; the message names each offending field."""

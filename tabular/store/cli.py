@@ -1,0 +1,303 @@
+"""The mlops db commands: import, backup, read-backup, query, status, replay-journal, drop.
+
+Each command connects from the environment (``MONGODB_URI``, ``MONGODB_DB``,
+``MLOPS_STORE_DIR``; see :mod:`tabular.store.settings`), or from ``--uri``, ``--db`` and
+``--store-dir``. Mistakes raise :class:`tabular.errors.UserError`, which the CLI prints as
+one line before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import TextIO
+
+from tabular.config import DEFAULT_CONFIG, load_config
+from tabular.store.settings import StoreSettings
+
+
+def add_db_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the ``db`` command group to the CLI.
+
+    Args:
+        commands: The subparsers object of the ``mlops`` parser.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("store (default: from the environment)")
+    where.add_argument("--uri", help="MongoDB URI (overrides MONGODB_URI)")
+    where.add_argument("--db", dest="database", help="database name (overrides MONGODB_DB)")
+    where.add_argument(
+        "--store-dir", help="embedded store folder when no URI is set (overrides MLOPS_STORE_DIR)"
+    )
+    where.add_argument(
+        "--embedded", action="store_true", help="use the embedded store even if MONGODB_URI is set"
+    )
+
+    db = commands.add_parser(
+        "db",
+        help="MongoDB: import, back up and query datasets; replay the prediction-log journal",
+        description=__doc__.splitlines()[0],
+    )
+    actions = db.add_subparsers(dest="db_command", required=True)
+
+    imp = actions.add_parser(
+        "import", parents=[common], help="import a dataset (default: the flights) in batches"
+    )
+    imp.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
+    imp.add_argument("--csv", help="CSV file with the config's columns (default: its source)")
+    imp.add_argument("--batch-size", type=_positive_int, default=5000, help="records per insert")
+    imp.add_argument(
+        "--replace", action="store_true", help="delete the dataset's stored records first"
+    )
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(handler=_import)
+
+    backup = actions.add_parser(
+        "backup", parents=[common], help="back up a dataset or collection to CSV"
+    )
+    source = backup.add_mutually_exclusive_group()
+    source.add_argument("--dataset", help="dataset name (default: the config's)")
+    source.add_argument(
+        "--collection", choices=("prediction_logs", "feedback"), help="back up this collection"
+    )
+    backup.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
+    backup.add_argument("--out", required=True, help="CSV file to write (plus .schema.json)")
+    backup.add_argument("--quiet", action="store_true", help="no progress bar")
+    backup.set_defaults(handler=_backup)
+
+    read = actions.add_parser(
+        "read-backup", help="read a backup CSV back with pandas and describe the frame"
+    )
+    read.add_argument("path", help="the backup CSV (its .schema.json must be next to it)")
+    read.set_defaults(handler=_read_backup)
+
+    query = actions.add_parser(
+        "query", parents=[common], help="rows, positive share and a mean per group (in MongoDB)"
+    )
+    query.add_argument("--dataset", help="dataset name (default: the config's)")
+    query.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
+    query.add_argument("--by", help="column to group by (default: first categorical column)")
+    query.add_argument("--month", help="only this month, YYYY-MM (e.g. 2013-07)")
+    query.add_argument("--measure", help="numeric column to average (default: target source)")
+    query.add_argument("--limit", type=_positive_int, help="show the largest N groups")
+    query.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    query.set_defaults(handler=_query)
+
+    status = actions.add_parser(
+        "status", parents=[common], help="where the store is and what it holds"
+    )
+    status.set_defaults(handler=_status)
+
+    replay = actions.add_parser(
+        "replay-journal",
+        parents=[common],
+        help="store the prediction logs journaled while MongoDB was down",
+    )
+    replay.add_argument("--journal", help="journal file (default: MLOPS_JOURNAL_PATH)")
+    replay.set_defaults(handler=_replay)
+
+    drop = actions.add_parser(
+        "drop-dataset", parents=[common], help="delete a dataset's records and schema"
+    )
+    drop.add_argument("dataset", help="dataset name")
+    drop.add_argument("--yes", action="store_true", help="confirm the deletion")
+    drop.set_defaults(handler=_drop)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def settings_from_args(args: argparse.Namespace) -> StoreSettings:
+    """Read the store settings from the environment, then apply the command-line overrides.
+
+    Args:
+        args: Parsed arguments with ``uri``, ``database``, ``store_dir`` and ``embedded``.
+
+    Returns:
+        The settings.
+    """
+    env = dict(os.environ)
+    if getattr(args, "uri", None):
+        env["MONGODB_URI"] = args.uri
+    if getattr(args, "embedded", False):
+        env.pop("MONGODB_URI", None)
+    if getattr(args, "database", None):
+        env["MONGODB_DB"] = args.database
+    if getattr(args, "store_dir", None):
+        env["MLOPS_STORE_DIR"] = args.store_dir
+    return StoreSettings.from_env(env)
+
+
+def _connect(args: argparse.Namespace):
+    from tabular.store.connection import connect
+
+    return connect(settings_from_args(args))
+
+
+class ProgressBar:
+    """A text progress bar on a stream (stderr by default), redrawn at most 10 times a second.
+
+    Args:
+        label: What is being counted.
+        stream: Where to draw; a stream that is not a terminal gets a line every 10 %.
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._drawn = 0.0
+        self._decile = -1
+        self._start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        """Show ``done`` out of ``total``."""
+        share = done / total if total else 1.0
+        now = time.perf_counter()
+        if self.tty:
+            if now - self._drawn < 0.1 and done < total:
+                return
+            self._drawn = now
+            filled = int(share * 30)
+            rate = done / max(now - self._start, 1e-9)
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} "
+                f"{done:,}/{total:,} ({rate:,.0f}/s)"
+            )
+            if done >= total:
+                self.stream.write("\n")
+        else:
+            decile = int(share * 10)
+            if decile == self._decile:
+                return
+            self._decile = decile
+            self.stream.write(f"{self.label}: {done:,}/{total:,} ({share:.0%})\n")
+        self.stream.flush()
+
+
+def _import(args: argparse.Namespace) -> int:
+    from tabular.store.transfer import import_dataset
+
+    config = load_config(args.config)
+    info = _connect(args)
+    report = import_dataset(
+        config,
+        csv=args.csv,
+        batch_size=args.batch_size,
+        replace=args.replace,
+        progress=None if args.quiet else ProgressBar(f"import {config.name}"),
+    )
+    dropped = ""
+    if report.cleaning and report.cleaning.dropped:
+        parts = [f"{count:,} ({reason})" for reason, count in report.cleaning.dropped.items()]
+        dropped = f"; rows dropped while cleaning: {', '.join(parts)}"
+    print(
+        f"imported dataset '{report.dataset}' from {report.source} into {info.describe()}: "
+        f"{report.rows:,} rows, {report.inserted:,} new, {report.already_stored:,} already "
+        f"stored, in {report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s){dropped}"
+    )
+    return 0
+
+
+def _dataset_name(args: argparse.Namespace) -> str:
+    return args.dataset or load_config(args.config).name
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from tabular.store.transfer import backup_collection, backup_dataset
+
+    info = _connect(args)
+    if args.collection:
+        report = backup_collection(args.collection, args.out)
+        what = f"collection '{args.collection}'"
+    else:
+        dataset = _dataset_name(args)
+        progress = None if args.quiet else ProgressBar(f"backup {dataset}")
+        report = backup_dataset(dataset, args.out, progress=progress)
+        what = f"dataset '{dataset}'"
+    print(
+        f"backed up {what} from {info.describe()} to {report.path} "
+        f"(schema: {report.schema_path}): {report.rows:,} rows x {report.columns} columns "
+        f"in {report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)"
+    )
+    return 0
+
+
+def _read_backup(args: argparse.Namespace) -> int:
+    from tabular.store.transfer import read_backup
+
+    frame = read_backup(args.path)
+    print(f"{args.path}: {len(frame):,} rows x {frame.shape[1]} columns")
+    width = max((len(str(c)) for c in frame.columns), default=0)
+    for name, dtype in frame.dtypes.items():
+        missing = int(frame[name].isna().sum())
+        print(f"  {str(name).ljust(width)}  {str(dtype):<16} {missing:>9,} missing")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from tabular.store.transfer import summarize
+
+    info = _connect(args)
+    result = summarize(
+        _dataset_name(args), by=args.by, month=args.month, measure=args.measure, limit=args.limit
+    )
+    print(result.to_markdown() if args.markdown else result.to_text())
+    print(f"\n({len(result.rows)} group(s), computed by {info.describe()})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tabular.store.crud import collection_counts, list_datasets
+    from tabular.store.journal import Journal
+
+    settings = settings_from_args(args)
+    info = _connect(args)
+    print(info.describe())
+    for name, count in collection_counts().items():
+        print(f"  {name:<16} {count:>10,} documents")
+    for dataset in list_datasets():
+        when = dataset.imported_at
+        imported = f"imported {when:%Y-%m-%d %H:%M} UTC" if when else "import unfinished"
+        print(
+            f"  dataset '{dataset.dataset}': {dataset.records:,} records, "
+            f"{len(dataset.columns)} columns, {imported} from {dataset.source}"
+        )
+    pending = len(Journal(settings.journal_path).read())
+    print(f"journal {settings.journal_path}: {pending:,} prediction log(s) waiting")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tabular.store.journal import replay_journal
+
+    settings = settings_from_args(args)
+    info = _connect(args)
+    path = args.journal or settings.journal_path
+    report = replay_journal(path)
+    fields = ", ".join(f"{f.name.replace('_', ' ')} {getattr(report, f.name):,}"
+                       for f in dataclasses.fields(report))  # fmt: skip
+    print(f"replayed {path} into {info.describe()}: {fields}")
+    return 0
+
+
+def _drop(args: argparse.Namespace) -> int:
+    from tabular.errors import StoreError
+    from tabular.store.crud import delete_dataset
+
+    if not args.yes:
+        raise StoreError(f"add --yes to delete dataset '{args.dataset}' from the store")
+    info = _connect(args)
+    deleted = delete_dataset(args.dataset)
+    print(f"deleted dataset '{args.dataset}' ({deleted:,} records) from {info.describe()}")
+    return 0

@@ -1,0 +1,193 @@
+"""Connect mongoengine to a real MongoDB or to the embedded store, from settings.
+
+``MONGODB_URI`` set: a real MongoDB, with short timeouts so that a dead server fails fast.
+Unset: the embedded store (:mod:`tabular.store.embedded`), a development convenience that
+persists to ``MLOPS_STORE_DIR``. The same documents and queries run on both.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import mongoengine
+from mongoengine.connection import ConnectionFailure as _MongoengineConnectionFailure
+from pymongo import errors as pymongo_errors
+
+from tabular.errors import StoreError, StoreUnavailable
+from tabular.store.documents import DOCUMENTS
+from tabular.store.settings import StoreSettings, split_uri_database
+
+logger = logging.getLogger(__name__)
+
+ALIAS = mongoengine.DEFAULT_CONNECTION_NAME
+
+#: Errors meaning "the server cannot be reached", as opposed to a refused operation.
+UNREACHABLE = (pymongo_errors.ConnectionFailure, _MongoengineConnectionFailure)
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """Which store a connection uses.
+
+    Attributes:
+        kind: ``"mongodb"`` for a server, ``"embedded"`` for the local folder store.
+        database: The database name.
+        location: The URI without password, or the store folder.
+    """
+
+    kind: Literal["mongodb", "embedded"]
+    database: str
+    location: str
+
+    def describe(self) -> str:
+        """Return one line saying where the data lives."""
+        if self.kind == "embedded":
+            return f"embedded store at {self.location}, database '{self.database}'"
+        return f"MongoDB at {self.location}, database '{self.database}'"
+
+
+def connect(settings: StoreSettings | None = None, *, check: bool = True) -> StoreInfo:
+    """Connect the documents to the store named by the settings (replacing any connection).
+
+    Args:
+        settings: Where the store is (default: read from the environment).
+        check: For a real MongoDB, ping it and create the indexes now, failing within the
+            timeout when it is unreachable. Pass ``False`` in a service that must start
+            while MongoDB is down (prediction logs then go to the journal).
+
+    Returns:
+        Which store is connected.
+
+    Raises:
+        StoreUnavailable: If ``check`` is true and MongoDB does not answer within
+            ``settings.timeout_ms``.
+        StoreError: If the embedded store's folder cannot be created.
+    """
+    settings = settings or StoreSettings.from_env()
+    disconnect()
+    if settings.embedded:
+        from tabular.store.embedded import EmbeddedMongoClient
+
+        try:
+            settings.store_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot use {settings.store_dir} as the embedded store folder ({exc.strerror}); "
+                "set MLOPS_STORE_DIR to a writable folder, or MONGODB_URI to use a server"
+            ) from exc
+        mongoengine.connect(
+            db=settings.database,
+            alias=ALIAS,
+            host="mongodb://localhost",
+            mongo_client_class=EmbeddedMongoClient,
+            store_dir=str(settings.store_dir),
+            fsync=settings.fsync,
+            uuidRepresentation="standard",
+        )
+        ensure_indexes()
+        return StoreInfo("embedded", settings.database, str(settings.store_dir))
+
+    uri, _ = split_uri_database(settings.uri)
+    options = {key.lower() for key in _uri_options(uri)}
+    timeouts = {}
+    # A timeout written in the URI wins over the default from MONGODB_TIMEOUT_MS.
+    if "serverselectiontimeoutms" not in options:
+        timeouts["serverSelectionTimeoutMS"] = settings.timeout_ms
+    if "connecttimeoutms" not in options:
+        timeouts["connectTimeoutMS"] = settings.timeout_ms
+    mongoengine.connect(
+        db=settings.database,
+        alias=ALIAS,
+        host=uri,
+        uuidRepresentation="standard",
+        tz_aware=False,
+        **timeouts,
+    )
+    info = StoreInfo("mongodb", settings.database, settings.location)
+    if check:
+        try:
+            ping()
+            ensure_indexes()
+        except StoreUnavailable as exc:
+            reason = _first_line(exc.__cause__ or exc)
+            raise StoreUnavailable(
+                f"cannot reach MongoDB at {settings.location} ({reason}). Start it (e.g. "
+                "`docker run -d -p 27017:27017 mongo:7`), fix MONGODB_URI, or unset MONGODB_URI to "
+                "use the embedded store"
+            ) from exc
+    return info
+
+
+def disconnect() -> None:
+    """Close the documents' connection, if any (safe to call twice)."""
+    mongoengine.disconnect(ALIAS)
+
+
+def get_database():
+    """Return the connected pymongo (or embedded) database.
+
+    Returns:
+        The database object of the current connection.
+
+    Raises:
+        StoreUnavailable: If :func:`connect` was not called.
+    """
+    try:
+        return mongoengine.get_db(ALIAS)
+    except _MongoengineConnectionFailure as exc:
+        raise StoreUnavailable(
+            "no database connection: call tabular.store.connect() first"
+        ) from exc
+
+
+def is_embedded() -> bool:
+    """Whether the current connection is the embedded store."""
+    from tabular.store.embedded import EmbeddedMongoClient
+
+    return isinstance(get_database().client, EmbeddedMongoClient)
+
+
+def ping() -> None:
+    """Check that the store answers.
+
+    Raises:
+        StoreUnavailable: If it does not answer within the timeout.
+    """
+    try:
+        get_database().command("ping")
+    except UNREACHABLE as exc:
+        raise StoreUnavailable(f"MongoDB is unreachable ({_first_line(exc)})") from exc
+
+
+def ensure_indexes() -> None:
+    """Create the indexes every document declares (idempotent).
+
+    On the embedded store only unique indexes are created: mongomock answers every query by
+    scanning, so other indexes change nothing there, and creating them would load every
+    collection (the whole dataset, in the API process) just to check they exist.
+
+    Raises:
+        StoreUnavailable: If the store cannot be reached.
+    """
+    try:
+        embedded = is_embedded()
+        for document in DOCUMENTS:
+            specs = document._meta.get("index_specs") or []
+            if embedded and not any(spec.get("unique") for spec in specs):
+                continue
+            document.ensure_indexes()
+    except UNREACHABLE as exc:
+        raise StoreUnavailable(f"MongoDB is unreachable ({_first_line(exc)})") from exc
+
+
+def _uri_options(uri: str) -> list[str]:
+    query = uri.partition("?")[2]
+    return [pair.partition("=")[0] for pair in query.split("&") if pair]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    # pymongo appends a long topology description after the first line.
+    return (text[0] if text else type(error).__name__).split(", Timeout:")[0]

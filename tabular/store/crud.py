@@ -1,0 +1,925 @@
+"""Create, read, update and delete dataset records, prediction logs and feedback.
+
+Plain functions over the connected store (:func:`tabular.store.connect` first). Inputs
+are plain values (what an HTTP API receives); they pass the documents' validation and the
+dataset's column types, and errors name the field. Results are pydantic models the API can
+return as they are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
+from tabular.store.connection import UNREACHABLE
+from tabular.store.documents import (
+    DatasetRecord,
+    DatasetSchema,
+    Feedback,
+    PredictionLog,
+    build,
+    decode_key,
+    encode_key,
+)
+from tabular.store.journal import Journal, parse_timestamp, to_prediction_document, utcnow
+from tabular.store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 1000
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of results.
+
+    Attributes:
+        items: The documents of this page.
+        total: Documents matching the filter, all pages together.
+        page: This page's number, from 1.
+        page_size: Documents per page.
+    """
+
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+class ColumnOut(BaseModel):
+    """One column of a stored dataset.
+
+    Attributes:
+        name: Column name.
+        dtype: pandas dtype restored by backups.
+        kind: Python type of the values (``int``, ``float``, ``bool``, ``datetime``, ``string``).
+        role: Role in the dataset config.
+    """
+
+    name: str
+    dtype: str
+    kind: str
+    role: str
+
+
+class DatasetInfo(BaseModel):
+    """A stored dataset: its columns and size.
+
+    Attributes:
+        dataset: The dataset's name.
+        records: Records stored now.
+        columns: Columns in frame order.
+        date_column: The date column.
+        target_column: The 0/1 target column.
+        source: Where the last import came from.
+        imported_at: When the last import finished (UTC).
+    """
+
+    dataset: str
+    records: int
+    columns: list[ColumnOut]
+    date_column: str
+    target_column: str
+    source: str | None = None
+    imported_at: dt.datetime | None = None
+
+
+class DatasetRecordOut(BaseModel):
+    """One stored row.
+
+    Attributes:
+        id: The record's id.
+        dataset: The dataset's name.
+        row_number: Position in the dataset (backups keep this order).
+        date: The date column's value.
+        target: The 0/1 target.
+        values: Every column of the row by name, date and target included, in frame order;
+            ``None`` for a missing value.
+    """
+
+    id: str
+    dataset: str
+    row_number: int
+    date: dt.datetime
+    target: int
+    values: dict[str, Any]
+
+
+class PredictionLogOut(BaseModel):
+    """One stored prediction log.
+
+    Attributes:
+        request_id: The request's id.
+        timestamp: When it was served (UTC).
+        model_name: The model that answered.
+        model_version: Its version.
+        features: The input features as received.
+        prediction: The predicted class.
+        probability: The predicted probability of class 1.
+        latency_ms: Serving time in milliseconds.
+        dataset: The model's dataset, when known.
+        journaled: ``True`` when MongoDB was unreachable and the log went to the journal
+            (it reaches MongoDB at the next replay).
+    """
+
+    request_id: str
+    timestamp: dt.datetime
+    model_name: str
+    model_version: str
+    features: dict[str, Any]
+    prediction: int
+    probability: float | None = None
+    latency_ms: float
+    dataset: str | None = None
+    journaled: bool = False
+
+
+class FeedbackOut(BaseModel):
+    """The true outcome of a request.
+
+    Attributes:
+        request_id: The request's id.
+        actual: The true class (0/1).
+        received_at: When it was recorded (UTC).
+    """
+
+    request_id: str
+    actual: int
+    received_at: dt.datetime
+
+
+@contextmanager
+def _reachable(action: str) -> Iterator[None]:
+    try:
+        yield
+    except UNREACHABLE as exc:
+        reason = str(exc).strip().splitlines()[0].split(", Timeout:")[0] if str(exc) else ""
+        raise StoreUnavailable(f"cannot {action}: MongoDB is unreachable ({reason})") from exc
+
+
+def _paging(page: int, page_size: int) -> tuple[int, int]:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise InvalidRecord(f"page: expected a whole number from 1, got {page!r}")
+    if isinstance(page_size, bool) or not isinstance(page_size, int):
+        raise InvalidRecord(f"page_size: expected a whole number, got {page_size!r}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidRecord(f"page_size: expected 1 to {MAX_PAGE_SIZE}, got {page_size}")
+    return (page - 1) * page_size, page_size
+
+
+def _time_filter(since: Any, until: Any, field: str) -> dict[str, Any]:
+    bounds = {}
+    if since is not None:
+        bounds["$gte"] = parse_timestamp(since, "since")
+    if until is not None:
+        bounds["$lt"] = parse_timestamp(until, "until")
+    return {field: bounds} if bounds else {}
+
+
+def collection_counts() -> dict[str, int]:
+    """Count the documents of each collection of the store.
+
+    Returns:
+        Documents per collection name.
+
+    Raises:
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    from tabular.store.documents import DOCUMENTS
+
+    with _reachable("count documents"):
+        return {
+            document._get_collection_name(): document._get_collection().estimated_document_count()
+            for document in DOCUMENTS
+        }
+
+
+# -- dataset schemas -----------------------------------------------------------------------
+
+
+def get_schema(dataset: str) -> DatasetSchema:
+    """Return the stored schema of a dataset.
+
+    Args:
+        dataset: The dataset's name.
+
+    Returns:
+        Its :class:`~tabular.store.documents.DatasetSchema`.
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"read dataset '{dataset}'"):
+        schema = DatasetSchema.objects(dataset=dataset).first()
+    if schema is None:
+        raise RecordNotFound(
+            f"dataset '{dataset}' is not in the store; import it first "
+            "(mlops db import --config <its config>)"
+        )
+    return schema
+
+
+def dataset_info(dataset: str) -> DatasetInfo:
+    """Describe a stored dataset.
+
+    Args:
+        dataset: The dataset's name.
+
+    Returns:
+        Its columns and record count.
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    schema = get_schema(dataset)
+    with _reachable(f"count records of '{dataset}'"):
+        records = DatasetRecord._get_collection().count_documents({"dataset": dataset})
+    return DatasetInfo(
+        dataset=schema.dataset,
+        records=records,
+        columns=[
+            ColumnOut(name=c.name, dtype=c.dtype, kind=c.kind, role=c.role) for c in schema.columns
+        ],
+        date_column=schema.date_column,
+        target_column=schema.target_column,
+        source=schema.source,
+        imported_at=schema.imported_at,
+    )
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Describe every stored dataset.
+
+    Returns:
+        One :class:`DatasetInfo` per dataset, by name.
+
+    Raises:
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable("list datasets"):
+        names = sorted(s["_id"] for s in DatasetSchema._get_collection().find({}, {"_id": 1}))
+    return [dataset_info(name) for name in names]
+
+
+def delete_dataset(dataset: str) -> int:
+    """Delete a dataset's records and schema.
+
+    Args:
+        dataset: The dataset's name.
+
+    Returns:
+        Records deleted.
+
+    Raises:
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"delete dataset '{dataset}'"):
+        deleted = DatasetRecord._get_collection().delete_many({"dataset": dataset}).deleted_count
+        DatasetSchema._get_collection().delete_one({"_id": dataset})
+    return deleted
+
+
+# -- values typed by the dataset's schema ----------------------------------------------------
+
+
+def coerce_value(kind: str, value: Any, field: str) -> Any:
+    """Check and convert one value to its column's kind.
+
+    Args:
+        kind: The column's kind (``int``, ``float``, ``bool``, ``datetime``, ``string``).
+        value: The value as received (JSON types, or Python ones).
+        field: The field's name, for the message.
+
+    Returns:
+        The value with the column's Python type; ``None`` stays ``None`` (missing).
+
+    Raises:
+        InvalidRecord: If the value does not fit the kind; the message names the field.
+    """
+    if value is None:
+        return None
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise InvalidRecord(f"{field}: expected a whole number, got {value!r}")
+    if kind == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return None if value != value else float(value)  # NaN means missing
+        raise InvalidRecord(f"{field}: expected a number, got {value!r}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise InvalidRecord(f"{field}: expected true or false, got {value!r}")
+    if kind == "datetime":
+        return parse_timestamp(value, field)
+    if isinstance(value, str):
+        return value
+    raise InvalidRecord(f"{field}: expected text, got {value!r}")
+
+
+def coerce_values(
+    schema: DatasetSchema, values: Mapping[str, Any], *, partial: bool
+) -> dict[str, Any]:
+    """Check a row's values against the dataset's columns.
+
+    Args:
+        schema: The dataset's schema.
+        values: Column values by column name.
+        partial: ``True`` for an update (only the given columns); ``False`` for a new
+            record (the date and target columns are required, the others default to
+            missing).
+
+    Returns:
+        The typed values by column name.
+
+    Raises:
+        InvalidRecord: If a column is unknown, a required one is missing, or a value has the
+            wrong type; the message names the column.
+    """
+    if not isinstance(values, Mapping):
+        raise InvalidRecord(f"values: expected an object of column values, got {values!r}")
+    kinds = {column.name: column.kind for column in schema.columns}
+    unknown = [name for name in values if name not in kinds]
+    if unknown:
+        raise InvalidRecord(
+            f"values.{unknown[0]}: not a column of dataset '{schema.dataset}' "
+            f"(columns: {', '.join(kinds)})"
+        )
+    typed = {name: coerce_value(kinds[name], values[name], f"values.{name}") for name in values}
+    if not partial:
+        for name, role in ((schema.date_column, "date"), (schema.target_column, "target")):
+            if typed.get(name) is None:
+                raise InvalidRecord(f"values.{name}: required (the dataset's {role} column)")
+        typed = {name: typed.get(name) for name in kinds}
+    return typed
+
+
+def _record_fields(schema: DatasetSchema, typed: Mapping[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"values": {}}
+    for name, value in typed.items():
+        if name == schema.date_column:
+            fields["date"] = value
+        elif name == schema.target_column:
+            fields["target"] = value
+        else:
+            fields["values"][encode_key(name)] = value
+    return fields
+
+
+def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRecordOut:
+    stored = document.get("values") or {}
+    values = {decode_key(key): value for key, value in stored.items()}
+    row = {}
+    for column in schema.columns:
+        if column.name == schema.date_column:
+            row[column.name] = document["date"]
+        elif column.name == schema.target_column:
+            row[column.name] = document["target"]
+        else:
+            row[column.name] = values.get(column.name)
+    return DatasetRecordOut(
+        id=document["_id"],
+        dataset=document["dataset"],
+        row_number=document["row_number"],
+        date=document["date"],
+        target=document["target"],
+        values=row,
+    )
+
+
+# -- dataset records -------------------------------------------------------------------------
+
+
+def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
+    """Add one row to a stored dataset.
+
+    Args:
+        dataset: The dataset's name (imported before, so its columns are known).
+        values: The row's values by column name; the date and target columns are required,
+            a column left out is stored as missing.
+
+    Returns:
+        The stored record (with its new id and row number).
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        InvalidRecord: If a value is missing, unknown or of the wrong type (names it).
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    schema = get_schema(dataset)
+    typed = coerce_values(schema, values, partial=False)
+    # Validated before a row number is taken, so a refused record leaves no gap.
+    document = build(
+        DatasetRecord,
+        {
+            "id": f"{dataset}:{uuid.uuid4().hex[:24]}",
+            "dataset": dataset,
+            "row_number": 0,
+            **_record_fields(schema, typed),
+        },
+        "dataset record",
+    )
+    with _reachable(f"add a record to '{dataset}'"):
+        counter = DatasetSchema._get_collection().find_one_and_update(
+            {"_id": dataset},
+            {"$inc": {"next_row_number": 1}},
+            return_document=ReturnDocument.BEFORE,
+        )
+        if counter is None:
+            raise RecordNotFound(f"dataset '{dataset}' was deleted meanwhile")
+        document.row_number = int(counter.get("next_row_number", 0))
+        document.save(force_insert=True)
+    return _record_out(document.to_mongo(), schema)
+
+
+def get_record(record_id: str) -> DatasetRecordOut:
+    """Read one record by id.
+
+    Args:
+        record_id: The record's id.
+
+    Returns:
+        The record.
+
+    Raises:
+        RecordNotFound: If no record has this id.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"read record '{record_id}'"):
+        document = DatasetRecord._get_collection().find_one({"_id": record_id})
+    if document is None:
+        raise RecordNotFound(f"no dataset record has id '{record_id}'")
+    return _record_out(document, get_schema(document["dataset"]))
+
+
+def find_records(
+    dataset: str,
+    *,
+    where: Mapping[str, Any] | None = None,
+    date_from: Any = None,
+    date_to: Any = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> Page[DatasetRecordOut]:
+    """List a dataset's records matching a filter, one page at a time, in row order.
+
+    Args:
+        dataset: The dataset's name.
+        where: Column values the records must equal, by column name (``None`` matches a
+            missing value), e.g. ``{"carrier": "UA", "origin": "JFK"}``.
+        date_from: Keep records whose date is at or after this (datetime or ISO string).
+        date_to: Keep records whose date is before this.
+        page: Page number, from 1.
+        page_size: Records per page (1 to 1000).
+
+    Returns:
+        The page of records and the total count.
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        InvalidRecord: If a filter names an unknown column or has the wrong type.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    skip, limit = _paging(page, page_size)
+    schema = get_schema(dataset)
+    query: dict[str, Any] = {"dataset": dataset}
+    for name, value in coerce_values(schema, where or {}, partial=True).items():
+        if name == schema.date_column:
+            query["date"] = value
+        elif name == schema.target_column:
+            query["target"] = value
+        else:
+            query[f"values.{encode_key(name)}"] = value
+    bounds = _time_filter(date_from, date_to, "date")
+    if bounds and "date" in query:
+        query = {"$and": [query, bounds]}
+    else:
+        query.update(bounds)
+    collection = DatasetRecord._get_collection()
+    with _reachable(f"list records of '{dataset}'"):
+        total = collection.count_documents(query)
+        cursor = collection.find(query).sort([("row_number", ASCENDING), ("_id", ASCENDING)])
+        documents = list(cursor.skip(skip).limit(limit))
+    items = [_record_out(document, schema) for document in documents]
+    return Page[DatasetRecordOut](items=items, total=total, page=page, page_size=page_size)
+
+
+def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut:
+    """Change some values of a record.
+
+    Args:
+        record_id: The record's id.
+        values: The new values by column name (others are kept); ``None`` makes a value
+            missing (not allowed for the date and target columns).
+
+    Returns:
+        The updated record.
+
+    Raises:
+        RecordNotFound: If no record has this id.
+        InvalidRecord: If a column is unknown or a value has the wrong type (names it).
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"read record '{record_id}'"):
+        document = DatasetRecord.objects(id=record_id).first()
+    if document is None:
+        raise RecordNotFound(f"no dataset record has id '{record_id}'")
+    schema = get_schema(document.dataset)
+    fields = _record_fields(schema, coerce_values(schema, values, partial=True))
+    merged = {
+        "id": document.id,
+        "dataset": document.dataset,
+        "row_number": document.row_number,
+        "date": fields.get("date", document.date),
+        "target": fields.get("target", document.target),
+        "values": {**(document["values"] or {}), **fields["values"]},
+    }
+    updated = build(DatasetRecord, merged, "dataset record")
+    with _reachable(f"update record '{record_id}'"):
+        DatasetRecord._get_collection().replace_one({"_id": record_id}, updated.to_mongo())
+    return _record_out(updated.to_mongo(), schema)
+
+
+def delete_record(record_id: str) -> None:
+    """Delete one record.
+
+    Args:
+        record_id: The record's id.
+
+    Raises:
+        RecordNotFound: If no record has this id.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"delete record '{record_id}'"):
+        deleted = DatasetRecord._get_collection().delete_one({"_id": record_id}).deleted_count
+    if not deleted:
+        raise RecordNotFound(f"no dataset record has id '{record_id}'")
+
+
+# -- prediction logs -------------------------------------------------------------------------
+
+
+def _log_out(document: Mapping[str, Any], journaled: bool = False) -> PredictionLogOut:
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    return PredictionLogOut(request_id=document["_id"], journaled=journaled, **fields)
+
+
+def create_prediction_log(
+    record: Mapping[str, Any],
+    *,
+    journal_on_outage: bool = True,
+    settings: StoreSettings | None = None,
+) -> PredictionLogOut:
+    """Store one prediction log now (synchronously).
+
+    The API's request path should use :class:`~tabular.store.journal.PredictionLogWriter`
+    instead, which never waits for the database; this function is for explicit creations.
+
+    Args:
+        record: The log's fields by name (see :class:`~tabular.store.documents.PredictionLog`).
+        journal_on_outage: When MongoDB is unreachable, append the log to the journal and
+            return it with ``journaled=True`` instead of failing.
+        settings: Settings naming the journal (default: from the environment).
+
+    Returns:
+        The stored (or journaled) log.
+
+    Raises:
+        InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
+        StoreError: If a log with this request id already exists.
+        StoreUnavailable: If MongoDB is unreachable and ``journal_on_outage`` is false.
+    """
+    document = to_prediction_document(record)
+    try:
+        PredictionLog._get_collection().insert_one(dict(document))
+    except DuplicateKeyError:
+        raise StoreError(
+            f"a prediction log with request_id '{document['_id']}' already exists"
+        ) from None
+    except UNREACHABLE as exc:
+        if not journal_on_outage:
+            raise StoreUnavailable(
+                f"cannot store prediction log '{document['_id']}': MongoDB is unreachable"
+            ) from exc
+        Journal((settings or StoreSettings.from_env()).journal_path).append([document])
+        return _log_out(document, journaled=True)
+    return _log_out(document)
+
+
+def get_prediction_log(request_id: str) -> PredictionLogOut:
+    """Read one prediction log.
+
+    Args:
+        request_id: The request's id.
+
+    Returns:
+        The log.
+
+    Raises:
+        RecordNotFound: If no log has this request id.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"read prediction log '{request_id}'"):
+        document = PredictionLog._get_collection().find_one({"_id": request_id})
+    if document is None:
+        raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
+    return _log_out(document)
+
+
+def _log_query(model_name, model_version, dataset, since, until) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for field, value in (
+        ("model_name", model_name),
+        ("model_version", model_version),
+        ("dataset", dataset),
+    ):
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidRecord(f"{field}: expected text, got {value!r}")
+            query[field] = value
+    query.update(_time_filter(since, until, "timestamp"))
+    return query
+
+
+def find_prediction_logs(
+    *,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    dataset: str | None = None,
+    since: Any = None,
+    until: Any = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> Page[PredictionLogOut]:
+    """List prediction logs, newest first, one page at a time.
+
+    Args:
+        model_name: Keep logs of this model.
+        model_version: Keep logs of this model version.
+        dataset: Keep logs of models of this dataset.
+        since: Keep logs at or after this time (datetime or ISO string, UTC).
+        until: Keep logs before this time.
+        page: Page number, from 1.
+        page_size: Logs per page (1 to 1000).
+
+    Returns:
+        The page of logs and the total count.
+
+    Raises:
+        InvalidRecord: If a filter has the wrong type.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    skip, limit = _paging(page, page_size)
+    query = _log_query(model_name, model_version, dataset, since, until)
+    collection = PredictionLog._get_collection()
+    with _reachable("list prediction logs"):
+        total = collection.count_documents(query)
+        cursor = collection.find(query).sort([("timestamp", DESCENDING), ("_id", ASCENDING)])
+        documents = list(cursor.skip(skip).limit(limit))
+    items = [_log_out(document) for document in documents]
+    return Page[PredictionLogOut](items=items, total=total, page=page, page_size=page_size)
+
+
+def count_prediction_logs(
+    *,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    dataset: str | None = None,
+    since: Any = None,
+    until: Any = None,
+) -> int:
+    """Count prediction logs matching a filter (same filters as :func:`find_prediction_logs`).
+
+    Returns:
+        The count.
+
+    Raises:
+        InvalidRecord: If a filter has the wrong type.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    query = _log_query(model_name, model_version, dataset, since, until)
+    with _reachable("count prediction logs"):
+        return PredictionLog._get_collection().count_documents(query)
+
+
+def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> PredictionLogOut:
+    """Change fields of a prediction log (e.g. fix a model version).
+
+    Args:
+        request_id: The request's id.
+        changes: New field values by name; ``request_id`` cannot change.
+
+    Returns:
+        The updated log.
+
+    Raises:
+        RecordNotFound: If no log has this request id.
+        InvalidRecord: If a field is unknown or of the wrong type (names it).
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    if "request_id" in changes and changes["request_id"] != request_id:
+        raise InvalidRecord("request_id: cannot be changed (it identifies the log)")
+    current = get_prediction_log(request_id)
+    merged = current.model_dump(exclude={"journaled"})
+    merged.update({key: value for key, value in changes.items() if key != "request_id"})
+    document = to_prediction_document(merged)
+    with _reachable(f"update prediction log '{request_id}'"):
+        PredictionLog._get_collection().replace_one({"_id": request_id}, document)
+    return _log_out(document)
+
+
+def delete_prediction_log(request_id: str) -> None:
+    """Delete one prediction log.
+
+    Args:
+        request_id: The request's id.
+
+    Raises:
+        RecordNotFound: If no log has this request id.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"delete prediction log '{request_id}'"):
+        deleted = PredictionLog._get_collection().delete_one({"_id": request_id}).deleted_count
+    if not deleted:
+        raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
+
+
+# -- feedback --------------------------------------------------------------------------------
+
+
+def record_feedback(request_id: str, actual: int, *, received_at: Any = None) -> FeedbackOut:
+    """Record the true outcome of a request (posting again replaces it).
+
+    Args:
+        request_id: The request's id.
+        actual: The true class (0/1).
+        received_at: When it was known (default: now, UTC).
+
+    Returns:
+        The stored feedback.
+
+    Raises:
+        InvalidRecord: If a field is missing or of the wrong type (names it).
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    when = utcnow() if received_at is None else parse_timestamp(received_at, "received_at")
+    document = build(
+        Feedback,
+        {"request_id": request_id, "actual": actual, "received_at": when},
+        "feedback",
+    ).to_mongo()
+    with _reachable(f"record feedback for '{request_id}'"):
+        Feedback._get_collection().replace_one({"_id": request_id}, document, upsert=True)
+    return FeedbackOut(request_id=request_id, actual=document["actual"], received_at=when)
+
+
+def get_feedback(request_id: str) -> FeedbackOut:
+    """Read the feedback of a request.
+
+    Args:
+        request_id: The request's id.
+
+    Returns:
+        The feedback.
+
+    Raises:
+        RecordNotFound: If none was recorded.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"read feedback for '{request_id}'"):
+        document = Feedback._get_collection().find_one({"_id": request_id})
+    if document is None:
+        raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
+    return FeedbackOut(
+        request_id=document["_id"],
+        actual=document["actual"],
+        received_at=document["received_at"],
+    )
+
+
+def delete_feedback(request_id: str) -> None:
+    """Delete the feedback of a request.
+
+    Args:
+        request_id: The request's id.
+
+    Raises:
+        RecordNotFound: If none was recorded.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    with _reachable(f"delete feedback for '{request_id}'"):
+        deleted = Feedback._get_collection().delete_one({"_id": request_id}).deleted_count
+    if not deleted:
+        raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
+
+
+# -- frames for monitoring -------------------------------------------------------------------
+
+#: Columns of :func:`prediction_logs_frame` besides the features.
+LOG_COLUMNS = (
+    "request_id",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "prediction",
+    "probability",
+    "latency_ms",
+)
+
+
+def prediction_logs_frame(
+    *,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    dataset: str | None = None,
+    since: Any = None,
+    until: Any = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Load prediction logs as a frame for the drift monitor, oldest first.
+
+    Args:
+        model_name: Keep logs of this model.
+        model_version: Keep logs of this model version.
+        dataset: Keep logs of models of this dataset.
+        since: Keep logs at or after this time.
+        until: Keep logs before this time.
+        limit: Keep only the most recent ``limit`` logs.
+
+    Returns:
+        One row per log: the :data:`LOG_COLUMNS`, then one column per input feature (named
+        ``feature.<name>`` only if a feature's name clashes with a log column). Features a
+        request did not send are missing (NaN).
+
+    Raises:
+        InvalidRecord: If a filter has the wrong type.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    import pandas as pd
+
+    query = _log_query(model_name, model_version, dataset, since, until)
+    collection = PredictionLog._get_collection()
+    with _reachable("read prediction logs"):
+        cursor = collection.find(query).sort([("timestamp", DESCENDING), ("_id", ASCENDING)])
+        if limit is not None:
+            cursor = cursor.limit(int(limit))
+        documents = list(cursor)
+    documents.reverse()
+    meta = pd.DataFrame(
+        {
+            "request_id": [d["_id"] for d in documents],
+            "timestamp": pd.to_datetime([d["timestamp"] for d in documents]),
+            "model_name": [d["model_name"] for d in documents],
+            "model_version": [d["model_version"] for d in documents],
+            "prediction": pd.array([d["prediction"] for d in documents], dtype="int64"),
+            "probability": pd.array([d.get("probability") for d in documents], dtype="float64"),
+            "latency_ms": pd.array([d["latency_ms"] for d in documents], dtype="float64"),
+        }
+    )
+    features = pd.DataFrame.from_records([d["features"] for d in documents])
+    features.columns = [
+        f"feature.{name}" if name in LOG_COLUMNS else str(name) for name in features.columns
+    ]
+    return pd.concat([meta, features.set_axis(meta.index)], axis=1)
+
+
+def labelled_predictions_frame(**filters: Any) -> pd.DataFrame:
+    """Load prediction logs with their true outcome, for performance monitoring.
+
+    Args:
+        **filters: Same filters as :func:`prediction_logs_frame`.
+
+    Returns:
+        The frame of :func:`prediction_logs_frame` plus ``actual`` (nullable 0/1, missing
+        while no feedback was posted) and ``feedback_at``.
+
+    Raises:
+        InvalidRecord: If a filter has the wrong type.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    import pandas as pd
+
+    logs = prediction_logs_frame(**filters)
+    ids = logs["request_id"].tolist()
+    found: dict[str, Mapping[str, Any]] = {}
+    with _reachable("read feedback"):
+        collection = Feedback._get_collection()
+        for start in range(0, len(ids), 1000):
+            for document in collection.find({"_id": {"$in": ids[start : start + 1000]}}):
+                found[document["_id"]] = document
+    logs["actual"] = pd.array([found.get(i, {}).get("actual") for i in ids], dtype="Int64")
+    logs["feedback_at"] = pd.to_datetime([found.get(i, {}).get("received_at") for i in ids])
+    return logs

@@ -1,0 +1,324 @@
+"""The mongoengine documents: what a row, a prediction log and a feedback look like in MongoDB.
+
+Every document entering MongoDB passes its class's field rules; :func:`build` and
+:func:`check` turn mongoengine's errors into one sentence naming each offending field.
+
+Indexes are declared here and created by :func:`tabular.store.connection.ensure_indexes`
+(``auto_create_index`` is off: creating them lazily would block the first write for the
+whole server-selection timeout when MongoDB is down).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from mongoengine import (
+    DateTimeField,
+    DictField,
+    Document,
+    EmbeddedDocument,
+    EmbeddedDocumentListField,
+    FloatField,
+    IntField,
+    ListField,
+    StringField,
+    ValidationError,
+)
+
+from tabular.errors import InvalidRecord
+
+#: Dataset names follow the dataset config's rule (lowercase, digits, ``_`` and ``-``).
+DATASET_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+#: How a column's values are stored: the Python type every value of the column has.
+KINDS = ("int", "float", "bool", "datetime", "string")
+#: A column's role, from the dataset config.
+ROLES = ("date", "target", "categorical", "numeric", "id", "leakage", "other")
+
+
+class StrictIntField(IntField):
+    """An integer field that refuses strings, booleans and fractions instead of casting them."""
+
+    def validate(self, value):
+        """Refuse anything but a whole number (``3`` or ``3.0``, not ``3.5``, ``"3"``, ``True``).
+
+        Args:
+            value: The value to check.
+
+        Raises:
+            ValidationError: If the value is not a whole number.
+        """
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:
+            self.error(f"expected a whole number, got {type(value).__name__} {value!r}")
+        super().validate(value)
+
+
+class StrictFloatField(FloatField):
+    """A float field that refuses strings, booleans, NaN and infinities."""
+
+    def validate(self, value):
+        """Refuse anything but a finite number.
+
+        Args:
+            value: The value to check.
+
+        Raises:
+            ValidationError: If the value is not a finite ``int`` or ``float``.
+        """
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(f"expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            self.error(f"expected a finite number, got {value!r}")
+        super().validate(value)
+
+
+class DatasetRecord(Document):
+    """One row of a dataset, for any dataset config.
+
+    The fields every dataset has are typed fields; the other columns live in ``values``,
+    each value with its column's Python type (see :class:`DatasetSchema`). Column names
+    are stored as keys through :func:`encode_key` (MongoDB keys cannot hold ``.`` or start
+    with ``$``).
+
+    Attributes:
+        id: ``<dataset>:<key>``; for imported rows the key is a hash of the row's values
+            (and of its occurrence number among identical rows), so importing the same file
+            twice inserts nothing the second time.
+        dataset: The dataset's name (the config's ``name``).
+        row_number: Position of the row in the imported frame; backups keep this order.
+        date: The config's date column, as a datetime (millisecond precision, like MongoDB).
+        target: The 0/1 target derived by the config.
+        values: Every other column: ``{encoded column name: value}``; ``None`` = missing.
+    """
+
+    id = StringField(primary_key=True, min_length=3, max_length=300)
+    dataset = StringField(required=True, regex=DATASET_NAME, max_length=100)
+    row_number = StrictIntField(required=True, min_value=0)
+    date = DateTimeField(required=True)
+    target = StrictIntField(required=True, choices=(0, 1))
+    values = DictField(default=dict)
+
+    meta = {
+        "collection": "dataset_records",
+        "indexes": [("dataset", "row_number", "id"), ("dataset", "date")],
+        "auto_create_index": False,
+    }
+
+
+class ColumnSpec(EmbeddedDocument):
+    """How one column of a dataset is stored and restored.
+
+    Attributes:
+        name: The column name in the frame.
+        dtype: The pandas dtype to restore (``"int64"``, ``"datetime64[ns]"``, ...).
+        kind: The Python type of stored values (one of :data:`KINDS`).
+        role: The column's role in the dataset config (one of :data:`ROLES`).
+        categories: The ordered categories of a ``category`` column, else empty.
+    """
+
+    name = StringField(required=True, min_length=1)
+    dtype = StringField(required=True)
+    kind = StringField(required=True, choices=KINDS)
+    role = StringField(required=True, choices=ROLES)
+    categories = ListField(default=list)
+
+
+class DatasetSchema(Document):
+    """The columns of a stored dataset, so that backups restore the same dtypes.
+
+    Attributes:
+        dataset: The dataset's name (primary key).
+        columns: Every column, in frame order.
+        date_column: Name of the column held in :attr:`DatasetRecord.date`.
+        target_column: Name of the 0/1 column held in :attr:`DatasetRecord.target`.
+        target_source: The column the target is derived from (e.g. ``arr_delay``).
+        source: Where the last import came from (a file or a loader).
+        rows: Rows in the last imported frame.
+        next_row_number: Row number given to the next record created one at a time.
+        imported_at: When the last import finished (UTC).
+    """
+
+    dataset = StringField(primary_key=True, regex=DATASET_NAME, max_length=100)
+    columns = EmbeddedDocumentListField(ColumnSpec, required=True)
+    date_column = StringField(required=True)
+    target_column = StringField(required=True)
+    target_source = StringField()
+    source = StringField()
+    rows = StrictIntField(min_value=0, default=0)
+    next_row_number = StrictIntField(min_value=0, default=0)
+    imported_at = DateTimeField()
+
+    meta = {"collection": "dataset_schemas", "auto_create_index": False}
+
+
+class PredictionLog(Document):
+    """One prediction served by the API: what came in, what went out, who answered.
+
+    Attributes:
+        request_id: The request's id (primary key: a replayed log can never be stored twice).
+        timestamp: When the request was served (UTC).
+        model_name: Name of the model that answered.
+        model_version: Its version (e.g. the BentoML model tag's version).
+        features: The request's input features exactly as received.
+        prediction: The predicted class (0/1).
+        probability: The predicted probability of class 1, when the model gives one.
+        latency_ms: Serving time of the request, in milliseconds.
+        dataset: The dataset the model was trained on, when known.
+    """
+
+    request_id = StringField(primary_key=True, min_length=1, max_length=128)
+    timestamp = DateTimeField(required=True)
+    model_name = StringField(required=True, min_length=1, max_length=200)
+    model_version = StringField(required=True, min_length=1, max_length=200)
+    features = DictField(required=True)
+    prediction = StrictIntField(required=True)
+    probability = StrictFloatField(min_value=0.0, max_value=1.0)
+    latency_ms = StrictFloatField(required=True, min_value=0.0)
+    dataset = StringField(regex=DATASET_NAME, max_length=100)
+
+    meta = {
+        "collection": "prediction_logs",
+        "indexes": ["-timestamp", ("model_name", "model_version", "-timestamp")],
+        "auto_create_index": False,
+    }
+
+
+class Feedback(Document):
+    """The true outcome of a served request, posted once it is known.
+
+    Attributes:
+        request_id: The request's id (primary key: posting again replaces the outcome).
+        actual: The true class (0/1).
+        received_at: When the outcome was recorded (UTC).
+    """
+
+    request_id = StringField(primary_key=True, min_length=1, max_length=128)
+    actual = StrictIntField(required=True, choices=(0, 1))
+    received_at = DateTimeField(required=True)
+
+    meta = {
+        "collection": "feedback",
+        "indexes": ["-received_at"],
+        "auto_create_index": False,
+    }
+
+
+#: Every document class of the store, for index creation and status reports.
+DOCUMENTS: tuple[type[Document], ...] = (
+    DatasetRecord,
+    DatasetSchema,
+    PredictionLog,
+    Feedback,
+)
+
+# Full-width look-alikes, as the MongoDB manual suggests for keys that cannot be stored as is.
+_DOT, _DOLLAR = "\uff0e", "\uff04"
+
+
+def encode_key(column: str) -> str:
+    """Turn a column name into a key MongoDB accepts (no ``.``, no leading ``$``).
+
+    Args:
+        column: The column name.
+
+    Returns:
+        The key; :func:`decode_key` gives the name back.
+    """
+    key = str(column).replace(".", _DOT)
+    return _DOLLAR + key[1:] if key.startswith("$") else key
+
+
+def decode_key(key: str) -> str:
+    """Give back the column name of a key made by :func:`encode_key`.
+
+    Args:
+        key: A key of :attr:`DatasetRecord.values`.
+
+    Returns:
+        The column name.
+    """
+    name = key.replace(_DOT, ".")
+    return "$" + name[1:] if name.startswith(_DOLLAR) else name
+
+
+def describe(error: ValidationError) -> str:
+    """Flatten a mongoengine validation error into ``field: problem; ...``.
+
+    Args:
+        error: The error raised by ``Document.validate()`` or a field's ``validate``.
+
+    Returns:
+        One line naming every offending field (dotted for nested fields).
+    """
+    problems: list[str] = []
+
+    def walk(prefix: str, errors: Mapping[str, Any]) -> None:
+        for field, problem in errors.items():
+            path = f"{prefix}.{field}" if prefix else str(field)
+            nested = getattr(problem, "errors", None) or (
+                problem if isinstance(problem, Mapping) else None
+            )
+            if nested:
+                walk(path, nested)
+            else:
+                problems.append(f"{path}: {getattr(problem, 'message', problem)}")
+
+    if error.errors:
+        walk("", error.errors)
+    else:
+        field = f"{error.field_name}: " if error.field_name else ""
+        problems.append(f"{field}{error.message}")
+    return "; ".join(problems)
+
+
+def build(document_class: type[Document], data: Mapping[str, Any], what: str) -> Document:
+    """Build a document from plain data and validate it.
+
+    Args:
+        document_class: One of the document classes.
+        data: Field values by field name.
+        what: How to call the document in messages (e.g. ``"prediction log"``).
+
+    Returns:
+        The validated document (not saved).
+
+    Raises:
+        InvalidRecord: If a field is unknown, missing, or of the wrong type or range; the
+            message names each field.
+    """
+    unknown = sorted(set(data) - set(document_class._fields))
+    if unknown:
+        allowed = ", ".join(name for name in document_class._fields if name != "id")
+        raise InvalidRecord(
+            f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
+        )
+    try:
+        # No auto-conversion: mongoengine would otherwise turn 1.5 into 1 and "2" into 2.0
+        # before validating, hiding a wrong type from the user.
+        document = document_class(__auto_convert=False, **data)
+        document.validate()
+    except ValidationError as exc:
+        raise InvalidRecord(f"{what} is invalid: {describe(exc)}") from exc
+    return document
+
+
+def check(document: Document, what: str) -> Document:
+    """Validate a document built or changed in place.
+
+    Args:
+        document: The document.
+        what: How to call it in messages.
+
+    Returns:
+        The same document.
+
+    Raises:
+        InvalidRecord: Naming each offending field.
+    """
+    try:
+        document.validate()
+    except ValidationError as exc:
+        raise InvalidRecord(f"{what} is invalid: {describe(exc)}") from exc
+    return document

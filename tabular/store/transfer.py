@@ -1,0 +1,888 @@
+"""Move whole datasets in and out of the store: CSV import, CSV backup, a summary query.
+
+* :func:`import_dataset` loads a dataset by its config (or a CSV it describes), converts
+  every column to its Python type at once, checks it, and inserts it in batches.
+  Re-importing the same data inserts nothing: each record's id is a hash of its values.
+* :func:`backup_dataset` writes a dataset back to CSV with a small schema file next to it;
+  :func:`read_backup` reads both with pandas into the same frame (rows, values, dtypes).
+* :func:`summarize` runs an aggregation (rows, share of positives and a mean per group) that
+  proves the connection and feeds the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import operator
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pymongo import ASCENDING
+from pymongo.errors import BulkWriteError
+
+from tabular.config import DatasetConfig
+from tabular.datasets import CleaningReport, check_columns, load_raw, prepare, read_csv
+from tabular.errors import DatasetError, InvalidRecord, StoreError
+from tabular.store.crud import _reachable, get_schema
+from tabular.store.documents import (
+    ColumnSpec,
+    DatasetRecord,
+    DatasetSchema,
+    Feedback,
+    PredictionLog,
+    build,
+    encode_key,
+)
+from tabular.store.journal import utcnow
+
+#: Called as ``progress(done, total)`` after each batch.
+Progress = Callable[[int, int], None]
+
+BACKUP_FORMAT = 1
+_DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did.
+
+    Attributes:
+        dataset: The dataset's name.
+        source: Where the rows came from.
+        rows: Rows in the cleaned frame.
+        inserted: Records newly stored.
+        already_stored: Records already in the store (same values): not stored twice.
+        cleaning: What :func:`tabular.datasets.prepare` dropped, when it ran.
+        seconds: Time spent writing (conversion included).
+    """
+
+    dataset: str
+    source: str
+    rows: int
+    inserted: int
+    already_stored: int
+    cleaning: CleaningReport | None = None
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows handled per second."""
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """What a backup wrote.
+
+    Attributes:
+        path: The CSV file.
+        schema_path: The schema file next to it (column dtypes).
+        rows: Rows written.
+        columns: Columns written.
+        seconds: Time spent.
+    """
+
+    path: Path
+    schema_path: Path
+    rows: int
+    columns: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows written per second."""
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A small result table.
+
+    Attributes:
+        title: What the table shows.
+        columns: Column headers.
+        rows: The rows, in order.
+    """
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the table as a frame."""
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+    def to_text(self) -> str:
+        """Return the title and an aligned plain-text table."""
+        cells = [self.columns] + [[_cell(value) for value in row] for row in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
+        numeric = [
+            all(isinstance(row[i], int | float) or row[i] is None for row in self.rows)
+            for i in range(len(self.columns))
+        ]
+
+        def line(row: Sequence[str]) -> str:
+            return "  ".join(
+                text.rjust(width) if right else text.ljust(width)
+                for text, width, right in zip(row, widths, numeric, strict=True)
+            ).rstrip()
+
+        rule = "  ".join("-" * width for width in widths)
+        return "\n".join([self.title, "", line(cells[0]), rule, *map(line, cells[1:])])
+
+    def to_markdown(self) -> str:
+        """Return the title and a Markdown table (for the report)."""
+        header = "| " + " | ".join(self.columns) + " |"
+        rule = "|" + "|".join("---" for _ in self.columns) + "|"
+        body = ["| " + " | ".join(_cell(value) for value in row) + " |" for row in self.rows]
+        return "\n".join([f"**{self.title}**", "", header, rule, *body])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# -- frame <-> documents ---------------------------------------------------------------------
+
+
+def column_kind(dtype: Any) -> str:
+    """Return how values of a pandas dtype are stored.
+
+    Args:
+        dtype: A pandas or numpy dtype.
+
+    Returns:
+        ``"bool"``, ``"int"``, ``"float"``, ``"datetime"`` or ``"string"``.
+    """
+    if isinstance(dtype, pd.CategoricalDtype):
+        return column_kind(dtype.categories.dtype)
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    return "string"
+
+
+def _roles(config: DatasetConfig) -> dict[str, str]:
+    roles = {config.date_column: "date", config.target.name: "target"}
+    for role, columns in (
+        ("categorical", config.categorical),
+        ("numeric", config.numeric),
+        ("id", config.id_columns),
+        ("leakage", config.leakage),
+    ):
+        for column in columns:
+            roles.setdefault(column, role)
+    return roles
+
+
+def frame_schema(frame: pd.DataFrame, config: DatasetConfig) -> list[dict[str, Any]]:
+    """Describe each column of a cleaned frame: dtype, stored kind, role, categories.
+
+    Args:
+        frame: The frame returned by :func:`tabular.datasets.prepare`.
+        config: Its dataset config.
+
+    Returns:
+        One dict per column (the fields of :class:`~tabular.store.documents.ColumnSpec`).
+    """
+    roles = _roles(config)
+    columns = []
+    for name, dtype in frame.dtypes.items():
+        categories = []
+        if isinstance(dtype, pd.CategoricalDtype):
+            categories = [_python(value) for value in dtype.categories]
+        columns.append(
+            {
+                "name": str(name),
+                "dtype": str(dtype),
+                "kind": column_kind(dtype),
+                "role": roles.get(str(name), "other"),
+                "categories": categories,
+            }
+        )
+    return columns
+
+
+def _python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def column_values(series: pd.Series, kind: str) -> list[Any]:
+    """Convert a column to Python values of its kind, ``None`` for missing ones.
+
+    Datetimes are cut to milliseconds (MongoDB's precision) and made naive UTC.
+
+    Args:
+        series: The column.
+        kind: Its kind from :func:`column_kind`.
+
+    Returns:
+        One value per row.
+    """
+    missing = series.isna().to_numpy()
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(series.cat.categories.dtype)
+    if kind == "datetime":
+        if getattr(series.dt, "tz", None) is not None:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        values = series.to_numpy(dtype="datetime64[ns]").astype("datetime64[ms]")
+        return values.astype(object).tolist()
+    if kind in ("int", "bool", "float") and not missing.any():
+        return series.to_numpy().tolist()  # tolist turns numpy scalars into Python ones
+    values = series.astype(object).tolist()
+    if kind == "float":
+        values = [None if m else float(v) for v, m in zip(values, missing, strict=True)]
+    elif kind == "int":
+        values = [None if m else int(v) for v, m in zip(values, missing, strict=True)]
+    elif kind == "bool":
+        values = [None if m else bool(v) for v, m in zip(values, missing, strict=True)]
+    else:
+        values = [
+            None if m else (v if isinstance(v, str) else str(v))
+            for v, m in zip(values, missing, strict=True)
+        ]
+    return values
+
+
+def frame_documents(
+    frame: pd.DataFrame, dataset: str, columns: list[dict[str, Any]], date_column: str,
+    target_column: str,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Turn a cleaned frame into dataset-record documents (checked, ready to insert).
+
+    Each record's id is ``<dataset>:<hash>`` where the hash covers the row's values and
+    its occurrence number among identical rows: the same data always gives the same ids.
+
+    Args:
+        frame: The cleaned frame.
+        dataset: The dataset's name.
+        columns: The frame's schema from :func:`frame_schema`.
+        date_column: The date column.
+        target_column: The 0/1 target column.
+
+    Returns:
+        One document per row, in frame order (``row_number`` = position).
+
+    Raises:
+        InvalidRecord: If dates are missing or the target is not 0/1 in some rows (names
+            the column and the first row numbers), or a document breaks
+            :class:`~tabular.store.documents.DatasetRecord`'s rules.
+    """
+    values = {spec["name"]: column_values(frame[spec["name"]], spec["kind"]) for spec in columns}
+    dates = values.pop(date_column)
+    targets = values.pop(target_column)
+    bad_dates = [i for i, value in enumerate(dates) if value is None]
+    if bad_dates:
+        raise InvalidRecord(
+            f"date: column '{date_column}' is missing or unparseable in {len(bad_dates)} "
+            f"row(s), e.g. rows {bad_dates[:5]} (0-based, after cleaning); fix or drop them"
+        )
+    bad_targets = [i for i, value in enumerate(targets) if value not in (0, 1)]
+    if bad_targets:
+        raise InvalidRecord(
+            f"target: column '{target_column}' must be 0 or 1, not in {len(bad_targets)} "
+            f"row(s), e.g. rows {bad_targets[:5]}"
+        )
+    names = list(values)
+    keys = [encode_key(name) for name in names]
+    seen: dict[str, int] = {}
+    documents = []
+    for row_number, row in enumerate(zip(dates, targets, *values.values(), strict=True)):
+        digest = hashlib.blake2b(repr(row).encode(), digest_size=12).hexdigest()
+        occurrence = seen.get(digest, 0)
+        seen[digest] = occurrence + 1
+        record_id = f"{dataset}:{digest}" if occurrence == 0 else f"{dataset}:{digest}-{occurrence}"
+        documents.append(
+            {
+                "_id": record_id,
+                "dataset": dataset,
+                "row_number": row_number,
+                "date": row[0],
+                "target": int(row[1]),
+                "values": dict(zip(keys, row[2:], strict=True)),
+            }
+        )
+    return documents
+
+
+def _check_document(document: dict[str, Any]) -> None:
+    # Validating 300,000 documents one by one through mongoengine costs about 50 s; the
+    # columns were converted and checked as a whole above, so one document per batch goes
+    # through DatasetRecord to prove the shape matches the document's rules.
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    build(DatasetRecord, {"id": document["_id"], **fields}, "dataset record")
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+def load_for_import(
+    config: DatasetConfig, csv: str | os.PathLike | None = None
+) -> tuple[pd.DataFrame, CleaningReport, str]:
+    """Load and clean the rows to import.
+
+    Args:
+        config: The dataset config.
+        csv: A CSV file with the config's columns; default: the config's own source.
+
+    Returns:
+        The cleaned frame, the cleaning report and a description of the source.
+
+    Raises:
+        DatasetError: If the file is missing or unreadable, or lacks a column the config
+            names (the message lists them).
+    """
+    if csv is None:
+        raw = load_raw(config)
+        source = str(config.csv_path()) if config.source.csv else config.source.loader or ""
+    else:
+        path = Path(csv)
+        raw = read_csv(path)
+        check_columns(raw, config, str(path))
+        source = str(path)
+    frame, cleaning = prepare(raw, config)
+    return frame, cleaning, source
+
+
+def import_dataset(
+    config: DatasetConfig,
+    *,
+    csv: str | os.PathLike | None = None,
+    frame: pd.DataFrame | None = None,
+    batch_size: int = 5000,
+    replace: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import a dataset into the store, in batches; importing the same rows again adds nothing.
+
+    Everything is loaded, converted and checked before the first write, so a bad file
+    writes nothing.
+
+    Args:
+        config: The dataset config (names the dataset and its column roles).
+        csv: A CSV file to import instead of the config's own source.
+        frame: An already cleaned frame to import (from :func:`tabular.datasets.prepare`);
+            excludes ``csv``.
+        batch_size: Records per ``insert_many``.
+        replace: Delete the dataset's stored records first (needed when its columns
+            changed).
+        progress: Called as ``progress(done, total)`` after each batch.
+
+    Returns:
+        What was imported.
+
+    Raises:
+        DatasetError: If the data cannot be read or lacks a column of the config.
+        InvalidRecord: If rows break the record's rules (names the column and rows).
+        StoreError: If the dataset is stored with other columns and ``replace`` is false.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    if batch_size < 1:
+        raise StoreError(f"batch size must be at least 1, got {batch_size}")
+    start = time.perf_counter()
+    cleaning = None
+    if frame is None:
+        frame, cleaning, source = load_for_import(config, csv)
+    else:
+        if csv is not None:
+            raise StoreError("give either a CSV file or a frame to import, not both")
+        check_columns(frame, config, "the frame")
+        source = "a data frame"
+    dataset = config.name
+    if config.target.name not in frame.columns:
+        raise DatasetError(
+            f"the data to import has no target column '{config.target.name}': "
+            "pass it through tabular.datasets.prepare first"
+        )
+    columns = frame_schema(frame, config)
+    documents = frame_documents(frame, dataset, columns, config.date_column, config.target.name)
+    for first in range(0, len(documents), batch_size):
+        _check_document(documents[first])
+
+    collection = DatasetRecord._get_collection()
+    with _reachable(f"import dataset '{dataset}'"):
+        existing = DatasetSchema.objects(dataset=dataset).first()
+        if existing is not None and not replace:
+            _check_same_columns(existing, columns, dataset)
+        if replace:
+            collection.delete_many({"dataset": dataset})
+        schema = build(
+            DatasetSchema,
+            {
+                "dataset": dataset,
+                "columns": [_column_spec(spec) for spec in columns],
+                "date_column": config.date_column,
+                "target_column": config.target.name,
+                "target_source": config.target.column,
+                "source": source,
+                "rows": len(frame),
+                "next_row_number": max(
+                    len(frame), 0 if existing is None or replace else existing.next_row_number
+                ),
+            },
+            "dataset schema",
+        )
+        # The schema goes first: records are never stored without the means to restore them.
+        schema.save()
+        inserted = already = 0
+        total = len(documents)
+        for first in range(0, total, batch_size):
+            batch = documents[first : first + batch_size]
+            new, old = _insert_batch(collection, batch)
+            inserted += new
+            already += old
+            if progress is not None:
+                progress(first + len(batch), total)
+        schema.imported_at = utcnow()
+        schema.save()
+    return ImportReport(
+        dataset=dataset,
+        source=source,
+        rows=len(frame),
+        inserted=inserted,
+        already_stored=already,
+        cleaning=cleaning,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _column_spec(spec: dict[str, Any]) -> ColumnSpec:
+    return ColumnSpec(**spec)
+
+
+def _check_same_columns(existing: DatasetSchema, columns: list[dict[str, Any]], dataset: str):
+    stored = [(c.name, c.dtype) for c in existing.columns]
+    new = [(c["name"], c["dtype"]) for c in columns]
+    if stored == new:
+        return
+    removed = [f"{n} ({t})" for n, t in stored if (n, t) not in new]
+    added = [f"{n} ({t})" for n, t in new if (n, t) not in stored]
+    details = "; ".join(
+        part
+        for part in (
+            f"stored only: {', '.join(removed)}" if removed else "",
+            f"new only: {', '.join(added)}" if added else "",
+            "same columns in another order" if not removed and not added else "",
+        )
+        if part
+    )
+    raise StoreError(
+        f"dataset '{dataset}' is already stored with other columns ({details}); "
+        "re-import with --replace to overwrite it"
+    )
+
+
+def _insert_batch(collection, documents: list[dict[str, Any]]) -> tuple[int, int]:
+    try:
+        result = collection.insert_many(documents, ordered=False)
+        return len(result.inserted_ids), 0
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        others = [error for error in errors if error.get("code") != _DUPLICATE_KEY]
+        if others:
+            raise StoreError(
+                f"MongoDB refused {len(others)} record(s): {others[0].get('errmsg')}"
+            ) from exc
+        duplicates = len(errors)
+        return int(exc.details.get("nInserted", len(documents) - duplicates)), duplicates
+
+
+# -- read back and back up -------------------------------------------------------------------
+
+
+def restore_column(values: list[Any], spec: Any) -> pd.Series:
+    """Build a column of its original dtype from stored Python values.
+
+    Args:
+        values: Stored values, ``None`` for missing.
+        spec: The column's :class:`~tabular.store.documents.ColumnSpec` (or a dict with
+            ``dtype``, ``kind`` and ``categories``).
+
+    Returns:
+        The column. A whole-number or boolean column that gained missing values (e.g. via
+        the API) comes back as the nullable ``Int64``/``boolean`` dtype.
+    """
+    get = spec.get if isinstance(spec, dict) else lambda key, default=None: getattr(spec, key)
+    dtype_name, kind = get("dtype"), get("kind")
+    categories = get("categories", []) or []
+    target = pd.api.types.pandas_dtype(dtype_name) if dtype_name != "category" else None
+    if dtype_name == "category" or isinstance(target, pd.CategoricalDtype):
+        series = pd.Series(values, dtype=object)
+        return series.astype(pd.CategoricalDtype(categories))
+    if kind == "datetime":
+        series = pd.Series(pd.to_datetime(pd.Series(values, dtype=object)), dtype="datetime64[ns]")
+        if isinstance(target, pd.DatetimeTZDtype):
+            return series.dt.tz_localize("UTC").dt.tz_convert(target.tz).astype(target)
+        return series.astype(target)
+    if kind == "float":
+        return pd.Series(values, dtype="float64").astype(target)
+    if kind in ("int", "bool"):
+        if isinstance(target, np.dtype) and any(value is None for value in values):
+            nullable = "Int64" if kind == "int" else "boolean"
+            return pd.Series(values, dtype=nullable)
+        return pd.Series(values, dtype=target)
+    series = pd.Series(values, dtype=object)
+    if target == np.dtype(object):
+        return series.where(series.notna(), np.nan)  # pandas' missing text: NaN, as read_csv
+    return series.astype(target)
+
+
+def records_frame(
+    dataset: str, *, progress: Progress | None = None, batch_size: int = 5000
+) -> pd.DataFrame:
+    """Read a stored dataset back into the frame it was imported from.
+
+    Args:
+        dataset: The dataset's name.
+        progress: Called as ``progress(done, total)`` every ``batch_size`` records.
+        batch_size: Records fetched per round trip.
+
+    Returns:
+        The frame, in row order, with its columns and dtypes restored.
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    schema = get_schema(dataset)
+    collection = DatasetRecord._get_collection()
+    names = [
+        c.name for c in schema.columns if c.name not in (schema.date_column, schema.target_column)
+    ]
+    keys = [encode_key(name) for name in names]
+    # itemgetter pulls every value of a record in one C call; records missing a key (only
+    # possible through hand-made documents) take the slower path.
+    pick = operator.itemgetter(*keys) if len(keys) > 1 else (lambda values: (values[keys[0]],))
+    dates, targets, rows = [], [], []
+    with _reachable(f"read dataset '{dataset}'"):
+        total = collection.count_documents({"dataset": dataset})
+        cursor = (
+            collection.find({"dataset": dataset})
+            .sort([("row_number", ASCENDING), ("_id", ASCENDING)])
+            .batch_size(batch_size)
+        )
+        for done, document in enumerate(cursor, start=1):
+            dates.append(document["date"])
+            targets.append(document["target"])
+            values = document.get("values") or {}
+            try:
+                rows.append(pick(values))
+            except KeyError:
+                rows.append(tuple(values.get(key) for key in keys))
+            if progress is not None and (done % batch_size == 0 or done == total):
+                progress(done, total)
+    columns = dict(zip(names, (list(column) for column in zip(*rows, strict=True)), strict=True))
+    data = {}
+    for spec in schema.columns:
+        if spec.name == schema.date_column:
+            values = dates
+        elif spec.name == schema.target_column:
+            values = targets
+        else:
+            values = columns.get(spec.name, [None] * len(rows))
+        data[spec.name] = restore_column(values, spec)
+    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+
+
+def write_backup(frame: pd.DataFrame, path: str | os.PathLike) -> BackupReport:
+    """Write a frame to CSV plus a schema file that lets :func:`read_backup` restore it.
+
+    Args:
+        frame: The frame.
+        path: The CSV file to write (its folder is created; an existing file is replaced).
+
+    Returns:
+        What was written (``seconds`` covers the writing only).
+    """
+    start = time.perf_counter()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema_path = schema_path_for(path)
+    columns = []
+    for name, dtype in frame.dtypes.items():
+        entry = {"name": str(name), "dtype": str(dtype), "kind": column_kind(dtype)}
+        if isinstance(dtype, pd.CategoricalDtype):
+            entry["categories"] = [_python(value) for value in dtype.categories]
+        columns.append(entry)
+    temporary = path.with_name(path.name + ".tmp")
+    frame.to_csv(temporary, index=False)
+    os.replace(temporary, path)
+    schema = {"format": BACKUP_FORMAT, "rows": len(frame), "columns": columns}
+    schema_path.write_text(json.dumps(schema, indent=2, default=str) + "\n", encoding="utf-8")
+    return BackupReport(
+        path=path,
+        schema_path=schema_path,
+        rows=len(frame),
+        columns=frame.shape[1],
+        seconds=time.perf_counter() - start,
+    )
+
+
+def schema_path_for(path: str | os.PathLike) -> Path:
+    """Return the schema file that goes with a backup CSV (``x.csv`` -> ``x.schema.json``).
+
+    Args:
+        path: The backup CSV.
+
+    Returns:
+        The schema file's path.
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.schema.json")
+
+
+def read_backup(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a backup CSV with pandas into the frame that was backed up.
+
+    Args:
+        path: The CSV written by :func:`write_backup` (its schema file must be next to it).
+
+    Returns:
+        The frame: same rows, values and dtypes (datetimes at millisecond precision).
+
+    Raises:
+        DatasetError: If the CSV or its schema file is missing, or they disagree.
+    """
+    path = Path(path)
+    schema_path = schema_path_for(path)
+    if not path.is_file():
+        raise DatasetError(f"backup file {path} does not exist")
+    if not schema_path.is_file():
+        raise DatasetError(
+            f"backup {path} has no schema file {schema_path}: without it the column types "
+            "cannot be restored (read it with pandas.read_csv to get untyped columns)"
+        )
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        columns = schema["columns"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"schema file {schema_path} is not a backup schema: {exc}") from exc
+    read_as = {"int": "Int64", "float": "float64", "bool": "boolean"}
+    dtypes = {c["name"]: read_as.get(c["kind"], object) for c in columns}
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values=[""],
+            float_precision="round_trip",
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"backup {path} does not match {schema_path}: {exc}") from exc
+    expected = [c["name"] for c in columns]
+    if list(frame.columns) != expected:
+        raise DatasetError(
+            f"backup {path} has columns {list(frame.columns)[:10]}..., but {schema_path} "
+            f"lists {expected[:10]}..."
+        )
+    data = {}
+    for spec in columns:
+        column = frame[spec["name"]]
+        if spec["kind"] == "datetime":
+            # Zone-aware columns are written with their offsets (which change with daylight
+            # saving): parse them as UTC, restore_column converts back to the zone.
+            aware = "," in spec["dtype"]
+            parsed = pd.to_datetime(column, format="ISO8601", utc=aware)
+            if aware:
+                parsed = parsed.dt.tz_localize(None)
+            values = parsed.astype(object).where(parsed.notna(), None).tolist()
+        else:
+            values = column.astype(object).where(column.notna(), None).tolist()
+        data[spec["name"]] = restore_column(values, spec)
+    return pd.DataFrame(data, index=pd.RangeIndex(len(frame)))
+
+
+def backup_dataset(
+    dataset: str, path: str | os.PathLike, *, progress: Progress | None = None
+) -> BackupReport:
+    """Back up a stored dataset to CSV (plus its schema file).
+
+    Args:
+        dataset: The dataset's name.
+        path: The CSV file to write.
+        progress: Called as ``progress(done, total)`` while records are read.
+
+    Returns:
+        What was written (``seconds`` covers reading and writing).
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    start = time.perf_counter()
+    frame = records_frame(dataset, progress=progress)
+    report = write_backup(frame, path)
+    return BackupReport(
+        path=report.path,
+        schema_path=report.schema_path,
+        rows=report.rows,
+        columns=report.columns,
+        seconds=time.perf_counter() - start,
+    )
+
+
+#: Collections :func:`backup_collection` can write, besides datasets.
+COLLECTIONS = ("prediction_logs", "feedback")
+
+
+def backup_collection(name: str, path: str | os.PathLike) -> BackupReport:
+    """Back up the prediction logs or the feedback to CSV (plus a schema file).
+
+    Args:
+        name: ``"prediction_logs"`` (one column per feature) or ``"feedback"``.
+        path: The CSV file to write.
+
+    Returns:
+        What was written.
+
+    Raises:
+        StoreError: If the collection is not one of :data:`COLLECTIONS`.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    from tabular.store.crud import prediction_logs_frame
+
+    start = time.perf_counter()
+    if name == PredictionLog._get_collection_name():
+        frame = prediction_logs_frame()
+    elif name == Feedback._get_collection_name():
+        with _reachable("read feedback"):
+            documents = list(Feedback._get_collection().find({}).sort("_id", ASCENDING))
+        frame = pd.DataFrame(
+            {
+                "request_id": pd.Series([d["_id"] for d in documents], dtype=object),
+                "actual": pd.Series([d["actual"] for d in documents], dtype="int64"),
+                "received_at": pd.Series(
+                    pd.to_datetime([d["received_at"] for d in documents]), dtype="datetime64[ns]"
+                ),
+            }
+        )
+    else:
+        raise StoreError(
+            f"cannot back up collection '{name}': choose one of {', '.join(COLLECTIONS)} "
+            "or a dataset (--dataset)"
+        )
+    report = write_backup(frame, path)
+    return BackupReport(
+        path=report.path,
+        schema_path=report.schema_path,
+        rows=report.rows,
+        columns=report.columns,
+        seconds=time.perf_counter() - start,
+    )
+
+
+# -- the query that proves the connection ------------------------------------------------
+
+
+def _month_range(month: str) -> tuple[dt.datetime, dt.datetime]:
+    try:
+        first = dt.datetime.strptime(month, "%Y-%m")
+    except ValueError:
+        raise InvalidRecord(f"month: expected YYYY-MM (e.g. 2013-07), got '{month}'") from None
+    following = dt.datetime(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return first, following
+
+
+def summarize(
+    dataset: str,
+    *,
+    by: str | None = None,
+    month: str | None = None,
+    measure: str | None = None,
+    limit: int | None = None,
+) -> QueryResult:
+    """Count records per group, with the share of positives and a mean, inside MongoDB.
+
+    For the flights: flights per carrier in a month, with the share arriving late and the
+    mean arrival delay (``by="carrier", month="2013-07"``), or the mean delay by origin
+    (``by="origin"``).
+
+    Args:
+        dataset: The dataset's name.
+        by: The column to group by (default: the first categorical column).
+        month: Keep records of this month only (``YYYY-MM``).
+        measure: A numeric column to average (default: the target's source column when it
+            is numeric, e.g. ``arr_delay``).
+        limit: Keep the largest ``limit`` groups.
+
+    Returns:
+        One row per group, largest first: group, rows, share of target = 1, mean measure.
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        InvalidRecord: If a column is unknown or not numeric, or the month is malformed.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    schema = get_schema(dataset)
+    values = {
+        c.name: c
+        for c in schema.columns
+        if c.name not in (schema.date_column, schema.target_column)
+    }
+    if by is None:
+        by = next((c.name for c in values.values() if c.role == "categorical"), None)
+        by = by or next(iter(values))
+    if by not in values:
+        raise InvalidRecord(
+            f"by: '{by}' is not a column of dataset '{dataset}' (columns: {', '.join(values)})"
+        )
+    if measure is None and schema.target_source in values:
+        if values[schema.target_source].kind in ("int", "float"):
+            measure = schema.target_source
+    if measure is not None:
+        if measure not in values or values[measure].kind not in ("int", "float"):
+            numeric = [n for n, c in values.items() if c.kind in ("int", "float")]
+            raise InvalidRecord(
+                f"measure: '{measure}' is not a numeric column of dataset '{dataset}' "
+                f"(numeric columns: {', '.join(numeric)})"
+            )
+    match: dict[str, Any] = {"dataset": dataset}
+    if month is not None:
+        first, following = _month_range(month)
+        match["date"] = {"$gte": first, "$lt": following}
+    group: dict[str, Any] = {
+        "_id": f"$values.{encode_key(by)}",
+        "rows": {"$sum": 1},
+        "positive": {"$avg": "$target"},
+    }
+    if measure is not None:
+        group["mean"] = {"$avg": f"$values.{encode_key(measure)}"}
+    pipeline = [{"$match": match}, {"$group": group}, {"$sort": {"rows": -1, "_id": 1}}]
+    if limit is not None:
+        pipeline.append({"$limit": int(limit)})
+    with _reachable(f"query dataset '{dataset}'"):
+        groups = list(DatasetRecord._get_collection().aggregate(pipeline))
+    share = f"share {schema.target_column}=1"
+    columns = [by, "rows", share] + ([f"mean {measure}"] if measure else [])
+    rows = []
+    for group_row in groups:
+        row = [
+            "(missing)" if group_row["_id"] is None else group_row["_id"],
+            int(group_row["rows"]),
+            None if group_row["positive"] is None else round(float(group_row["positive"]), 4),
+        ]
+        if measure:
+            mean = group_row.get("mean")
+            row.append(None if mean is None else round(float(mean), 2))
+        rows.append(row)
+    period = f" in {month}" if month else ""
+    title = f"Dataset '{dataset}': rows per {by}{period}"
+    return QueryResult(title=title, columns=columns, rows=rows)

@@ -1,0 +1,209 @@
+"""Several processes share one store; the embedded store behaves like mongomock, persisted.
+
+The two-process tests run on whatever store the environment names (embedded, or
+``MONGODB_URI``'s server); the tests of the embedded store's own mechanics (compaction,
+a torn write, sort order) use it directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import bson
+import mongomock
+import pytest
+
+from tabular.store import count_prediction_logs
+from tabular.store.embedded import EmbeddedMongoClient
+from tests.test_store import fresh_store
+
+REPO = Path(__file__).resolve().parents[1]
+LOGS = 300
+
+WRITER = """
+import sys
+from tabular.store import PredictionLogWriter, connect
+from tests.test_store import prediction
+
+connect()
+writer = PredictionLogWriter(batch_size=64, flush_interval=0.05)
+first, count = int(sys.argv[1]), int(sys.argv[2])
+for i in range(first, first + count):
+    writer.write(prediction(f"proc-{i:05d}"))
+stats = writer.close()
+print(stats.stored, stats.already_stored, stats.journaled, stats.rejected)
+"""
+
+READER = """
+from tabular.store import connect, count_prediction_logs
+from tabular.store.documents import PredictionLog
+
+connect()
+ids = [d["_id"] for d in PredictionLog._get_collection().find({}, {"_id": 1})]
+print(count_prediction_logs(), len(ids), len(set(ids)))
+"""
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    yield from fresh_store(tmp_path, monkeypatch)
+
+
+def run_python(code: str, *args: str) -> str:
+    """Run code in a new Python process with the test's environment; return its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_two_processes_share_the_store(store):
+    written = run_python(WRITER, "0", str(LOGS))
+    assert written == f"{LOGS} 0 0 0"
+    # Another process, started after the writer exited (a restart), reads exactly N.
+    assert run_python(READER) == f"{LOGS} {LOGS} {LOGS}"
+    # And this process, which held the store open all along, sees them too.
+    assert count_prediction_logs() == LOGS
+
+
+def test_concurrent_writers_never_duplicate(store):
+    """Two processes write overlapping request ids at the same time: each id is stored once."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITER), first, str(LOGS)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for first in ("0", str(LOGS // 2))
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        results.append([int(n) for n in out.split()])
+    stored = sum(r[0] for r in results)
+    already = sum(r[1] for r in results)
+    distinct = LOGS + LOGS // 2
+    assert stored == distinct and already == 2 * LOGS - distinct
+    assert run_python(READER) == f"{distinct} {distinct} {distinct}"
+
+
+# -- the embedded store's own mechanics ------------------------------------------------------
+
+
+def test_updates_deletes_indexes_and_generated_ids_reach_another_process(tmp_path):
+    folder = tmp_path / "store"
+    things = EmbeddedMongoClient(store_dir=folder)["db"]["things"]
+    things.create_index("key", unique=True)
+    things.insert_many([{"key": i, "tag": "a"} for i in range(10)])
+    things.update_many({"key": {"$gte": 5}}, {"$set": {"tag": "b"}})
+    things.delete_one({"key": 0})
+    upserted = things.update_one({"key": 99}, {"$set": {"tag": "new"}}, upsert=True).upserted_id
+    things.find_one_and_update({"key": 1}, {"$inc": {"hits": 1}})
+
+    code = f"""
+    from tabular.store.embedded import EmbeddedMongoClient
+    from pymongo.errors import DuplicateKeyError
+    things = EmbeddedMongoClient(store_dir={str(folder)!r})["db"]["things"]
+    print(things.count_documents({{}}), things.count_documents({{"tag": "b"}}))
+    print(things.find_one({{"key": 99}})["_id"], things.find_one({{"key": 1}})["hits"])
+    try:
+        things.insert_one({{"key": 3}})
+    except DuplicateKeyError:
+        print("unique index enforced")
+    things.insert_one({{"key": 100}})
+    """
+    lines = run_python(code).splitlines()
+    assert lines == ["10 5", f"{upserted} 1", "unique index enforced"]
+    # The other process's insert is visible here without reconnecting.
+    assert things.find_one({"key": 100}) is not None
+    assert things.count_documents({}) == 11
+
+
+def test_drop_and_compaction_are_seen_by_other_processes(tmp_path):
+    folder = tmp_path / "store"
+    client = EmbeddedMongoClient(store_dir=folder)
+    things = client["db"]["things"]
+    things.insert_many([{"_id": i, "n": i} for i in range(100)])
+    for _ in range(3):
+        things.update_many({}, {"$inc": {"n": 1}})
+    log = folder / "db" / "things.bson"
+    size_before = log.stat().st_size
+    client.compact("db", "things")
+    assert log.stat().st_size < size_before / 3
+    count = 'print(c["db"]["things"].count_documents({}), c["db"]["things"].find_one({"_id": 7}))'
+    code = f"""
+    from tabular.store.embedded import EmbeddedMongoClient
+    c = EmbeddedMongoClient(store_dir={str(folder)!r})
+    {count}
+    """
+    assert run_python(code) == "100 {'_id': 7, 'n': 10}"
+    assert things.find_one({"_id": 7}) == {"_id": 7, "n": 10}
+
+    client.drop_database("db")
+    assert not log.exists() and client.list_database_names() == []
+    assert run_python(code) == "0 None"
+    things.insert_one({"_id": 1})
+    assert run_python(code) == "1 None"
+
+
+def test_a_torn_write_is_cut_and_the_rest_kept(tmp_path):
+    folder = tmp_path / "store"
+    things = EmbeddedMongoClient(store_dir=folder)["db"]["things"]
+    things.insert_many([{"_id": i} for i in range(5)])
+    log = folder / "db" / "things.bson"
+    with open(log, "ab") as handle:  # a crash in the middle of an append
+        handle.write(bson.encode({"op": "put", "docs": [{"_id": 99}]})[:-7])
+    other = EmbeddedMongoClient(store_dir=folder, fsync=False)["db"]["things"]
+    assert other.count_documents({}) == 5  # the partial entry is not applied
+    things.insert_one({"_id": 5})  # the next write cuts the torn bytes first
+    code = f"""
+    from tabular.store.embedded import EmbeddedMongoClient
+    c = EmbeddedMongoClient(store_dir={str(folder)!r})
+    print(sorted(d["_id"] for d in c["db"]["things"].find()))
+    """
+    assert run_python(code) == "[0, 1, 2, 3, 4, 5]"
+
+
+def test_queries_answer_like_mongomock(tmp_path):
+    documents = [
+        {"_id": i, "v": value, "d": {"x": i % 3}}
+        for i, value in enumerate(
+            [3, "b", None, 2.5, True, dt.datetime(2020, 1, 1), "a", 1, False, -1, bson.ObjectId()]
+        )
+    ]
+    documents.append({"_id": 99, "d": {"x": 1}})  # missing "v"
+    embedded = EmbeddedMongoClient(store_dir=tmp_path / "store")["db"]["c"]
+    plain = mongomock.MongoClient()["db"]["c"]
+    embedded.insert_many([dict(d) for d in documents])
+    plain.insert_many([dict(d) for d in documents])
+
+    def ids(collection, **kwargs):
+        return [d["_id"] for d in collection.find({}, **kwargs)]
+
+    for sort in ([("v", 1)], [("v", -1)], [("d.x", 1), ("_id", -1)], [("d.x", -1), ("v", 1)]):
+        assert ids(embedded, sort=sort) == ids(plain, sort=sort), sort
+    assert ids(embedded, sort=[("v", 1)], skip=3, limit=4) == ids(plain, sort=[("v", 1)])[3:7]
+    assert list(embedded.find({"_id": 4})) == list(plain.find({"_id": 4}))
+    # mongomock orders NaN inconsistently; the embedded store puts it first, as MongoDB does.
+    embedded.insert_one({"_id": "nan", "v": float("nan")})
+    assert ids(embedded, sort=[("v", 1)])[2] == "nan"
+    assert embedded.find_one({"_id": 404}) is None
+    pipeline = [{"$match": {"d.x": 1}}, {"$group": {"_id": "$d.x", "n": {"$sum": 1}}}]
+    assert list(embedded.aggregate(pipeline)) == list(plain.aggregate(pipeline))
