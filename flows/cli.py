@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from tabular.cli_args import positive_int
 from tabular.config import DEFAULT_CONFIG
 from tabular.errors import UserError
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the training pipeline (Prefect flow)")
     run.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
-    run.add_argument("--sample", type=_positive_int, default=None, help="use N sampled rows")
+    run.add_argument("--sample", type=positive_int, default=None, help="use N sampled rows")
     run.add_argument("--seed", type=int, default=None, help="random seed (default: config's)")
     run.add_argument("--artifacts", default=None, help="parent folder of run folders")
     run.set_defaults(handler=_run)
@@ -36,16 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     # Other stages add their subcommands here, one line each (their modules own the options).
     add_db_commands(commands)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 class _HideUserErrorTraceback(logging.Filter):

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import TextIO
 
+from tabular.cli_args import positive_int
 from tabular.config import DEFAULT_CONFIG, load_config
 from tabular.store.settings import StoreSettings
 
@@ -48,7 +49,7 @@ def add_db_commands(commands: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
     imp.add_argument("--csv", help="CSV file with the config's columns (default: its source)")
-    imp.add_argument("--batch-size", type=_positive_int, default=5000, help="records per insert")
+    imp.add_argument("--batch-size", type=positive_int, default=5000, help="records per insert")
     imp.add_argument(
         "--replace", action="store_true", help="delete the dataset's stored records first"
     )
@@ -82,7 +83,7 @@ def add_db_commands(commands: argparse._SubParsersAction) -> None:
     query.add_argument("--by", help="column to group by (default: first categorical column)")
     query.add_argument("--month", help="only this month, YYYY-MM (e.g. 2013-07)")
     query.add_argument("--measure", help="numeric column to average (default: target source)")
-    query.add_argument("--limit", type=_positive_int, help="show the largest N groups")
+    query.add_argument("--limit", type=positive_int, help="show the largest N groups")
     query.add_argument("--markdown", action="store_true", help="print a Markdown table")
     query.set_defaults(handler=_query)
 
@@ -105,16 +106,6 @@ def add_db_commands(commands: argparse._SubParsersAction) -> None:
     drop.add_argument("dataset", help="dataset name")
     drop.add_argument("--yes", action="store_true", help="confirm the deletion")
     drop.set_defaults(handler=_drop)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 def settings_from_args(args: argparse.Namespace) -> StoreSettings:
