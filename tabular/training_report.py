@@ -266,7 +266,13 @@ def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, s
         (
             "Every configuration tried",
             None,
-            trials.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
+            "".join(
+                f"<h3>{html.escape(label)}</h3>"
+                + rows.dropna(axis=1, how="all")
+                .drop(columns="family")
+                .to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+                for label, rows in trials.groupby("family", sort=False)
+            ),
             f"{result.method} {comment} The chosen row of each family is marked "
             f"<code>chosen</code>; the winner overall is {best.label} "
             f"(validation {metric} {best.verdict.validation_score:.3f}).",
