@@ -137,9 +137,12 @@ class ModelSearch(_Strict):
         enabled: Train this family at all.
         grid: Values to try for each hyperparameter (three are varied by default).
         curve_param: Hyperparameter whose validation curve is drawn.
+        search_rows: Overrides ``training.search_rows`` for this family (capped at the
+            number of training rows).
     """
 
     enabled: bool = True
+    search_rows: int | None = Field(None, ge=100)
     grid: dict[str, list]
     curve_param: str
 

@@ -126,6 +126,7 @@ class Verdict:
         baseline_score: Score of a constant prediction (0.5 for ROC-AUC, the positive
             rate for average precision).
         gap: ``train_score - validation_score``.
+        max_gap: The gap above which the rule says overfitting.
         rule: The rule applied, with its limits.
         evidence: The numbers behind the label, in one sentence.
     """
@@ -135,6 +136,7 @@ class Verdict:
     validation_score: float
     baseline_score: float
     gap: float
+    max_gap: float
     rule: str
     evidence: str
 
@@ -290,6 +292,7 @@ def judge(
         validation_score=validation_score,
         baseline_score=baseline,
         gap=gap,
+        max_gap=max_gap,
         rule=rule,
         evidence=evidence,
     )
@@ -478,12 +481,12 @@ def train_models(
     """
     started = time.perf_counter()
     rules = config.training
-    rng = np.random.default_rng(seed)
-    search_rows = min(rules.search_rows, len(train))
-    search_index = np.sort(rng.choice(len(train), size=search_rows, replace=False))
     families: dict[str, FamilyResult] = {}
     for family, search in rules.models.items():
         if search.enabled:
+            rng = np.random.default_rng(seed)
+            search_rows = min(search.search_rows or rules.search_rows, len(train))
+            search_index = np.sort(rng.choice(len(train), size=search_rows, replace=False))
             families[family] = _train_family(
                 family, search, train, validation, config, plan, seed, search_index, log
             )

@@ -342,6 +342,7 @@ def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, s
             f"Rule: {html.escape(rule)}. "
             + " ".join(
                 f"{f.label}: <b>{f.verdict.label}</b> ({f.verdict.evidence})."
+                + _overfit_tradeoff(f, metric)
                 for f in families.values()
             ),
         )
@@ -417,6 +418,27 @@ def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, s
             )
         )
     return sections
+
+
+def _overfit_tradeoff(family, metric: str) -> str:
+    """Explain, from the search's numbers, why an overfitting configuration was still chosen."""
+    if family.verdict.label != "overfitting":
+        return ""
+    limit = family.verdict.max_gap
+    within = [t for t in family.trials if t.train_score - t.validation_score <= limit]
+    if not within:
+        return (
+            f" Every configuration tried has a train–validation gap above {limit:.3f}; a grid "
+            "with stronger regularisation would be needed to close it."
+        )
+    best_within = max(within, key=lambda t: t.validation_score)
+    return (
+        " It is still chosen because selection maximises the validation score: the best "
+        f"configuration within the gap limit ({best_within.params}) scores "
+        f"{best_within.validation_score:.3f} on validation, below the chosen one's "
+        f"{family.verdict.validation_score:.3f}. The gap shows what the model memorised; the "
+        f"validation {metric} shows what generalises."
+    )
 
 
 def _html(result: TrainingResult, sections) -> str:

@@ -133,3 +133,18 @@ def test_report_writes_tables_figures_and_models(trained, tmp_path):
     for family in trained.families.values():
         assert f"{family.verdict.validation_score:.3f}" in html
     assert all(path.stat().st_size > 0 for path in outputs.models.values())
+
+
+def test_report_explains_why_an_overfitting_choice_was_kept():
+    from types import SimpleNamespace
+
+    from tabular.training import Trial
+    from tabular.training_report import _overfit_tradeoff
+
+    verdict = judge(0.81, 0.72, baseline=0.5, max_gap=0.05, min_lift=0.02)
+    calm = Trial("xgboost", {"max_depth": 3}, 0.76, 0.715, 1.0)
+    chosen = Trial("xgboost", {"max_depth": 5}, 0.81, 0.72, 1.0)
+    text = _overfit_tradeoff(SimpleNamespace(verdict=verdict, trials=[calm, chosen]), "ROC-AUC")
+    assert "{'max_depth': 3}" in text and "0.715" in text and "0.720" in text
+    ok = judge(0.74, 0.72, baseline=0.5, max_gap=0.05, min_lift=0.02)
+    assert _overfit_tradeoff(SimpleNamespace(verdict=ok, trials=[calm]), "ROC-AUC") == ""
