@@ -47,6 +47,20 @@ class TrainingOutputs:
     markdown: str = ""
 
 
+def _curve_panels(result: TrainingResult, path: Path, title: str, draw) -> Path:
+    """One panel per family: ``draw(ax, family)`` plots it, then the shared styling is applied."""
+    metric = METRIC_NAMES[result.metric]
+    families = list(result.families.values())
+    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        draw(ax, family)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=9)
+    fig.suptitle(title.format(metric=metric), fontsize=13)
+    return _save(fig, path)
+
+
 def plot_learning_curves(result: TrainingResult, path: Path) -> Path:
     """Draw train and validation scores against training rows, one panel per family.
 
@@ -57,10 +71,8 @@ def plot_learning_curves(result: TrainingResult, path: Path) -> Path:
     Returns:
         The path written.
     """
-    metric = METRIC_NAMES[result.metric]
-    families = list(result.families.values())
-    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
-    for ax, family in zip(axes[0], families, strict=True):
+
+    def draw(ax, family):
         curve = family.learning_curve
         ax.plot(curve.x, curve.train, "o-", label="train", color="#1f77b4")
         ax.plot(curve.x, curve.validation, "s-", label="validation", color="#d62728")
@@ -69,11 +81,8 @@ def plot_learning_curves(result: TrainingResult, path: Path) -> Path:
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_title(f"{family.label}\nverdict: {family.verdict.label}", fontsize=11)
         ax.set_xlabel("training rows (log scale)")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=9)
-    fig.suptitle(f"Learning curves: {metric} against training-set size", fontsize=13)
-    return _save(fig, path)
+
+    return _curve_panels(result, path, "Learning curves: {metric} against training-set size", draw)
 
 
 def plot_validation_curves(result: TrainingResult, path: Path) -> Path:
@@ -86,10 +95,8 @@ def plot_validation_curves(result: TrainingResult, path: Path) -> Path:
     Returns:
         The path written.
     """
-    metric = METRIC_NAMES[result.metric]
-    families = list(result.families.values())
-    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.4), squeeze=False)
-    for ax, family in zip(axes[0], families, strict=True):
+
+    def draw(ax, family):
         curve = family.validation_curve
         positions = range(len(curve.x))
         ax.plot(positions, curve.train, "o-", label="train", color="#1f77b4")
@@ -100,11 +107,10 @@ def plot_validation_curves(result: TrainingResult, path: Path) -> Path:
             ax.axvline(curve.x.index(chosen), color="grey", linestyle="--", label="chosen")
         ax.set_title(f"{family.label}: {curve.x_label}", fontsize=11)
         ax.set_xlabel(f"{curve.x_label} (other hyperparameters at their best)")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=9)
-    fig.suptitle(f"Validation curves: {metric} against one hyperparameter", fontsize=13)
-    return _save(fig, path)
+
+    return _curve_panels(
+        result, path, "Validation curves: {metric} against one hyperparameter", draw
+    )
 
 
 def plot_loss_curve(result: TrainingResult, path: Path) -> Path | None:
