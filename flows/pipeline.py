@@ -29,10 +29,9 @@ from tabular.datasets import (
     sample_rows,
     split_data,
 )
-from tabular.errors import ValidationFailed
 from tabular.features import plan_encoding
 from tabular.manifest import RunManifest, describe_columns, new_run_id
-from validation import ValidationReport, validate
+from validation import ValidationReport, require_valid, validate
 
 #: Where run folders go unless ``--artifacts`` or ``MLOPS_ARTIFACTS`` says otherwise.
 DEFAULT_ARTIFACTS = Path(os.environ.get("MLOPS_ARTIFACTS", "artifacts"))
@@ -155,8 +154,7 @@ def training_pipeline(
         with manifest.step("validate"):
             report = validate_task(data, config, run_dir / "validation" / "data_docs")
         manifest.outputs["data_docs"] = str(Path(report.docs_path).relative_to(run_dir.resolve()))
-        if not report.success:
-            raise ValidationFailed(report.summary(), report.docs_path)
+        require_valid(report)  # stops here, before any training, when the gate failed
         with manifest.step("split"):
             split = split_task(data, config, seed)
         manifest.split = split.description

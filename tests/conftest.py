@@ -56,11 +56,8 @@ def make_toy_frame(rows: int = 600, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def write_toy_dataset(folder: Path, frame: pd.DataFrame | None = None, **overrides) -> Path:
-    """Write a toy CSV and its dataset config into ``folder``; return the config path."""
-    frame = make_toy_frame() if frame is None else frame
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "orders.csv", index=False)
+def toy_config_dict(**overrides) -> dict:
+    """The toy orders dataset config as a plain dict, with top-level keys overridden."""
     config = {
         "name": "orders",
         "question": "Will this order be returned?",
@@ -76,8 +73,16 @@ def write_toy_dataset(folder: Path, frame: pd.DataFrame | None = None, **overrid
         "seed": 7,
     }
     config.update(overrides)
+    return config
+
+
+def write_toy_dataset(folder: Path, frame: pd.DataFrame | None = None, **overrides) -> Path:
+    """Write a toy CSV and its dataset config into ``folder``; return the config path."""
+    frame = make_toy_frame() if frame is None else frame
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "orders.csv", index=False)
     path = folder / "orders.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(toy_config_dict(**overrides), sort_keys=False), encoding="utf-8")
     return path
 
 

@@ -24,27 +24,14 @@ from tabular.eda.stats import (
     rare_grouping,
 )
 from tabular.features import OTHER, build_preprocessor, plan_encoding
-from tests.conftest import make_toy_frame, write_toy_dataset
+from tests.conftest import make_toy_frame, toy_config_dict, write_toy_dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _config(**overrides) -> DatasetConfig:
-    raw = {
-        "name": "orders",
-        "question": "Will this order be returned?",
-        "source": {"csv": "orders.csv"},
-        "target": {"name": "returned", "column": "returned", "labels": ["kept", "returned"]},
-        "date_column": "order_date",
-        "categorical": ["channel", "region"],
-        "numeric": ["price", "quantity"],
-        "checks": {"ranges": {"price": [0, 10000]}},
-        "split": {"method": "random"},
-        "features": {"one_hot_max_levels": 10},
-        "seed": 7,
-    }
-    raw.update(overrides)
-    return DatasetConfig.model_validate(raw)
+    # The EDA frames built here carry no order_id column.
+    return DatasetConfig.model_validate(toy_config_dict(**{"id_columns": [], **overrides}))
 
 
 def _prepared(frame: pd.DataFrame, config: DatasetConfig) -> pd.DataFrame:
