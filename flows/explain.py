@@ -8,7 +8,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from bentos.registry import ROLES, input_schema, model_name, save_served_model
+from bentos.registry import ROLES, model_name, save_served_model
+from tabular.contract import build_contract
 from tabular.datasets import Split
 from tabular.explain import ExplainStage, explain_and_select
 from tabular.explain_report import ExplainOutputs, write_explain_report
@@ -52,8 +53,8 @@ def explain_task(
         [stage.comparisons[key] for key in stage.served],
         out_dir,
     )
-    # The pipelines take their columns in the plan's order; the schema lists them the same way.
-    schema = input_schema(split.train, plan.restrict(stage.selection.columns).input_columns, config)
+    # The pipelines take their columns in the plan's order; the contract lists them the same way.
+    columns = plan.restrict(stage.selection.columns).input_columns
     tags = []
     for role, key in zip(ROLES, stage.served, strict=True):
         comparison = stage.comparisons[key]
@@ -68,7 +69,7 @@ def explain_task(
             family=key,
             label=comparison.label,
             role=role,
-            schema=schema,
+            contract=build_contract(config, split.train, comparison.selected.pipeline, columns),
             threshold=comparison.selected.threshold,
             metrics=metrics,
             config=config,

@@ -248,6 +248,8 @@ class DatasetConfig(_Strict):
         id_columns: Identifiers kept for lookups but never used as features.
         leakage: Columns known only after the event: never features.
         drop_rows_missing: Rows missing any of these columns are dropped (and counted).
+        descriptions: One line per column, with its unit (e.g. ``distance: Great-circle
+            distance, miles``); the served model's OpenAPI schema shows them.
         split: How rows are split.
         checks: Limits enforced by the validation gate.
         features: Encoding choices shared by EDA and training.
@@ -268,6 +270,7 @@ class DatasetConfig(_Strict):
     id_columns: list[str] = Field(default_factory=list)
     leakage: list[str] = Field(default_factory=list)
     drop_rows_missing: list[str] = Field(default_factory=list)
+    descriptions: dict[str, str] = Field(default_factory=dict)
     split: SplitConfig = SplitConfig(method="random")
     checks: ChecksConfig = ChecksConfig()
     features: FeatureConfig = FeatureConfig()
@@ -301,6 +304,19 @@ class DatasetConfig(_Strict):
                     f"column '{special}' is the target or date column; "
                     f"it cannot be a {role} feature"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _descriptions_name_columns(self) -> DatasetConfig:
+        known = {self.date_column, self.target.name, self.target.column}
+        known.update(self.categorical, self.numeric, self.id_columns, self.leakage)
+        known.update(self.drop_rows_missing)
+        unknown = sorted(set(self.descriptions) - known)
+        if unknown:
+            raise ValueError(
+                f"descriptions name column(s) {', '.join(map(repr, unknown))} that the config "
+                "does not declare"
+            )
         return self
 
     @property

@@ -127,6 +127,7 @@ class PredictionLogOut(BaseModel):
         probability: The predicted probability of class 1.
         latency_ms: Serving time in milliseconds.
         dataset: The model's dataset, when known.
+        run_id: The pipeline run that trained the model, when known.
         journaled: ``True`` when MongoDB was unreachable and the log went to the journal
             (it reaches MongoDB at the next replay).
     """
@@ -140,6 +141,7 @@ class PredictionLogOut(BaseModel):
     probability: float | None = None
     latency_ms: float
     dataset: str | None = None
+    run_id: str | None = None
     journaled: bool = False
 
 

@@ -166,6 +166,7 @@ class PredictionLog(Document):
         probability: The predicted probability of class 1, when the model gives one.
         latency_ms: Serving time of the request, in milliseconds.
         dataset: The dataset the model was trained on, when known.
+        run_id: The pipeline run that trained the model, when known.
     """
 
     request_id = StringField(primary_key=True, min_length=1, max_length=128)
@@ -177,6 +178,7 @@ class PredictionLog(Document):
     probability = StrictFloatField(min_value=0.0, max_value=1.0)
     latency_ms = StrictFloatField(required=True, min_value=0.0)
     dataset = StringField(regex=DATASET_NAME, max_length=100)
+    run_id = StringField(max_length=100)
 
     meta = {
         "collection": "prediction_logs",

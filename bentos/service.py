@@ -1,0 +1,728 @@
+"""The HTTP API: two served models behind one typed input contract (BentoML 1.4).
+
+Three BentoML services, each in its own process when served:
+
+* :class:`PrimaryModel` and :class:`SecondaryModel` each load one served pipeline from the
+  model store and expose a batchable ``predict_proba``: BentoML's dispatcher merges the
+  rows of concurrent requests into one call (adaptive batching). The pipeline runs through
+  its compiled numpy replay (:mod:`tabular.compiled`), checked against the pipeline itself
+  at start-up.
+* :class:`PredictionService`, the front, composes the two with ``bentoml.depends``. It
+  validates requests against the models' input contract, answers with labels, logs every
+  prediction to MongoDB off the request path, and serves feedback, CRUD over the stored
+  dataset and prediction logs, and the service's info.
+
+Nothing about a dataset is written here: the dataset name comes from the ``dataset``
+argument (``bentoml serve ... --arg dataset=NAME``, recorded in a built Bento), else the
+default config's name; features, labels and thresholds come from the models' metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+import uuid
+from typing import Annotated, Any, ClassVar, Literal
+
+import bentoml
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from bentos.registry import ServedModel, served_model
+from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
+from tabular.store import DatasetRecordOut, Page, PredictionLogOut
+
+logger = logging.getLogger("bentoml.service")
+
+#: Most rows a batch request may carry (documented in OpenAPI; more is a 400).
+MAX_BATCH_ROWS = 1000
+#: Rows the model services' dispatcher may merge into one call: a whole batch request fits.
+MODEL_BATCH_ROWS = 1000
+#: The dispatcher sheds a request (503) only when it expects to miss this bound; measured
+#: waits stay under 20 ms at 32 clients (benchmarks/serving.py), so only a real overload
+#: sheds anything.
+MODEL_MAX_LATENCY_MS = 2000
+#: Header carrying the key of the write endpoints.
+API_KEY_HEADER = "X-API-Key"
+API_KEY_ENV = "MLOPS_API_KEY"
+
+
+class ServeArgs(BaseModel):
+    """Arguments of ``bentoml serve``/``bentoml build`` (``--arg dataset=NAME``).
+
+    Attributes:
+        dataset: The dataset whose two served models to serve (default: the default
+            config's dataset).
+    """
+
+    dataset: str | None = None
+
+
+def _dataset() -> str:
+    args = bentoml.use_arguments(ServeArgs)
+    if args.dataset:
+        return args.dataset
+    from tabular.config import DEFAULT_CONFIG, load_config
+
+    return load_config(DEFAULT_CONFIG).name
+
+
+DATASET = _dataset()
+PRIMARY = served_model(DATASET, "primary")
+SECONDARY = served_model(DATASET, "secondary")
+if PRIMARY.contract.names != SECONDARY.contract.names:
+    raise RuntimeError(
+        f"{PRIMARY.tag} and {SECONDARY.tag} take different inputs; retrain both with `make run`"
+    )
+#: The one definition of a valid request: both models share it.
+CONTRACT = PRIMARY.contract
+Features = CONTRACT.request_model()
+SERVED = {"primary": PRIMARY, "secondary": SECONDARY}
+
+
+# -- the two model services ------------------------------------------------------------------
+
+
+class _ModelRunner:
+    """One served pipeline in its own process, answering batches of rows."""
+
+    served: ClassVar[ServedModel]
+
+    def __init__(self) -> None:
+        from bentos.runtime import load_predictor
+
+        self.predictor = load_predictor(self.served)
+
+    @bentoml.api(
+        batchable=True, max_batch_size=MODEL_BATCH_ROWS, max_latency_ms=MODEL_MAX_LATENCY_MS
+    )
+    async def predict_proba(self, rows: list[list[Any]]) -> list[float]:
+        """Return the probability of class 1 for rows of values in the contract's order."""
+        # Async on purpose: a merged batch takes well under a millisecond per few dozen rows,
+        # less than handing it to a worker thread would cost.
+        return self.predictor.predict_proba(rows).tolist()
+
+
+@bentoml.service(
+    workers=1,
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},
+)
+class PrimaryModel(_ModelRunner):
+    """The champion model (``<dataset>-primary``)."""
+
+    served = PRIMARY
+    model = bentoml.models.BentoModel(PRIMARY.tag)
+
+
+@bentoml.service(
+    workers=1,
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},
+)
+class SecondaryModel(_ModelRunner):
+    """The challenger model (``<dataset>-secondary``)."""
+
+    served = SECONDARY
+    model = bentoml.models.BentoModel(SECONDARY.tag)
+
+
+# -- request and response bodies -------------------------------------------------------------
+
+
+class Prediction(BaseModel):
+    """One model's answer for one row.
+
+    Attributes:
+        request_id: Id of this prediction (its log's key; post feedback with it).
+        model: ``primary`` or ``secondary``.
+        model_tag: The model-store tag that answered.
+        probability: Probability of the positive class.
+        prediction: 1 when ``probability >= threshold``, else 0.
+        label: The class label of ``prediction``.
+        threshold: The model's decision threshold (chosen on validation).
+        unseen: Category fields whose value was never seen in training (handled as the
+            pipeline handles rare levels).
+    """
+
+    request_id: str
+    model: Literal["primary", "secondary"]
+    model_tag: str
+    probability: float
+    prediction: int
+    label: str
+    threshold: float
+    unseen: list[str]
+
+
+class BatchRow(BaseModel):
+    """One row's answer inside a batch.
+
+    Attributes:
+        request_id: Id of this prediction.
+        probability: Probability of the positive class.
+        prediction: 0 or 1.
+        label: The class label of ``prediction``.
+        unseen: Category fields never seen in training.
+    """
+
+    request_id: str
+    probability: float
+    prediction: int
+    label: str
+    unseen: list[str]
+
+
+class BatchPrediction(BaseModel):
+    """The primary model's answers for a batch, in the rows' order.
+
+    Attributes:
+        model: Always ``primary``.
+        model_tag: The model-store tag that answered.
+        threshold: The decision threshold.
+        predictions: One answer per row.
+    """
+
+    model: Literal["primary", "secondary"]
+    model_tag: str
+    threshold: float
+    predictions: list[BatchRow]
+
+
+class Comparison(BaseModel):
+    """Both models on the same row.
+
+    Attributes:
+        primary: The champion's answer.
+        secondary: The challenger's answer.
+        agree: Whether both predict the same class.
+        difference: ``primary.probability - secondary.probability``.
+    """
+
+    primary: Prediction
+    secondary: Prediction
+    agree: bool
+    difference: float
+
+
+class ModelInfo(BaseModel):
+    """A served model's provenance.
+
+    Attributes:
+        role: ``primary`` or ``secondary``.
+        tag: Model-store tag.
+        family: Model family.
+        label: Human name.
+        run_id: The pipeline run that trained it.
+        data_hash: Hash of its training data.
+        threshold: Decision threshold.
+        metrics: Metrics per split (``validation``, ``test``) of the selected-feature model.
+    """
+
+    role: str
+    tag: str
+    family: str
+    label: str
+    run_id: str
+    data_hash: str
+    threshold: float
+    metrics: dict[str, Any]
+
+
+class ServiceInfo(BaseModel):
+    """What the service serves.
+
+    Attributes:
+        dataset: The dataset the models were trained on.
+        question: The question they answer.
+        class_labels: Names of class 0 and class 1.
+        features: The input fields, in order.
+        roles: Input fields by kind (``datetime``, ``category``, ``number``).
+        max_batch_rows: Most rows a batch request may carry.
+        models: The two served models.
+        store: Where prediction logs and records are stored.
+    """
+
+    dataset: str
+    question: str
+    class_labels: list[str]
+    features: list[str]
+    roles: dict[str, list[str]]
+    max_batch_rows: int
+    models: list[ModelInfo]
+    store: str
+
+
+class Outcome(BaseModel):
+    """The true outcome recorded for a prediction.
+
+    Attributes:
+        request_id: The prediction's id.
+        actual: The true class (0 or 1).
+        label: Its class label.
+        received_at: When it was first recorded (UTC).
+    """
+
+    request_id: str
+    actual: int
+    label: str
+    received_at: Any
+
+
+class Deleted(BaseModel):
+    """What a delete endpoint removed.
+
+    Attributes:
+        deleted: The id of the deleted record or log.
+    """
+
+    deleted: str
+
+
+PageNumber = Annotated[int, Field(ge=1, description="Page number, from 1.")]
+PageSize = Annotated[int, Field(ge=1, le=1000, description="Items per page (1 to 1000).")]
+
+
+# -- the front service -----------------------------------------------------------------------
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    """Return an error body shaped like BentoML's own 400s: ``error`` plus ``detail``."""
+    detail = [{"loc": [field] if field else [], "msg": message}]
+    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+
+
+def _store_error(exc: StoreError) -> JSONResponse:
+    if isinstance(exc, RecordNotFound):
+        return _error(404, str(exc))
+    if isinstance(exc, InvalidRecord):
+        field = str(exc).split(":", 1)[0] if ":" in str(exc) else None
+        return _error(400, str(exc), field)
+    if isinstance(exc, StoreUnavailable):
+        return _error(503, f"{exc}; the store must be reachable for this endpoint")
+    return _error(409, str(exc))
+
+
+@bentoml.service(
+    workers=1,
+    threads=4,
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},
+)
+class PredictionService:
+    """Predicts with two models behind one typed input contract, and logs every prediction.
+
+    Write and delete endpoints need the ``X-API-Key`` header to match the service's
+    ``MLOPS_API_KEY``; when that variable is unset they answer 503. Errors are JSON
+    ``{"error": ..., "detail": [{"loc": [field], "msg": reason}]}``.
+    """
+
+    primary = bentoml.depends(PrimaryModel)
+    secondary = bentoml.depends(SecondaryModel)
+
+    def __init__(self) -> None:
+        from tabular.store import PredictionLogWriter, StoreSettings, connect
+
+        settings = StoreSettings.from_env()
+        # check=False: the service starts while MongoDB is down (logs go to the journal).
+        self.store = connect(settings, check=False).describe()
+        self.writer = PredictionLogWriter(settings.journal_path)
+        self.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+        self.runners = {"primary": self.primary, "secondary": self.secondary}
+        logger.info("serving %s and %s; logs go to %s", PRIMARY.tag, SECONDARY.tag, self.store)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """Flush the prediction logs still queued in memory."""
+        self.writer.close()
+
+    # -- predictions ---------------------------------------------------------------------
+
+    async def _predict(
+        self, role: str, rows: list[list[Any]], started: float
+    ) -> list[tuple[str, float, int, list[str]]]:
+        served = SERVED[role]
+        probabilities = await self.runners[role].to_async.predict_proba(rows)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        answers = []
+        for values, probability in zip(rows, probabilities, strict=True):
+            request_id = uuid.uuid4().hex
+            prediction = int(probability >= served.threshold)
+            self.writer.write(
+                {
+                    "request_id": request_id,
+                    "model_name": served.name,
+                    "model_version": served.version,
+                    "run_id": served.run_id,
+                    "dataset": served.dataset,
+                    "features": dict(zip(CONTRACT.names, values, strict=True)),
+                    "prediction": prediction,
+                    "probability": float(probability),
+                    "latency_ms": latency_ms,
+                }
+            )
+            answers.append((request_id, float(probability), prediction, CONTRACT.unseen(values)))
+        return answers
+
+    async def _one(self, role: str, features: BaseModel, started: float) -> Prediction:
+        served = SERVED[role]
+        ((request_id, probability, prediction, unseen),) = await self._predict(
+            role, [CONTRACT.values(features)], started
+        )
+        return Prediction(
+            request_id=request_id,
+            model=role,
+            model_tag=served.tag,
+            probability=probability,
+            prediction=prediction,
+            label=served.class_labels[prediction],
+            threshold=served.threshold,
+            unseen=unseen,
+        )
+
+    @bentoml.api(route="/predict")
+    async def predict(self, features: Features, /) -> Prediction:  # type: ignore[valid-type]
+        """Predict one row with the primary (champion) model.
+
+        The body is one row: every input field, by name (see the schema). Values outside
+        the data gate's ranges, wrong types, unknown or missing fields get a 400 naming the
+        field. A category never seen in training is accepted and listed in ``unseen``.
+        """
+        return await self._one("primary", features, time.perf_counter())
+
+    @bentoml.api(route="/predict_with")
+    async def predict_with(
+        self,
+        model: Literal["primary", "secondary"],
+        features: Features,  # type: ignore[valid-type]
+    ) -> Prediction:
+        """Predict one row with the named model (``primary`` or ``secondary``)."""
+        return await self._one(model, features, time.perf_counter())
+
+    @bentoml.api(route="/compare")
+    async def compare(self, features: Features, /) -> Comparison:  # type: ignore[valid-type]
+        """Predict one row with both models (each answer is logged with its own id)."""
+        started = time.perf_counter()
+        primary, secondary = await asyncio.gather(
+            self._one("primary", features, started), self._one("secondary", features, started)
+        )
+        return Comparison(
+            primary=primary,
+            secondary=secondary,
+            agree=primary.prediction == secondary.prediction,
+            difference=primary.probability - secondary.probability,
+        )
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(
+        self,
+        rows: Annotated[
+            list[Features],  # type: ignore[valid-type]
+            Field(min_length=1, max_length=MAX_BATCH_ROWS, description="1 to 1000 rows."),
+        ],
+    ) -> BatchPrediction:
+        """Predict up to 1000 rows with the primary model, in one call; each row is logged."""
+        started = time.perf_counter()
+        answers = await self._predict("primary", [CONTRACT.values(r) for r in rows], started)
+        labels = PRIMARY.class_labels
+        return BatchPrediction.model_construct(
+            model="primary",
+            model_tag=PRIMARY.tag,
+            threshold=PRIMARY.threshold,
+            predictions=[
+                BatchRow.model_construct(
+                    request_id=request_id,
+                    probability=probability,
+                    prediction=prediction,
+                    label=labels[prediction],
+                    unseen=unseen,
+                )
+                for request_id, probability, prediction, unseen in answers
+            ],
+        )
+
+    # -- feedback ------------------------------------------------------------------------
+
+    @bentoml.api(route="/feedback")
+    def feedback(self, request_id: str, actual: Literal[0, 1]) -> Outcome:
+        """Record the true outcome (0 or 1) of a prediction, by its ``request_id``.
+
+        404 when no prediction has this id; 409 when a different outcome was already
+        recorded (posting the same outcome again is accepted).
+        """
+        from tabular.store import get_feedback, get_prediction_log, record_feedback
+
+        try:
+            try:
+                get_prediction_log(request_id)
+            except RecordNotFound:
+                # The log may still be queued in memory (written off the request path).
+                self.writer.flush(timeout=5)
+                get_prediction_log(request_id)
+            try:
+                known = get_feedback(request_id)
+            except RecordNotFound:
+                known = record_feedback(request_id, actual)
+            if known.actual != actual:
+                return _error(
+                    409,
+                    f"request '{request_id}' already has outcome {known.actual}; "
+                    f"{actual} contradicts it",
+                    "actual",
+                )
+        except StoreError as exc:
+            return _store_error(exc)
+        return Outcome(
+            request_id=request_id,
+            actual=known.actual,
+            label=PRIMARY.class_labels[known.actual],
+            received_at=known.received_at,
+        )
+
+    # -- info ----------------------------------------------------------------------------
+
+    @bentoml.api(route="/info")
+    def info(self) -> ServiceInfo:
+        """The served models' tags, run id, data hash, test metrics and input fields."""
+        return ServiceInfo(
+            dataset=DATASET,
+            question=PRIMARY.question,
+            class_labels=list(PRIMARY.class_labels),
+            features=CONTRACT.names,
+            roles=CONTRACT.roles,
+            max_batch_rows=MAX_BATCH_ROWS,
+            models=[
+                ModelInfo(
+                    role=served.role,
+                    tag=served.tag,
+                    family=served.family,
+                    label=served.label,
+                    run_id=served.run_id,
+                    data_hash=served.data_hash,
+                    threshold=served.threshold,
+                    metrics=served.metrics,
+                )
+                for served in SERVED.values()
+            ],
+            store=self.store,
+        )
+
+    # -- CRUD ----------------------------------------------------------------------------
+
+    def _refused(self, ctx: bentoml.Context) -> JSONResponse | None:
+        """The API-key check of write endpoints: ``None`` when the request may proceed."""
+        if self.api_key is None:
+            return _error(
+                503,
+                f"write endpoints are disabled because {API_KEY_ENV} is not set; start the "
+                f"service with {API_KEY_ENV}=<a secret> (e.g. `{API_KEY_ENV}=s3cret make serve`) "
+                f"and send it in the {API_KEY_HEADER} header",
+            )
+        given = ctx.request.headers.get(API_KEY_HEADER)
+        if not given:
+            return _error(401, f"missing {API_KEY_HEADER} header", API_KEY_HEADER)
+        if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            return _error(403, f"wrong {API_KEY_HEADER}", API_KEY_HEADER)
+        return None
+
+    def _run(self, ctx: bentoml.Context, function, *args, write: bool = False, **kwargs):
+        """Call a store function; map its errors (and a refused key) to HTTP answers."""
+        refused = self._refused(ctx) if write else None
+        if refused is None:
+            try:
+                return function(*args, **kwargs)
+            except StoreError as exc:
+                refused = _store_error(exc)
+        # An endpoint taking the context answers with the context's status code.
+        ctx.response.status_code = refused.status_code
+        return refused
+
+    @bentoml.api(route="/records/create")
+    def records_create(
+        self, values: dict[str, Any], ctx: bentoml.Context, dataset: str = DATASET
+    ) -> DatasetRecordOut:
+        """Add a row to a stored dataset (needs ``X-API-Key``); its date and target are required."""
+        from tabular.store import create_record
+
+        return self._run(ctx, create_record, dataset, values, write=True)
+
+    @bentoml.api(route="/records/get")
+    def records_get(self, record_id: str, ctx: bentoml.Context) -> DatasetRecordOut:
+        """Read one dataset record by id."""
+        from tabular.store import get_record
+
+        return self._run(ctx, get_record, record_id)
+
+    @bentoml.api(route="/records/list")
+    def records_list(
+        self,
+        ctx: bentoml.Context,
+        dataset: str = DATASET,
+        where: dict[str, Any] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        page: PageNumber = 1,
+        page_size: PageSize = 50,
+    ) -> Page[DatasetRecordOut]:
+        """List a dataset's records in row order, filtered by column values (``where``) and dates.
+
+        ``where`` maps column names to the value they must equal (``null`` matches a missing
+        value); ``date_from`` (inclusive) and ``date_to`` (exclusive) are ISO 8601 dates.
+        """
+        from tabular.store import find_records
+
+        return self._run(
+            ctx,
+            find_records,
+            dataset,
+            where=where,
+            date_from=date_from,
+            date_to=date_to,
+            page=page,
+            page_size=page_size,
+        )
+
+    @bentoml.api(route="/records/update")
+    def records_update(
+        self, record_id: str, values: dict[str, Any], ctx: bentoml.Context
+    ) -> DatasetRecordOut:
+        """Change some values of a record (needs ``X-API-Key``)."""
+        from tabular.store import update_record
+
+        return self._run(ctx, update_record, record_id, values, write=True)
+
+    @bentoml.api(route="/records/delete")
+    def records_delete(self, record_id: str, ctx: bentoml.Context) -> Deleted:
+        """Delete a record (needs ``X-API-Key``)."""
+        from tabular.store import delete_record
+
+        result = self._run(ctx, delete_record, record_id, write=True)
+        return result if isinstance(result, JSONResponse) else Deleted(deleted=record_id)
+
+    @bentoml.api(route="/logs/create")
+    def logs_create(self, log: dict[str, Any], ctx: bentoml.Context) -> PredictionLogOut:
+        """Store a prediction log now (needs ``X-API-Key``); its fields as ``/logs/get`` shows them."""
+        from tabular.store import create_prediction_log
+
+        return self._run(ctx, create_prediction_log, log, write=True)
+
+    @bentoml.api(route="/logs/get")
+    def logs_get(self, request_id: str, ctx: bentoml.Context) -> PredictionLogOut:
+        """Read one prediction log by request id."""
+        from tabular.store import get_prediction_log
+
+        return self._run(ctx, get_prediction_log, request_id)
+
+    @bentoml.api(route="/logs/list")
+    def logs_list(
+        self,
+        ctx: bentoml.Context,
+        model_name: str | None = None,
+        model_version: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        page: PageNumber = 1,
+        page_size: PageSize = 50,
+    ) -> Page[PredictionLogOut]:
+        """List this dataset's prediction logs, newest first, by model and time range (UTC, ISO 8601)."""
+        from tabular.store import find_prediction_logs
+
+        return self._run(
+            ctx,
+            find_prediction_logs,
+            model_name=model_name,
+            model_version=model_version,
+            dataset=DATASET,
+            since=since,
+            until=until,
+            page=page,
+            page_size=page_size,
+        )
+
+    @bentoml.api(route="/logs/update")
+    def logs_update(
+        self, request_id: str, changes: dict[str, Any], ctx: bentoml.Context
+    ) -> PredictionLogOut:
+        """Change fields of a prediction log (needs ``X-API-Key``)."""
+        from tabular.store import update_prediction_log
+
+        return self._run(ctx, update_prediction_log, request_id, changes, write=True)
+
+    @bentoml.api(route="/logs/delete")
+    def logs_delete(self, request_id: str, ctx: bentoml.Context) -> Deleted:
+        """Delete a prediction log (needs ``X-API-Key``)."""
+        from tabular.store import delete_prediction_log
+
+        result = self._run(ctx, delete_prediction_log, request_id, write=True)
+        return result if isinstance(result, JSONResponse) else Deleted(deleted=request_id)
+
+
+# -- OpenAPI: the API-key scheme ---------------------------------------------------------------
+
+#: Routes that need the X-API-Key header.
+WRITE_ROUTES = ("/records/create", "/records/update", "/records/delete", "/logs/create",
+                "/logs/update", "/logs/delete")  # fmt: skip
+
+
+def add_security_scheme(spec: dict[str, Any]) -> dict[str, Any]:
+    """Declare the API-key scheme in an OpenAPI document and require it on write routes.
+
+    BentoML 1.4's OpenAPI model has no ``securitySchemes`` (its ``Components`` refuses
+    extra keys), so the scheme is added to the generated document.
+
+    Args:
+        spec: The OpenAPI document as a dict.
+
+    Returns:
+        The same document, changed in place.
+    """
+    components = spec.setdefault("components", {})
+    components["securitySchemes"] = {
+        "ApiKeyAuth": {
+            "type": "apiKey",
+            "in": "header",
+            "name": API_KEY_HEADER,
+            "description": f"Must equal the service's {API_KEY_ENV}. Missing: 401; wrong: 403; "
+            f"{API_KEY_ENV} unset on the server: 503.",
+        }
+    }
+    for route in WRITE_ROUTES:
+        operation = spec.get("paths", {}).get(route, {}).get("post")
+        if operation is not None:
+            operation["security"] = [{"ApiKeyAuth": []}]
+            for status, reason in (
+                (401, "X-API-Key missing"),
+                (403, "X-API-Key wrong"),
+                (503, f"{API_KEY_ENV} not set on the server"),
+            ):
+                operation["responses"][str(status)] = {"description": reason}
+    return spec
+
+
+class _SpecWithSecurity:
+    def __init__(self, spec):
+        self._spec = spec
+
+    def asdict(self) -> dict[str, Any]:
+        return add_security_scheme(self._spec.asdict())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spec, name)
+
+
+class _SecuredService(type(PredictionService)):  # type: ignore[misc]
+    """The front service with the API-key scheme in its ``/docs.json`` (see add_security_scheme)."""
+
+    __slots__ = ()
+
+    @property
+    def openapi_spec(self):
+        """The generated OpenAPI document, plus the API-key scheme."""
+        return _SpecWithSecurity(super().openapi_spec)
+
+
+# bentoml==1.4.39 is pinned: this relies on Service.openapi_spec, guarded by tests/test_service.py.
+PredictionService.__class__ = _SecuredService
