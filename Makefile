@@ -16,8 +16,12 @@ export MPLBACKEND ?= Agg
 
 CONFIG ?= data/flights.yaml
 ARGS   ?=
+# `make serve`: the latest Bento built by `make run`, on HOST:PORT.
+BENTO  ?= tabular-mlops:latest
+HOST   ?= 127.0.0.1
+PORT   ?= 3000
 
-.PHONY: install run test lint format prefect-server clean
+.PHONY: install run test lint format serve bench prefect-server clean
 
 install: $(STAMP)
 
@@ -40,6 +44,18 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(ARGS)
+
+# The embedded store is the repository's .store/ (as for `mlops db`), unless MLOPS_STORE_DIR
+# or MONGODB_URI says otherwise. MLOPS_API_KEY enables the write endpoints.
+serve: $(STAMP)
+	@$(BIN)/bentoml get $(BENTO) -o json >/dev/null 2>&1 || \
+		{ echo "error: no Bento '$(BENTO)' in $(BENTOML_HOME): run 'make run' first" >&2; exit 2; }
+	MLOPS_STORE_DIR="$${MLOPS_STORE_DIR:-$(CURDIR)/.store}" \
+		$(BIN)/bentoml serve $(BENTO) --host $(HOST) --port $(PORT)
+
+# Serving benchmark: BentoML against a plain FastAPI service on the served models.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serving.py $(ARGS)
 
 prefect-server: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1

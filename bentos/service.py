@@ -45,38 +45,53 @@ MODEL_BATCH_ROWS = 1000
 #: waits stay under 20 ms at 32 clients (benchmarks/serving.py), so only a real overload
 #: sheds anything.
 MODEL_MAX_LATENCY_MS = 2000
+#: The front's client session to a model service is never renewed. BentoML 1.4 renews it
+#: every 100 requests by default and closes the old one with requests still in flight,
+#: which fails them ("Server disconnected", measured at 8 clients and more; BentoML issue
+#: #5540 and its follow-ups). The peer is a local socket that never moves.
+RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 1e12}
 #: Header carrying the key of the write endpoints.
 API_KEY_HEADER = "X-API-Key"
 API_KEY_ENV = "MLOPS_API_KEY"
+#: Set to 0 to serve without logging predictions (to measure the logging's cost).
+LOG_ENV = "MLOPS_LOG_PREDICTIONS"
 
 
 class ServeArgs(BaseModel):
-    """Arguments of ``bentoml serve``/``bentoml build`` (``--arg dataset=NAME``).
+    """Arguments of ``bentoml serve``/``bentoml build`` (``--arg dataset=NAME``), kept in a Bento.
 
     Attributes:
         dataset: The dataset whose two served models to serve (default: the default
             config's dataset).
+        primary: Exact model-store tag of the primary model (default: its latest version).
+        secondary: Exact model-store tag of the secondary model (default: its latest).
     """
 
     dataset: str | None = None
+    primary: str | None = None
+    secondary: str | None = None
 
 
-def _dataset() -> str:
+def _served() -> tuple[str, ServedModel, ServedModel]:
     args = bentoml.use_arguments(ServeArgs)
-    if args.dataset:
-        return args.dataset
-    from tabular.config import DEFAULT_CONFIG, load_config
+    dataset = args.dataset
+    if not dataset:
+        from tabular.config import DEFAULT_CONFIG, load_config
 
-    return load_config(DEFAULT_CONFIG).name
+        dataset = load_config(DEFAULT_CONFIG).name
+    # A built Bento records the exact tags it was built with, so it keeps serving them after
+    # a later run saves newer models.
+    versions = [(tag or "").partition(":")[2] or "latest" for tag in (args.primary, args.secondary)]
+    primary = served_model(dataset, "primary", versions[0])
+    secondary = served_model(dataset, "secondary", versions[1])
+    if primary.contract.names != secondary.contract.names:
+        raise RuntimeError(
+            f"{primary.tag} and {secondary.tag} take different inputs; retrain both with `make run`"
+        )
+    return dataset, primary, secondary
 
 
-DATASET = _dataset()
-PRIMARY = served_model(DATASET, "primary")
-SECONDARY = served_model(DATASET, "secondary")
-if PRIMARY.contract.names != SECONDARY.contract.names:
-    raise RuntimeError(
-        f"{PRIMARY.tag} and {SECONDARY.tag} take different inputs; retrain both with `make run`"
-    )
+DATASET, PRIMARY, SECONDARY = _served()
 #: The one definition of a valid request: both models share it.
 CONTRACT = PRIMARY.contract
 Features = CONTRACT.request_model()
@@ -110,6 +125,7 @@ class _ModelRunner:
     workers=1,
     traffic={"timeout": 60},
     logging={"access": {"enabled": False}},
+    runner_connection=RUNNER_CONNECTION,
 )
 class PrimaryModel(_ModelRunner):
     """The champion model (``<dataset>-primary``)."""
@@ -122,6 +138,7 @@ class PrimaryModel(_ModelRunner):
     workers=1,
     traffic={"timeout": 60},
     logging={"access": {"enabled": False}},
+    runner_connection=RUNNER_CONNECTION,
 )
 class SecondaryModel(_ModelRunner):
     """The challenger model (``<dataset>-secondary``)."""
@@ -329,7 +346,10 @@ class PredictionService:
         settings = StoreSettings.from_env()
         # check=False: the service starts while MongoDB is down (logs go to the journal).
         self.store = connect(settings, check=False).describe()
-        self.writer = PredictionLogWriter(settings.journal_path)
+        # Logging every prediction is the default; MLOPS_LOG_PREDICTIONS=0 turns it off, to
+        # measure what it costs (benchmarks/serving.py).
+        logging_on = os.environ.get(LOG_ENV, "1").strip().lower() not in ("0", "false", "no")
+        self.writer = PredictionLogWriter(settings.journal_path) if logging_on else None
         self.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
         self.runners = {"primary": self.primary, "secondary": self.secondary}
         logger.info("serving %s and %s; logs go to %s", PRIMARY.tag, SECONDARY.tag, self.store)
@@ -337,7 +357,8 @@ class PredictionService:
     @bentoml.on_shutdown
     def close(self) -> None:
         """Flush the prediction logs still queued in memory."""
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
     # -- predictions ---------------------------------------------------------------------
 
@@ -351,19 +372,20 @@ class PredictionService:
         for values, probability in zip(rows, probabilities, strict=True):
             request_id = uuid.uuid4().hex
             prediction = int(probability >= served.threshold)
-            self.writer.write(
-                {
-                    "request_id": request_id,
-                    "model_name": served.name,
-                    "model_version": served.version,
-                    "run_id": served.run_id,
-                    "dataset": served.dataset,
-                    "features": dict(zip(CONTRACT.names, values, strict=True)),
-                    "prediction": prediction,
-                    "probability": float(probability),
-                    "latency_ms": latency_ms,
-                }
-            )
+            if self.writer is not None:
+                self.writer.write(
+                    {
+                        "request_id": request_id,
+                        "model_name": served.name,
+                        "model_version": served.version,
+                        "run_id": served.run_id,
+                        "dataset": served.dataset,
+                        "features": dict(zip(CONTRACT.names, values, strict=True)),
+                        "prediction": prediction,
+                        "probability": float(probability),
+                        "latency_ms": latency_ms,
+                    }
+                )
             answers.append((request_id, float(probability), prediction, CONTRACT.unseen(values)))
         return answers
 
@@ -460,7 +482,8 @@ class PredictionService:
                 get_prediction_log(request_id)
             except RecordNotFound:
                 # The log may still be queued in memory (written off the request path).
-                self.writer.flush(timeout=5)
+                if self.writer is not None:
+                    self.writer.flush(timeout=5)
                 get_prediction_log(request_id)
             try:
                 known = get_feedback(request_id)
@@ -658,6 +681,45 @@ class PredictionService:
 
         result = self._run(ctx, delete_prediction_log, request_id, write=True)
         return result if isinstance(result, JSONResponse) else Deleted(deleted=request_id)
+
+
+# -- the one-process variant (for the benchmark) ------------------------------------------------
+
+
+class _LocalRunner:
+    """A served model held in the calling process, with the call shape of a dependency."""
+
+    def __init__(self, served: ServedModel) -> None:
+        from bentos.runtime import load_predictor
+
+        self.predictor = load_predictor(served)
+        self.to_async = self
+
+    async def predict_proba(self, rows: list[list[Any]]) -> list[float]:
+        """Return the probability of class 1 for each row (no batching across requests)."""
+        return self.predictor.predict_proba(rows).tolist()
+
+
+@bentoml.service(
+    workers=1,
+    threads=4,
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},
+)
+class OneProcessService(PredictionService.inner):
+    """The same API with both models in the front's own process: no hop, no adaptive batching.
+
+    Kept to measure what the two-service composition costs and buys
+    (``benchmarks/serving.py``); ``PredictionService`` is the one built and served.
+    """
+
+    primary = None  # no dependency: the models are loaded below
+    secondary = None
+
+    def __init__(self) -> None:
+        self.primary = _LocalRunner(PRIMARY)
+        self.secondary = _LocalRunner(SECONDARY)
+        super().__init__()
 
 
 # -- OpenAPI: the API-key scheme ---------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Stages: load → prepare → validate (Great Expectations gate) → split → EDA → training of
 three model families → SHAP, feature selection, retraining and saving the two served models
-to the BentoML store. Each stage's wall time, the data hash and the row counts go into ``artifacts/runs/<run-id>/manifest.json``.
+to the BentoML store → building the Bento of the prediction service. Each stage's wall time, the data hash and the row counts go into ``artifacts/runs/<run-id>/manifest.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.bento import build_bento_task
 from flows.eda import eda_task
 from flows.explain import explain_task
 from flows.training import train_task
@@ -187,6 +188,8 @@ def training_pipeline(
         manifest.outputs["explain"] = str(explain_files.html.relative_to(run_dir))
         manifest.selected_features = stage.selection.columns
         manifest.served_models = tags
+        with manifest.step("bento"):
+            manifest.bento = build_bento_task(config.name, tags)
         manifest.status = "succeeded"
     except Exception as exc:
         manifest.status = f"failed: {type(exc).__name__}"
@@ -211,6 +214,7 @@ def _publish_summary(manifest: RunManifest, run_dir: Path) -> None:
             f"- positive share {rows['positive_share']:.1%}\n"
             f"- split: {manifest.split} → {rows['split']}\n"
             f"- data hash `{manifest.data_hash[:16]}…`\n"
+            f"- Bento `{manifest.bento}` (`make serve`)\n"
             f"- run folder `{run_dir}`\n\n| step | seconds |\n|---|---|\n{steps}\n"
         ),
         description="Pipeline run summary",

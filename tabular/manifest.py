@@ -81,6 +81,7 @@ class RunManifest:
         models: Per family: verdict, best hyperparameters, threshold and scores; ``best``.
         selected_features: Columns kept by the SHAP selection.
         served_models: BentoML model-store tags of the two served models.
+        bento: Tag of the Bento built to serve them (``make serve`` serves the latest).
         packages: Versions of the main packages.
     """
 
@@ -101,6 +102,7 @@ class RunManifest:
     models: dict = field(default_factory=dict)
     selected_features: list[str] = field(default_factory=list)
     served_models: list[str] = field(default_factory=list)
+    bento: str | None = None
     packages: dict[str, str] = field(default_factory=package_versions)
 
     @contextmanager
