@@ -61,3 +61,16 @@ def test_time_split_needs_dates(tmp_path):
     raw["split"] = {"method": "time"}
     with pytest.raises(ConfigError, match="needs 'validation_start' and 'test_start'"):
         load_config(_write(tmp_path, raw))
+
+
+def test_descriptions_must_name_declared_columns(tmp_path):
+    from tests.conftest import toy_config_dict
+
+    path = tmp_path / "orders.yaml"
+    raw = toy_config_dict(descriptions={"price": "Order value, US dollars", "colour": "x"})
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="descriptions name column\\(s\\) 'colour'"):
+        load_config(path)
+    raw["descriptions"] = {"price": "Order value, US dollars", "returned": "Returned or not"}
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path).descriptions["price"] == "Order value, US dollars"

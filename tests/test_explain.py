@@ -2,8 +2,9 @@ import bentoml
 import numpy as np
 import pytest
 
-from bentos.registry import input_schema, model_name, save_served_model
+from bentos.registry import model_name, save_served_model, served_model
 from tabular.config import load_config
+from tabular.contract import build_contract
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.explain import explain, explain_and_select, group_by_source, select_features
 from tabular.explain_report import write_explain_report
@@ -116,7 +117,7 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
         family=key,
         label=comparison.label,
         role="primary",
-        schema=input_schema(split.train, columns, config),
+        contract=build_contract(config, split.train, comparison.selected.pipeline, columns),
         threshold=comparison.selected.threshold,
         metrics={"validation": comparison.selected.metrics["validation"]},
         config=config,
@@ -129,7 +130,10 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
     loaded = bentoml.sklearn.load_model(saved.tag)
     assert list(loaded.named_steps["preprocess"].feature_names_in_) == metadata["features"]
     assert metadata["threshold"] == pytest.approx(comparison.selected.threshold)
+    served = served_model(config.name, "primary")
+    assert served.tag == str(saved.tag) and served.contract.names == metadata["features"]
+    assert served.run_id == "run-1" and served.class_labels == ("kept", "returned")
     if "channel" in metadata["features"]:
-        assert metadata["categories"]["channel"] == ["partner", "phone", "store", "web"]
+        assert served.contract.spec("channel").levels == ["partner", "phone", "store", "web"]
     proba = loaded.predict_proba(split.test[metadata["features"]])[:, 1]
     assert proba.shape == (len(split.test),)
