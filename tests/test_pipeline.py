@@ -1,6 +1,7 @@
 """Real Prefect flow runs (under the test harness), on the default data and on a toy CSV."""
 
 import json
+from pathlib import Path
 
 import bentoml
 import pytest
@@ -40,7 +41,7 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     assert manifest["rows"]["dropped"] == {"missing arr_delay": 9430}
     assert manifest["rows"]["used"] == 4000
     assert len(manifest["data_hash"]) == 64
-    assert {"load", "prepare", "validate", "split", "eda", "train", "explain"} <= set(
+    assert {"load", "prepare", "validate", "split", "eda", "train", "explain", "bento"} <= set(
         manifest["steps"]
     )
     assert all(seconds >= 0 for seconds in manifest["steps"].values())
@@ -56,6 +57,18 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
         assert sorted(metadata["features"]) == sorted(manifest["selected_features"])
         assert metadata["run_id"] == manifest["run_id"]
         assert metadata["data_hash"] == manifest["data_hash"]
+    # The last step built the Bento that serves exactly these two models.
+    bento = bentoml.bentos.get(manifest["bento"])
+    assert bento.info.args == {
+        "dataset": "flights",
+        "primary": manifest["served_models"][0],
+        "secondary": manifest["served_models"][1],
+    }
+    assert bento.info.labels["dataset"] == "flights"
+    source = Path(bento.path) / "src"
+    assert (source / "bentos" / "service.py").is_file() and (
+        source / "tabular" / "contract.py"
+    ).is_file()
 
 
 def test_same_seed_same_hash_and_split(prefect_harness, tmp_path):
