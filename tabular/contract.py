@@ -275,9 +275,9 @@ class InputContract(BaseModel):
         return [_python_name(spec.name, i) for i, spec in enumerate(self.fields)]
 
     @functools.cached_property
-    def _levels(self) -> list[tuple[int, frozenset[str]]]:
+    def _levels(self) -> list[tuple[int, str, frozenset[str]]]:
         return [
-            (i, frozenset(spec.levels))
+            (i, spec.name, frozenset(spec.levels))
             for i, spec in enumerate(self.fields)
             if spec.kind == "category"
         ]
@@ -397,9 +397,9 @@ class InputContract(BaseModel):
             The field names, in pipeline order (empty when every level is known).
         """
         return [
-            self.fields[i].name
-            for i, levels in self._levels
-            if values[i] is not None and values[i] not in levels
+            name
+            for i, name, levels in self._levels
+            if values[i] not in levels and values[i] is not None
         ]
 
     # -- frames ----------------------------------------------------------------------------

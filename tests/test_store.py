@@ -506,6 +506,8 @@ def test_cli_import_backup_query_status(store, tmp_path, capsys):
         {"prediction": 1.0},  # a whole float is stored as an int, as mongoengine does
         {"latency_ms": 3},  # an int latency is stored as a float
         {"features": {}},
+        {"features": {"when": dt.datetime(2013, 7, 1, 5, 15), "gust": None, "holiday": True}},
+        {"features": {"nested": {"a": [1, 2]}, "n": 3}},
         {"probability": None},
         {"model_name": None},
         {"probability": 1.5},
