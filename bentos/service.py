@@ -259,6 +259,7 @@ class ServiceInfo(BaseModel):
         class_labels: Names of class 0 and class 1.
         features: The input fields, in order.
         roles: Input fields by kind (``datetime``, ``category``, ``number``).
+        example: A valid request body (a real training row): ``/predict`` accepts it as is.
         max_batch_rows: Most rows a batch request may carry.
         models: The two served models.
         store: Where prediction logs and records are stored.
@@ -269,6 +270,7 @@ class ServiceInfo(BaseModel):
     class_labels: list[str]
     features: list[str]
     roles: dict[str, list[str]]
+    example: dict[str, Any]
     max_batch_rows: int
     models: list[ModelInfo]
     store: str
@@ -514,13 +516,14 @@ class PredictionService:
 
     @bentoml.api(route="/info")
     def info(self) -> ServiceInfo:
-        """The served models' tags, run id, data hash, test metrics and input fields."""
+        """The served models' tags, run id, data hash, test metrics, input fields and an example."""
         return ServiceInfo(
             dataset=DATASET,
             question=PRIMARY.question,
             class_labels=list(PRIMARY.class_labels),
             features=CONTRACT.names,
             roles=CONTRACT.roles,
+            example=CONTRACT.example,
             max_batch_rows=MAX_BATCH_ROWS,
             models=[
                 ModelInfo(
