@@ -43,7 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from bentos.registry import served_model  # noqa: E402
 
@@ -135,20 +134,8 @@ def batch_rows(contract, dataset_config, rows: int) -> list[dict]:
     config = load_config(dataset_config)
     data, _ = prepare(load_raw(config), config)
     data = data.sort_values(config.date_column).tail(rows * 20)
-    records = []
-    for record in data[contract.names].sample(rows * 3, random_state=0).to_dict("records"):
-        raw = {}
-        for spec in contract.fields:
-            value = record[spec.name]
-            if pd.isna(value):
-                raw[spec.name] = None
-            elif spec.kind == "datetime":
-                raw[spec.name] = pd.Timestamp(value).isoformat()
-            elif spec.kind == "number":
-                raw[spec.name] = float(value)
-            else:
-                raw[spec.name] = str(value)
-        records.append(raw)
+    sample = data[contract.names].sample(rows * 3, random_state=0).to_dict("records")
+    records = [contract.json_row(record) for record in sample]
     typed = contract.to_frame(records)
     good = [records[i] for i in typed.frame.index]
     if len(good) < rows:

@@ -20,10 +20,12 @@ default config's name; features, labels and thresholds come from the models' met
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import itertools
 import logging
 import os
+import re
 import time
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
@@ -289,7 +291,7 @@ class Outcome(BaseModel):
     request_id: str
     actual: int
     label: str
-    received_at: Any
+    received_at: dt.datetime
 
 
 class Deleted(BaseModel):
@@ -319,8 +321,9 @@ def _store_error(exc: StoreError) -> JSONResponse:
     if isinstance(exc, RecordNotFound):
         return _error(404, str(exc))
     if isinstance(exc, InvalidRecord):
-        field = str(exc).split(":", 1)[0] if ":" in str(exc) else None
-        return _error(400, str(exc), field)
+        # The store names the field before a colon: "values.distance: expected a number".
+        field = re.search(r"(?:^|: |; )([\w.$]+): ", str(exc))
+        return _error(400, str(exc), field.group(1) if field else None)
     if isinstance(exc, StoreUnavailable):
         return _error(503, f"{exc}; the store must be reachable for this endpoint")
     return _error(409, str(exc))
@@ -571,6 +574,10 @@ class PredictionService:
         ctx.response.status_code = refused.status_code
         return refused
 
+    def _delete(self, ctx: bentoml.Context, function, key: str):
+        result = self._run(ctx, function, key, write=True)
+        return result if isinstance(result, JSONResponse) else Deleted(deleted=key)
+
     @bentoml.api(route="/records/create")
     def records_create(
         self, values: dict[str, Any], ctx: bentoml.Context, dataset: str = DATASET
@@ -630,8 +637,7 @@ class PredictionService:
         """Delete a record (needs ``X-API-Key``)."""
         from tabular.store import delete_record
 
-        result = self._run(ctx, delete_record, record_id, write=True)
-        return result if isinstance(result, JSONResponse) else Deleted(deleted=record_id)
+        return self._delete(ctx, delete_record, record_id)
 
     @bentoml.api(route="/logs/create")
     def logs_create(self, log: dict[str, Any], ctx: bentoml.Context) -> PredictionLogOut:
@@ -687,8 +693,7 @@ class PredictionService:
         """Delete a prediction log (needs ``X-API-Key``)."""
         from tabular.store import delete_prediction_log
 
-        result = self._run(ctx, delete_prediction_log, request_id, write=True)
-        return result if isinstance(result, JSONResponse) else Deleted(deleted=request_id)
+        return self._delete(ctx, delete_prediction_log, request_id)
 
 
 # -- the one-process variant (for the benchmark) ------------------------------------------------

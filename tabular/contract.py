@@ -373,6 +373,32 @@ class InputContract(BaseModel):
         """
         return dict(zip(self.names, self.values(row), strict=True))
 
+    def json_row(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn a data row (pandas or Python values) into a request body for this model.
+
+        Args:
+            record: Values by column name; other columns are ignored.
+
+        Returns:
+            The contract's fields as JSON values: dates as ISO 8601 text, numbers as
+            ``float``, categories as text, missing values (``NaN``, ``NaT``, ``None``) as
+            ``None``.
+        """
+        import pandas as pd
+
+        body: dict[str, Any] = {}
+        for spec in self.fields:
+            value = record[spec.name]
+            if pd.isna(value):
+                body[spec.name] = None
+            elif spec.kind == "datetime":
+                body[spec.name] = pd.Timestamp(value).tz_localize(None).isoformat()
+            elif spec.kind == "number":
+                body[spec.name] = float(value)
+            else:
+                body[spec.name] = str(value)
+        return body
+
     def coerce(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Check a raw row and return its typed features by column name.
 
@@ -523,8 +549,6 @@ def build_contract(
     Returns:
         The contract.
     """
-    import pandas as pd
-
     from tabular.features import OTHER
 
     modelled = _modelled_levels(pipeline)
@@ -567,18 +591,8 @@ def build_contract(
             )
     complete = train[list(columns)].dropna()
     sample = complete.iloc[0] if len(complete) else train[list(columns)].iloc[0]
-    example = {}
-    for spec in specs:
-        value = sample[spec.name]
-        if pd.isna(value):
-            example[spec.name] = None
-        elif spec.kind == "datetime":
-            example[spec.name] = pd.Timestamp(value).tz_localize(None).isoformat()
-        elif spec.kind == "number":
-            example[spec.name] = float(value)
-        else:
-            example[spec.name] = str(value)
-    return InputContract(dataset=config.name, fields=specs, example=example)
+    contract = InputContract(dataset=config.name, fields=specs)
+    return contract.model_copy(update={"example": contract.json_row(sample)})
 
 
 def _modelled_levels(pipeline) -> dict[str, tuple[list[str], str]]:

@@ -6,28 +6,19 @@ import json
 import pandas as pd
 import pytest
 
-from tabular.config import load_config
 from tabular.contract import InputContract, InputRejected, build_contract
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.features import plan_encoding
 from tabular.training import fit_final
-from tests.conftest import write_toy_dataset
-from tests.test_compiled import toy_with_gaps
+from tests.test_compiled import gappy_config
 
 DESCRIPTIONS = {"price": "Order value, US dollars", "channel": "Where the order was placed"}
 
 
 @pytest.fixture(scope="module")
 def contract_and_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("contract")
-    config = load_config(
-        write_toy_dataset(
-            folder,
-            toy_with_gaps(1500, seed=5),
-            descriptions=DESCRIPTIONS,
-            training={"max_epochs": 3, "patience": 2},
-            checks={"max_null_share": 0.2, "ranges": {"price": [0, 10000], "quantity": [1, 100]}},
-        )
+    config = gappy_config(
+        tmp_path_factory.mktemp("contract"), 1500, seed=5, descriptions=DESCRIPTIONS
     )
     data, _ = prepare(load_raw(config), config)
     split = split_data(data, config, seed=2)

@@ -216,22 +216,6 @@ def server(served, store_env):
     stop_server(running)
 
 
-def payload(row: pd.Series, contract) -> dict:
-    """One prepared row as the JSON body of a request (the contract's fields only)."""
-    body = {}
-    for spec in contract.fields:
-        value = row[spec.name]
-        if pd.isna(value):
-            body[spec.name] = None
-        elif spec.kind == "datetime":
-            body[spec.name] = pd.Timestamp(value).isoformat()
-        elif spec.kind == "number":
-            body[spec.name] = float(value)
-        else:
-            body[spec.name] = str(value)
-    return body
-
-
 def held_out_rows(served, count: int) -> pd.DataFrame:
     """Held-out rows whose missing values fall only where the contract allows them."""
     frame = served.split.test
@@ -251,7 +235,7 @@ def test_known_rows_get_the_in_process_probability_from_both_models(served, serv
     for role in ("primary", "secondary"):
         expected = served.pipelines[role].predict_proba(rows[served.contract.names])[:, 1]
         for (_, row), probability in zip(rows.iterrows(), expected, strict=True):
-            body = {"model": role, "features": payload(row, served.contract)}
+            body = {"model": role, "features": served.contract.json_row(row)}
             answer = server.post("/predict_with", body)
             assert answer.status_code == 200, answer.text
             result = answer.json()
@@ -259,7 +243,7 @@ def test_known_rows_get_the_in_process_probability_from_both_models(served, serv
             assert abs(result["probability"] - probability) <= 1e-9
             assert result["prediction"] == int(probability >= result["threshold"])
             assert result["label"] == served.config.target.labels[result["prediction"]]
-    first = payload(rows.iloc[0], served.contract)
+    first = served.contract.json_row(rows.iloc[0])
     single = server.post("/predict", first).json()
     assert single["model"] == "primary"
     expected = served.pipelines["primary"].predict_proba(rows.iloc[:1][served.contract.names])
@@ -268,7 +252,7 @@ def test_known_rows_get_the_in_process_probability_from_both_models(served, serv
 
 def test_batch_and_compare_endpoints(served, server):
     rows = held_out_rows(served, 40)
-    bodies = [payload(row, served.contract) for _, row in rows.iterrows()]
+    bodies = [served.contract.json_row(row) for _, row in rows.iterrows()]
     answer = server.post("/predict_batch", {"rows": bodies})
     assert answer.status_code == 200, answer.text
     batch = answer.json()
@@ -352,7 +336,7 @@ def test_every_prediction_is_logged_with_tag_run_id_and_typed_features(served, s
 
     connect(StoreSettings.from_env(store_env))
     rows = held_out_rows(served, 6)
-    bodies = [payload(row, served.contract) for _, row in rows.iterrows()]
+    bodies = [served.contract.json_row(row) for _, row in rows.iterrows()]
     ids = [server.post("/predict", bodies[0]).json()["request_id"]]
     compared = server.post("/compare", bodies[1]).json()
     ids += [compared["primary"]["request_id"], compared["secondary"]["request_id"]]
