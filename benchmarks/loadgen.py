@@ -70,7 +70,9 @@ async def run(url: str, payload: bytes, concurrency: int, seconds: float, warmup
         "ok": ok,
         "rps": ok / elapsed,
         "p50_ms": pct(0.50) if latencies else None,
+        "p90_ms": pct(0.90) if latencies else None,
         "p99_ms": pct(0.99) if latencies else None,
+        "max_ms": latencies[-1] * 1000.0 if latencies else None,
         "errors": sum(v for k, v in statuses.items() if k != 200),
         "statuses": {str(k): v for k, v in statuses.items()},
     }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import hmac
 import itertools
 import logging
@@ -53,6 +54,28 @@ MODEL_MAX_LATENCY_MS = 2000
 #: which fails them ("Server disconnected", measured at 8 clients and more; BentoML issue
 #: #5540 and its follow-ups). The peer is a local socket that never moves.
 RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 1e12}
+#: Service settings measured with benchmarks/serving.py (32 clients, 2 cores):
+#: * tracing off for every route: BentoML 1.4's sampler records every span even when none is
+#:   exported, and the spans outlived their requests (about one retained per request in the
+#:   front and in each model process), so garbage collections grew to 50-200 ms pauses that
+#:   all in-flight requests waited for; off, the same load ran at twice the requests/s;
+#: * short request timeouts: BentoML's timeout middleware leaves a timer (with the request's
+#:   context) alive for the whole timeout after each request; 10 s bounds what the model
+#:   processes keep, 30 s covers the slowest CRUD query on the embedded store (8 s measured
+#:   for a first scan of the full flights dataset);
+#: * no access log: every prediction is already in MongoDB.
+MODEL_TIMEOUT_S, FRONT_TIMEOUT_S = 10, 30
+
+
+def _settings(timeout: float) -> dict[str, Any]:
+    """Fresh service settings (BentoML may change the dicts it is given)."""
+    return {
+        "traffic": {"timeout": timeout},
+        "logging": {"access": {"enabled": False}},
+        "tracing": {"excluded_urls": ".*"},
+    }
+
+
 #: Header carrying the key of the write endpoints.
 API_KEY_HEADER = "X-API-Key"
 API_KEY_ENV = "MLOPS_API_KEY"
@@ -104,6 +127,17 @@ SERVED = {"primary": PRIMARY, "secondary": SECONDARY}
 # -- the two model services ------------------------------------------------------------------
 
 
+def freeze_startup_objects() -> None:
+    """Keep the objects made at start-up (libraries, pipeline, contract) out of later collections.
+
+    A full garbage collection scans every tracked object; the hundreds of thousands loaded at
+    start-up never become garbage, so scanning them only lengthens the pauses that every
+    in-flight request waits for.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class _ModelRunner:
     """One served pipeline in its own process, answering batches of rows."""
 
@@ -113,6 +147,7 @@ class _ModelRunner:
         from bentos.runtime import load_predictor
 
         self.predictor = load_predictor(self.served)
+        freeze_startup_objects()
 
     @bentoml.api(
         batchable=True, max_batch_size=MODEL_BATCH_ROWS, max_latency_ms=MODEL_MAX_LATENCY_MS
@@ -124,12 +159,7 @@ class _ModelRunner:
         return self.predictor.predict_proba(rows).tolist()
 
 
-@bentoml.service(
-    workers=1,
-    traffic={"timeout": 60},
-    logging={"access": {"enabled": False}},
-    runner_connection=RUNNER_CONNECTION,
-)
+@bentoml.service(workers=1, runner_connection=dict(RUNNER_CONNECTION), **_settings(MODEL_TIMEOUT_S))
 class PrimaryModel(_ModelRunner):
     """The champion model (``<dataset>-primary``)."""
 
@@ -137,12 +167,7 @@ class PrimaryModel(_ModelRunner):
     model = bentoml.models.BentoModel(PRIMARY.tag)
 
 
-@bentoml.service(
-    workers=1,
-    traffic={"timeout": 60},
-    logging={"access": {"enabled": False}},
-    runner_connection=RUNNER_CONNECTION,
-)
+@bentoml.service(workers=1, runner_connection=dict(RUNNER_CONNECTION), **_settings(MODEL_TIMEOUT_S))
 class SecondaryModel(_ModelRunner):
     """The challenger model (``<dataset>-secondary``)."""
 
@@ -329,12 +354,7 @@ def _store_error(exc: StoreError) -> JSONResponse:
     return _error(409, str(exc))
 
 
-@bentoml.service(
-    workers=1,
-    threads=4,
-    traffic={"timeout": 60},
-    logging={"access": {"enabled": False}},
-)
+@bentoml.service(workers=1, threads=4, **_settings(FRONT_TIMEOUT_S))
 class PredictionService:
     """Predicts with two models behind one typed input contract, and logs every prediction.
 
@@ -363,6 +383,7 @@ class PredictionService:
         self._id_prefix = uuid.uuid4().hex[:20]
         self._ids = itertools.count()
         logger.info("serving %s and %s; logs go to %s", PRIMARY.tag, SECONDARY.tag, self.store)
+        freeze_startup_objects()
 
     @bentoml.on_shutdown
     def close(self) -> None:
@@ -713,12 +734,7 @@ class _LocalRunner:
         return self.predictor.predict_proba(rows).tolist()
 
 
-@bentoml.service(
-    workers=1,
-    threads=4,
-    traffic={"timeout": 60},
-    logging={"access": {"enabled": False}},
-)
+@bentoml.service(workers=1, threads=4, **_settings(FRONT_TIMEOUT_S))
 class OneProcessService(PredictionService.inner):
     """The same API with both models in the front's own process: no hop, no adaptive batching.
 
