@@ -45,14 +45,14 @@ logger = logging.getLogger("bentoml.service")
 MAX_BATCH_ROWS = 1000
 #: Rows the model services' dispatcher may merge into one call: a whole batch request fits.
 MODEL_BATCH_ROWS = 1000
-#: The dispatcher sheds a request (503) only when it expects to miss this bound; measured
-#: waits stay under 20 ms at 32 clients (benchmarks/serving.py), so only a real overload
-#: sheds anything.
+#: The dispatcher sheds a request (503) only when it expects to miss this bound. A 20 ms bound
+#: shed hundreds of requests at 32 clients; whole requests take about 100 ms at p99 there
+#: (benchmarks/serving.py), so 2 s sheds only under a real overload.
 MODEL_MAX_LATENCY_MS = 2000
 #: The front's client session to a model service is never renewed. BentoML 1.4 renews it
 #: every 100 requests by default and closes the old one with requests still in flight,
-#: which fails them ("Server disconnected", measured at 8 clients and more; BentoML issue
-#: #5540 and its follow-ups). The peer is a local socket that never moves.
+#: which fails them ("Server disconnected": hundreds of 500s at 8 clients and more; a related
+#: report is BentoML issue #5540). The peer is a local socket that never moves.
 RUNNER_CONNECTION = {"max_requests": 2**62, "max_age": 1e12}
 #: Service settings measured with benchmarks/serving.py (32 clients, 2 cores):
 #: * tracing off for every route: BentoML 1.4's sampler records every span even when none is
