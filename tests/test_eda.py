@@ -342,9 +342,9 @@ def test_flow_eda_never_reads_validation_or_test_rows(prefect_harness, tmp_path,
     seen = {}
     real_task = pipeline.eda_task
 
-    def spy(train, config, plan, out_dir, dropped=None):
+    def spy(train, config, plan, out_dir, dropped=None, markers=None):
         seen["train"] = train.copy()
-        seen["report"] = real_task(train, config, plan, out_dir, dropped)
+        seen["report"] = real_task(train, config, plan, out_dir, dropped, markers)
         raise _StopAfterEda
 
     monkeypatch.setattr(pipeline, "eda_task", spy)

@@ -68,6 +68,7 @@ def run_eda(
     dropped: dict[str, int] | None = None,
     sample_size: int = SAMPLE_SIZE,
     seed: int | None = None,
+    markers: dict[str, dict[str, int]] | None = None,
 ) -> EdaReport:
     """Analyse the training split and write the charts and ``eda.html`` into ``out_dir``.
 
@@ -85,6 +86,8 @@ def run_eda(
             missing-values comment.
         sample_size: Rows used for density curves (KDE) and the normal-fit distance.
         seed: Sampling seed (default: the config's seed).
+        markers: Per column, the cells of the file that held each missing-value marker
+            (:attr:`tabular.datasets.CleaningReport.missing_markers`).
 
     Returns:
         The report.
@@ -101,14 +104,19 @@ def run_eda(
         sec.distributions_section(train, config, out_dir, sample_size, seed),
         sec.categories_section(train, config, out_dir),
         sec.grouping_section(train, plan, out_dir),
-        sec.missing_section(train, config, plan, preprocessor, out_dir, dropped or {}),
+        sec.missing_section(
+            train, config, plan, preprocessor, out_dir, dropped or {}, markers or {}
+        ),
         sec.encoding_section(train, config, plan, preprocessor, out_dir),
         sec.outliers_section(train, config, out_dir),
         sec.correlations_section(train, config, out_dir),
         sec.time_section(train, config, plan, out_dir),
     ]
-    dates = pd.to_datetime(train[config.date_column], errors="coerce")
-    scope = training_scope(len(train), config.date_column, dates)
+    if config.date_column is None:
+        scope = training_scope(len(train), None, None)
+    else:
+        dates = pd.to_datetime(train[config.date_column], errors="coerce")
+        scope = training_scope(len(train), config.date_column, dates)
     html_path = out_dir / "eda.html"
     html_path.write_text(render_html(sections, config, scope), encoding="utf-8")
     return EdaReport(
@@ -120,18 +128,18 @@ def run_eda(
     )
 
 
-def training_scope(rows: int, date_column: str, dates: pd.Series) -> str:
+def training_scope(rows: int, date_column: str | None, dates: pd.Series | None) -> str:
     """Describe the rows analysed: how many and which dates.
 
     Args:
         rows: Training rows.
-        date_column: Name of the date column.
-        dates: The parsed dates.
+        date_column: Name of the date column (``None`` when the data has none).
+        dates: The parsed dates (``None`` when the data has none).
 
     Returns:
         One sentence.
     """
-    if dates.notna().any():
+    if dates is not None and dates.notna().any():
         span = f", '{date_column}' from {dates.min():%d %b %Y} to {dates.max():%d %b %Y}"
     else:
         span = ""

@@ -471,7 +471,7 @@ def missing_summary(
         if imputer.indicator_ is not None:
             flagged = {plan.numeric[i] for i in imputer.indicator_.features_}
     kept_onehot = blocks["onehot"].named_steps["group"].kept_levels_ if "onehot" in blocks else {}
-    roles = [(plan.date_column, "date")]
+    roles = [(plan.date_column, "date")] if plan.date_column else []
     roles += [(p.column, "categorical") for p in plan.categorical]
     roles += [(c, "numeric") for c in plan.numeric]
     rows = []
