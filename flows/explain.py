@@ -51,6 +51,7 @@ def explain_task(
         stage.selection,
         [stage.comparisons[key] for key in stage.served],
         out_dir,
+        config,
     )
     # The pipelines take their columns in the plan's order; the schema lists them the same way.
     schema = input_schema(split.train, plan.restrict(stage.selection.columns).input_columns, config)

@@ -102,6 +102,7 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
         stage.selection,
         [stage.comparisons[k] for k in stage.served],
         tmp_path,
+        config,
     )
     assert (
         outputs.html.is_file() and "all features vs selected features" in outputs.html.read_text()

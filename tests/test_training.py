@@ -122,8 +122,8 @@ def test_random_search_samples_without_repeats():
     assert len(candidate_configs(grid, "grid", 6, seed=0)) == 18
 
 
-def test_report_writes_tables_figures_and_models(trained, tmp_path):
-    outputs = write_training_report(trained, tmp_path)
+def test_report_writes_tables_figures_and_models(toy, trained, tmp_path):
+    outputs = write_training_report(trained, tmp_path, toy[0])
     for name in ("learning_curves", "validation_curves", "loss_curve", "coefficients"):
         assert outputs.figures[name].is_file() and outputs.figures[name].stat().st_size > 10_000
     trials = pd.read_csv(outputs.tables["trials"])
