@@ -24,9 +24,9 @@ EXPLAIN = {
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
-    config = load_config(
-        write_toy_dataset(folder, make_toy_frame(rows=1000), training=FAST, explain=EXPLAIN)
-    )
+    frame = make_toy_frame(rows=1000)
+    frame.loc[::25, "price"] = np.nan  # 4 % missing: a nullable input of the served models
+    config = load_config(write_toy_dataset(folder, frame, training=FAST, explain=EXPLAIN))
     data, _ = prepare(load_raw(config), config)
     split = split_data(data, config, seed=config.seed)
     plan = plan_encoding(split.train, config)
@@ -130,7 +130,31 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
     loaded = bentoml.sklearn.load_model(saved.tag)
     assert list(loaded.named_steps["preprocess"].feature_names_in_) == metadata["features"]
     assert metadata["threshold"] == pytest.approx(comparison.selected.threshold)
-    if "channel" in metadata["features"]:
-        assert metadata["categories"]["channel"] == ["partner", "phone", "store", "web"]
+    # The toy target depends on channel (categorical) and price (numeric, with gaps): the
+    # selection keeps both, so every part of the schema below is exercised.
+    assert {"channel", "price"} <= set(columns)
+    train = split.train
+    expected = {
+        "features": columns,
+        "dtypes": {
+            c: "datetime" if c == config.date_column
+            else "category" if c in config.categorical
+            else "number"
+            for c in columns
+        },
+        "categories": {
+            c: sorted(train[c].dropna().astype(str).unique()) for c in columns
+            if c in config.categorical
+        },
+        "ranges": {
+            c: [float(train[c].min()), float(train[c].max())] for c in columns
+            if c in config.numeric
+        },
+        "nullable": [c for c in columns if train[c].isna().any()],
+    }  # fmt: skip
+    assert {key: metadata[key] for key in expected} == expected
+    assert metadata["categories"]["channel"] == ["partner", "phone", "store", "web"]
+    assert metadata["nullable"] == ["price"]
+    assert metadata["ranges"]["price"][0] == pytest.approx(train["price"].min())
     proba = loaded.predict_proba(split.test[metadata["features"]])[:, 1]
     assert proba.shape == (len(split.test),)
