@@ -33,7 +33,7 @@ from bson import json_util
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from tabular.errors import InvalidRecord, StoreError, StoreUnavailable
-from tabular.store.connection import UNREACHABLE, ensure_indexes
+from tabular.store.connection import UNREACHABLE, ensure_indexes, error_reason
 from tabular.store.documents import PredictionLog, build
 from tabular.store.settings import StoreSettings
 
@@ -177,8 +177,7 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     except DuplicateKeyError:
         return 0, len(documents)
     except UNREACHABLE as exc:
-        reason = str(exc).strip().splitlines()[0].split(", Timeout:")[0] if str(exc) else ""
-        raise StoreUnavailable(f"MongoDB is unreachable ({reason})") from exc
+        raise StoreUnavailable(f"MongoDB is unreachable ({error_reason(exc)})") from exc
 
 
 class Journal:
