@@ -76,14 +76,19 @@ def toy_config_dict(**overrides) -> dict:
     return config
 
 
+def write_dataset(folder: Path, frame: pd.DataFrame, config: dict) -> Path:
+    """Write ``frame`` as the config's CSV source and the config next to it; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / config["source"]["csv"], index=False)
+    path = folder / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def write_toy_dataset(folder: Path, frame: pd.DataFrame | None = None, **overrides) -> Path:
     """Write a toy CSV and its dataset config into ``folder``; return the config path."""
     frame = make_toy_frame() if frame is None else frame
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "orders.csv", index=False)
-    path = folder / "orders.yaml"
-    path.write_text(yaml.safe_dump(toy_config_dict(**overrides), sort_keys=False), encoding="utf-8")
-    return path
+    return write_dataset(folder, frame, toy_config_dict(**overrides))
 
 
 @pytest.fixture
@@ -200,9 +205,4 @@ def bookings_config_dict(**overrides) -> dict:
 def write_bookings_dataset(folder: Path, frame: pd.DataFrame | None = None, **overrides) -> Path:
     """Write a bookings CSV and its dataset config into ``folder``; return the config path."""
     frame = make_bookings_frame() if frame is None else frame
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "bookings.csv", index=False)
-    path = folder / "bookings.yaml"
-    config = bookings_config_dict(**overrides)
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
+    return write_dataset(folder, frame, bookings_config_dict(**overrides))
