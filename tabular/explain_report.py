@@ -13,8 +13,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from tabular.explain import Comparison, Selection, ShapResult
+from tabular.page import Block, Section, anchor, render_page
 
 
 @dataclass
@@ -371,22 +373,23 @@ def _comparison_comment(comparison: Comparison) -> str:
 
 
 def _html(sections) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>SHAP and feature selection</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
-        "text-align:right}img{max-width:100%;border:1px solid #eee;display:block;margin:0.5em 0}"
-        ".comment{background:#f6f8fa;padding:0.6em 1em;border-left:4px solid #0366d6}</style>"
-        "</head><body><h1>SHAP feature importance, selection and retraining</h1>",
+    page = [
+        Section(
+            key=anchor(title),
+            title=title,
+            blocks=[
+                Block(
+                    comment=Markup(comment),
+                    figures=list(figures),
+                    table=Markup(table) if table else None,
+                    caption=title,
+                )
+            ],
+        )
+        for title, figures, table, comment in sections
     ]
-    for title, figures, table, comment in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.extend(f"<img src='{name}' alt='{html.escape(title)}'>" for name in figures)
-        if table:
-            parts.append(table)
-        parts.append(f"<p class='comment'>{comment}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    heading = "SHAP feature importance, selection and retraining"
+    return render_page("SHAP and feature selection", heading, page)
 
 
 def _save(fig, path: Path) -> Path:

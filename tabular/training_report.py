@@ -14,8 +14,10 @@ from pathlib import Path
 import joblib
 import matplotlib.pyplot as plt
 import pandas as pd
+from markupsafe import Markup
 from matplotlib.ticker import FuncFormatter
 
+from tabular.page import Block, Section, anchor, render_page
 from tabular.training import (
     TrainingResult,
     linear_coefficients,
@@ -482,28 +484,29 @@ def _overfit_tradeoff(family, metric: str) -> str:
 
 
 def _html(result: TrainingResult, sections, config) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Training report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-        "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "img{max-width:100%;border:1px solid #eee}.comment{background:#f6f8fa;padding:0.6em 1em;"
-        "border-left:4px solid #0366d6}</style></head><body>",
-        "<h1>Training report: three model families, selected by "
-        f"{METRIC_NAMES[result.metric]}</h1>",
-        f"<p>Question: {html.escape(config.question)}</p>",
-        f"<p>Best family: <b>{result.families[result.best_family].label}</b>. Stage time "
-        f"{result.seconds:.0f} s.</p>",
+    intro = [
+        Markup("<p><strong>Question:</strong> {}</p>").format(config.question),
+        Markup("<p>Best family: <b>{}</b>. Stage time {:.0f} s.</p>").format(
+            result.families[result.best_family].label, result.seconds
+        ),
     ]
-    for title, figure, table, comment in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        if figure:
-            parts.append(f"<img src='{figure}' alt='{html.escape(title)}'>")
-        if table:
-            parts.append(table)
-        parts.append(f"<p class='comment'>{comment}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    page = [
+        Section(
+            key=anchor(title),
+            title=title,
+            blocks=[
+                Block(
+                    comment=Markup(comment),
+                    figures=[figure] if figure else [],
+                    table=Markup(table) if table else None,
+                    caption=title,
+                )
+            ],
+        )
+        for title, figure, table, comment in sections
+    ]
+    heading = f"Training report: three model families, selected by {METRIC_NAMES[result.metric]}"
+    return render_page("Training report", heading, page, intro=intro)
 
 
 def _markdown(result: TrainingResult) -> str:

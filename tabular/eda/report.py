@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from markupsafe import Markup
 
 from tabular.eda import sections as sec
 from tabular.eda.fmt import count
 from tabular.eda.stats import fit_preprocessor
 from tabular.features import EncodingPlan
+from tabular.page import Block, Section, render_page
 
 #: Rows used for density curves and the normal-fit distance; everything else uses all rows.
 SAMPLE_SIZE = 20_000
@@ -151,23 +153,6 @@ def training_scope(rows: int, date_column: str | None, dates: pd.Series | None) 
 
 # --- rendering ------------------------------------------------------------------------------
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1320px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em;
-     margin-top: 2.2em; }
-nav ol { columns: 3; } .scope { color: #555; }
-.block { margin: 1.4em 0 2em; }
-.figures { display: flex; flex-wrap: wrap; gap: 12px; }
-.figures img { max-width: 100%; height: auto; border: 1px solid #eee; }
-.comment { background: #f6f8fa; border-left: 4px solid #4C72B0; padding: 0.6em 1em;
-           margin-top: 0.8em; }
-.comment p { margin: 0.4em 0; } .comment ul { margin: 0.3em 0; }
-table { border-collapse: collapse; font-size: 0.88em; margin-top: 0.8em; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-"""
-
 
 def comment_html(text: str) -> str:
     """Turn a comment (paragraphs, ``- `` bullets, ``**bold**``) into HTML.
@@ -204,30 +189,34 @@ def render_html(sections: list[sec.EdaSection], config, scope: str) -> str:
     Returns:
         The HTML text.
     """
-    esc = html.escape
-    toc = "".join(f'<li><a href="#{s.key}">{esc(s.title)}</a></li>' for s in sections)
-    body = []
-    for section in sections:
-        body.append(f'<section id="{section.key}"><h2>{esc(section.title)}</h2>')
-        for block in section.blocks:
-            body.append('<div class="block">')
-            if block.figures:
-                images = "".join(
-                    f'<figure><img src="{esc(path.name)}" alt="{esc(block.caption)}"></figure>'
-                    for path in block.figures
+    pages = [
+        Section(
+            key=section.key,
+            title=section.title,
+            blocks=[
+                Block(
+                    comment=Markup(comment_html(block.comment)),
+                    figures=[path.name for path in block.figures],
+                    table=None
+                    if block.table is None
+                    else Markup(block.table.to_html(index=False, border=0, na_rep="n/a")),
+                    caption=block.caption,
                 )
-                body.append(f'<div class="figures">{images}</div>')
-            if block.table is not None:
-                body.append(block.table.to_html(index=False, border=0, na_rep="n/a"))
-            body.append(f'<div class="comment">{comment_html(block.comment)}</div></div>')
-        body.append("</section>")
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>EDA: {esc(config.name)}</title><style>{CSS}</style></head><body>\n"
-        f"<h1>Exploratory data analysis: {esc(config.name)}</h1>\n"
-        f"<p><strong>Question:</strong> {esc(config.question)}</p>\n"
-        f'<p class="scope">{esc(scope)}</p>\n'
-        f"<nav><ol>{toc}</ol></nav>\n" + "\n".join(body) + "\n</body></html>\n"
+                for block in section.blocks
+            ],
+        )
+        for section in sections
+    ]
+    intro = [
+        Markup("<p><strong>Question:</strong> {}</p>").format(config.question),
+        Markup('<p class="scope">{}</p>').format(scope),
+    ]
+    return render_page(
+        f"EDA: {config.name}",
+        f"Exploratory data analysis: {config.name}",
+        pages,
+        intro=intro,
+        toc=True,
     )
 
 
