@@ -13,10 +13,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from markupsafe import Markup
 
 from tabular.explain import Comparison, Selection, ShapResult
-from tabular.page import Block, Section, anchor, render_page
+from tabular.page import one_block_sections, render_page
 
 
 @dataclass
@@ -373,21 +372,7 @@ def _comparison_comment(comparison: Comparison) -> str:
 
 
 def _html(sections) -> str:
-    page = [
-        Section(
-            key=anchor(title),
-            title=title,
-            blocks=[
-                Block(
-                    comment=Markup(comment),
-                    figures=list(figures),
-                    table=Markup(table) if table else None,
-                    caption=title,
-                )
-            ],
-        )
-        for title, figures, table, comment in sections
-    ]
+    page = one_block_sections(sections)
     heading = "SHAP feature importance, selection and retraining"
     return render_page("SHAP and feature selection", heading, page)
 

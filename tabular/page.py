@@ -96,6 +96,32 @@ def anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
 
 
+def one_block_sections(rows: list[tuple[str, list[str], str, str]]) -> list[Section]:
+    """Build sections of one block each from ``(title, figures, table html, comment html)``.
+
+    Args:
+        rows: One tuple per section; an empty table string means no table.
+
+    Returns:
+        The sections, anchored by their titles.
+    """
+    return [
+        Section(
+            key=anchor(title),
+            title=title,
+            blocks=[
+                Block(
+                    comment=Markup(comment),
+                    figures=list(figures),
+                    table=Markup(table) if table else None,
+                    caption=title,
+                )
+            ],
+        )
+        for title, figures, table, comment in rows
+    ]
+
+
 def render_page(
     title: str,
     heading: str,

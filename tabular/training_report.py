@@ -17,7 +17,7 @@ import pandas as pd
 from markupsafe import Markup
 from matplotlib.ticker import FuncFormatter
 
-from tabular.page import Block, Section, anchor, render_page
+from tabular.page import one_block_sections, render_page
 from tabular.training import (
     TrainingResult,
     linear_coefficients,
@@ -490,21 +490,12 @@ def _html(result: TrainingResult, sections, config) -> str:
             result.families[result.best_family].label, result.seconds
         ),
     ]
-    page = [
-        Section(
-            key=anchor(title),
-            title=title,
-            blocks=[
-                Block(
-                    comment=Markup(comment),
-                    figures=[figure] if figure else [],
-                    table=Markup(table) if table else None,
-                    caption=title,
-                )
-            ],
-        )
-        for title, figure, table, comment in sections
-    ]
+    page = one_block_sections(
+        [
+            (title, [figure] if figure else [], table, comment)
+            for title, figure, table, comment in sections
+        ]
+    )
     heading = f"Training report: three model families, selected by {METRIC_NAMES[result.metric]}"
     return render_page("Training report", heading, page, intro=intro)
 
