@@ -282,6 +282,28 @@ def test_round_trip_keeps_every_dtype_of_a_user_dataset(store, tmp_path):
     pd.testing.assert_frame_equal(from_csv, expected, check_exact=True)
 
 
+def test_a_dataset_without_a_date_column_round_trips_and_takes_records(store, tmp_path):
+    frame = make_toy_frame(rows=200).drop(columns=["order_date"])
+    config = load_config(write_toy_dataset(tmp_path / "orders", frame, date_column=None))
+    report = import_dataset(config)
+    assert report.inserted == 200
+    prepared, _ = prepare(frame, config)
+    pd.testing.assert_frame_equal(records_frame("orders"), prepared, check_exact=True)
+    backup = backup_dataset("orders", tmp_path / "orders.csv")
+    pd.testing.assert_frame_equal(read_backup(backup.path), prepared, check_exact=True)
+
+    created = create_record("orders", {"channel": "web", "price": 3.5, "returned": 1})
+    assert created.date is None and get_record(created.id) == created
+    assert find_records("orders", where={"channel": "web"}).total == (
+        int((frame["channel"] == "web").sum()) + 1
+    )
+    with pytest.raises(InvalidRecord, match="dataset 'orders' has no date column"):
+        find_records("orders", date_from="2021-01-01")
+    with pytest.raises(InvalidRecord, match="month: dataset 'orders' has no date column"):
+        summarize("orders", month="2021-01")
+    assert summarize("orders", by="channel").rows
+
+
 def test_read_backup_needs_its_schema(tmp_path):
     csv = tmp_path / "x.csv"
     pd.DataFrame({"a": [1, 2]}).to_csv(csv, index=False)

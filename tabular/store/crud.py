@@ -77,7 +77,7 @@ class DatasetInfo(BaseModel):
         dataset: The dataset's name.
         records: Records stored now.
         columns: Columns in frame order.
-        date_column: The date column.
+        date_column: The date column (``None`` when the dataset has none).
         target_column: The 0/1 target column.
         source: Where the last import came from.
         imported_at: When the last import finished (UTC).
@@ -86,7 +86,7 @@ class DatasetInfo(BaseModel):
     dataset: str
     records: int
     columns: list[ColumnOut]
-    date_column: str
+    date_column: str | None = None
     target_column: str
     source: str | None = None
     imported_at: dt.datetime | None = None
@@ -99,7 +99,7 @@ class DatasetRecordOut(BaseModel):
         id: The record's id.
         dataset: The dataset's name.
         row_number: Position in the dataset (backups keep this order).
-        date: The date column's value.
+        date: The date column's value (``None`` when the dataset has no date column).
         target: The 0/1 target.
         values: Every column of the row by name, date and target included, in frame order;
             ``None`` for a missing value.
@@ -108,7 +108,7 @@ class DatasetRecordOut(BaseModel):
     id: str
     dataset: str
     row_number: int
-    date: dt.datetime
+    date: dt.datetime | None = None
     target: int
     values: dict[str, Any]
 
@@ -358,7 +358,7 @@ def coerce_values(
     typed = {name: coerce_value(kinds[name], values[name], f"values.{name}") for name in values}
     if not partial:
         for name, role in ((schema.date_column, "date"), (schema.target_column, "target")):
-            if typed.get(name) is None:
+            if name is not None and typed.get(name) is None:
                 raise InvalidRecord(f"values.{name}: required (the dataset's {role} column)")
         typed = {name: typed.get(name) for name in kinds}
     return typed
@@ -382,7 +382,7 @@ def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRe
     row = {}
     for column in schema.columns:
         if column.name == schema.date_column:
-            row[column.name] = document["date"]
+            row[column.name] = document.get("date")
         elif column.name == schema.target_column:
             row[column.name] = document["target"]
         else:
@@ -391,7 +391,7 @@ def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRe
         id=document["_id"],
         dataset=document["dataset"],
         row_number=document["row_number"],
-        date=document["date"],
+        date=document.get("date"),
         target=document["target"],
         values=row,
     )
@@ -498,6 +498,8 @@ def find_records(
         else:
             query[f"values.{encode_key(name)}"] = value
     bounds = _time_filter(date_from, date_to, "date")
+    if bounds and schema.date_column is None:
+        raise InvalidRecord(f"date_from, date_to: dataset '{dataset}' has no date column")
     if bounds and "date" in query:
         query = {"$and": [query, bounds]}
     else:
