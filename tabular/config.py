@@ -344,6 +344,11 @@ class DatasetConfig(_Strict):
             raw["row_noun"] = (raw["row_noun"], f"{raw['row_noun']}s")
         if raw.get("date_from") is not None and raw.get("date_column") is None:
             raw["date_column"] = "date"
+        if any(marker is None for marker in raw.get("missing_markers") or ()):
+            raise ValueError(
+                "missing_markers: YAML reads an unquoted NULL, null or ~ as 'no value'; "
+                'quote the text, e.g. "NULL"'
+            )
         return raw
 
     @model_validator(mode="after")

@@ -98,3 +98,10 @@ def test_row_noun_reads_one_word_or_two(tmp_path):
     config = load_config(write_toy_dataset(tmp_path, row_noun=["person", "people"]))
     assert config.rows(2500) == "2,500 people"
     assert load_config(write_toy_dataset(tmp_path)).rows() == "rows"
+
+
+def test_an_unquoted_null_marker_is_explained(tmp_path):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    raw["missing_markers"] = ["", None]  # what YAML makes of [ "", NULL ]
+    with pytest.raises(ConfigError, match='quote the text, e.g. "NULL"'):
+        load_config(_write(tmp_path, raw))
