@@ -201,9 +201,9 @@ def test_csv_with_a_date_built_from_parts_runs_end_to_end(prefect_harness, tmp_p
     assert sizes["train"] == int((expected < "2017-03-01").sum())
     # The built date behaves like any date column: calendar parts are model features...
     coefficients = pd.read_csv(result.run_dir / "training" / "coefficients.csv")
-    assert {"date__arrival_date_month", "date__arrival_date_weekday"} <= set(
-        coefficients["feature"]
-    )
+    features = set(coefficients["feature"])
+    assert {"date__arrival_date_month", "date__arrival_date_weekday"} <= features
+    assert "date__arrival_date_hour" not in features  # dates without a time of day
     # ...and the EDA charts the target over time.
     eda = _eda_text(result.run_dir)
     assert "09_target_over_time.png" in eda and "Target over time ('arrival_date')" in eda
