@@ -117,8 +117,9 @@ def read_csv(path, missing_markers: tuple[str, ...] | None = None) -> pd.DataFra
         head = handle.read(4096)
     if b"\x00" in head:
         raise DatasetError(f"data file {path} is not a CSV text file (it contains binary data)")
-    markers = {} if missing_markers is None else {"na_values": list(missing_markers)}
-    markers |= {"keep_default_na": False} if missing_markers is not None else {}
+    markers = {}
+    if missing_markers is not None:
+        markers = {"na_values": list(missing_markers), "keep_default_na": False}
     try:
         frame = pd.read_csv(path, low_memory=False, **markers)
     except pd.errors.EmptyDataError as exc:

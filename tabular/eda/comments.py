@@ -547,7 +547,7 @@ def missing_comment(
         )
         accepted = listing([repr(m) if m else "empty cells" for m in configured], 12)
         lines.append(
-            f"The file writes missing values as text: {shown} (counted in the whole file, "
+            f"The file marks its missing values this way: {shown} (counted in the whole file, "
             f"before cleaning and the split). The config's missing_markers ({accepted}) are "
             "read as missing, so these cells count as gaps above instead of as values."
         )
