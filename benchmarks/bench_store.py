@@ -13,7 +13,9 @@ prints:
   the time to read the CSV back, checking the round trip gives the same frame;
 * the cost of one prediction log on the API's request path (``PredictionLogWriter.write``,
   which only queues) against a direct synchronous store (``create_prediction_log``), and the
-  enqueue cost while MongoDB is down (logs go to the journal).
+  enqueue cost while MongoDB is down (logs go to the journal);
+* the read calls of the CRUD functions (mongoengine QuerySets) on the logs just written,
+  next to the same query written on the raw pymongo collection.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from tabular.store import (  # noqa: E402
     count_prediction_logs,
     create_prediction_log,
     disconnect,
+    find_prediction_logs,
+    get_prediction_log,
+    prediction_logs_frame,
 )
 from tabular.store.connection import get_database  # noqa: E402
 from tabular.store.transfer import backup_dataset, import_dataset, read_backup  # noqa: E402
@@ -138,6 +143,57 @@ def bench_writes(writes: int, settings: StoreSettings) -> None:
     assert count_prediction_logs(model_version="bench") == 2 * writes
 
 
+def best_ms(call, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def bench_reads() -> None:
+    from pymongo import ASCENDING, DESCENDING
+
+    from tabular.store.documents import PredictionLog
+
+    collection = PredictionLog._get_collection()
+    query = {"model_version": "bench"}
+    order = [("timestamp", DESCENDING), ("_id", ASCENDING)]
+    logs = PredictionLog.objects(model_version="bench").order_by("-timestamp", "request_id")
+    some_id = collection.find_one(query)["_id"]
+    # (the public function, the QuerySet it runs, the same query on the raw collection)
+    calls = {
+        "count_prediction_logs": (
+            lambda: count_prediction_logs(model_version="bench"),
+            lambda: PredictionLog.objects(model_version="bench").count(),
+            lambda: collection.count_documents(query),
+        ),
+        "find_prediction_logs, page 20 of 50": (
+            lambda: find_prediction_logs(model_version="bench", page=20, page_size=50),
+            lambda: list(logs.skip(950).limit(50).as_pymongo()),
+            lambda: list(collection.find(query).sort(order).skip(950).limit(50)),
+        ),
+        "prediction_logs_frame (all)": (
+            lambda: prediction_logs_frame(model_version="bench"),
+            lambda: list(logs.as_pymongo()),
+            lambda: list(collection.find(query).sort(order)),
+        ),
+        "get_prediction_log": (
+            lambda: get_prediction_log(some_id),
+            lambda: PredictionLog.objects(request_id=some_id).as_pymongo().first(),
+            lambda: collection.find_one({"_id": some_id}),
+        ),
+    }
+    total = count_prediction_logs(model_version="bench")
+    print(f"reads on {total:,} logs: the function / its QuerySet / the raw pymongo query")
+    for name, (function, queryset, raw) in calls.items():
+        print(
+            f"  {name}: {best_ms(function):8.2f} / {best_ms(queryset):8.2f} / "
+            f"{best_ms(raw):8.2f} ms"
+        )
+
+
 def bench_outage(writes: int, folder: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -187,6 +243,7 @@ def main() -> int:
             if not args.skip_dataset:
                 bench_dataset(args.rows, folder)
             bench_writes(args.writes, settings)
+            bench_reads()
         finally:
             connect(settings, check=False)
             get_database().client.drop_database(settings.database)

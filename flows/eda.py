@@ -21,6 +21,7 @@ def eda_task(
     plan: EncodingPlan,
     out_dir: Path,
     dropped: dict[str, int] | None = None,
+    markers: dict[str, dict[str, int]] | None = None,
 ) -> EdaReport:
     """Analyse the training split, write ``eda.html`` and its charts, publish a summary.
 
@@ -30,11 +31,12 @@ def eda_task(
         plan: The encoding plan made on ``train``; training uses the same plan.
         out_dir: Folder for the charts and ``eda.html``.
         dropped: Rows dropped while preparing the data, per reason.
+        markers: Per column, the cells of the file that held each missing-value marker.
 
     Returns:
         The EDA report.
     """
-    report = run_eda(train, config, plan, out_dir, dropped=dropped)
+    report = run_eda(train, config, plan, out_dir, dropped=dropped, markers=markers)
     create_markdown_artifact(
         key="eda-summary",
         markdown=report.markdown,

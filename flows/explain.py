@@ -52,6 +52,7 @@ def explain_task(
         stage.selection,
         [stage.comparisons[key] for key in stage.served],
         out_dir,
+        config,
     )
     # The pipelines take their columns in the plan's order; the contract lists them the same way.
     columns = plan.restrict(stage.selection.columns).input_columns

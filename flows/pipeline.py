@@ -163,7 +163,14 @@ def training_pipeline(
         with manifest.step("eda"):
             # Decided on the training split only; the training stage encodes with this plan.
             plan = plan_encoding(split.train, config)
-            eda = eda_task(split.train, config, plan, run_dir / "eda", cleaning.dropped)
+            eda = eda_task(
+                split.train,
+                config,
+                plan,
+                run_dir / "eda",
+                cleaning.dropped,
+                markers=cleaning.missing_markers,
+            )
         manifest.outputs["eda"] = str(eda.html_path.relative_to(run_dir))
         with manifest.step("train"):
             training, training_files = train_task(split, config, plan, seed, run_dir / "training")

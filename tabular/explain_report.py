@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tabular.explain import Comparison, Selection, ShapResult
+from tabular.page import one_block_sections, render_page
 
 
 @dataclass
@@ -61,15 +62,42 @@ def plot_importance_bar(result: ShapResult, path: Path, selection: Selection | N
     return _save(fig, path)
 
 
-def plot_beeswarm(result: ShapResult, path: Path, top: int = 15, seed: int = 0) -> Path:
+def date_part(result: ShapResult, column: str) -> tuple[pd.Series, str]:
+    """Return the calendar part of a date column that carries most of its SHAP importance.
+
+    A date enters the models as several parts (month, weekday, hour, ...); the one whose
+    encoded column has the largest mean |SHAP| is the one worth plotting the date by.
+
+    Args:
+        result: SHAP values of one model.
+        column: A date input column.
+
+    Returns:
+        That part of each explained row's date (floats), and the part's name.
+    """
+    prefix = f"date__{column}_"
+    strength = {
+        name.removeprefix(prefix): float(np.abs(result.encoded_values[:, i]).mean())
+        for i, name in enumerate(result.encoded_names)
+        if name.startswith(prefix)
+    }
+    part = max(strength, key=strength.get) if strength else "dayofyear"
+    return getattr(result.data[column].dt, part).astype(float), part
+
+
+def plot_beeswarm(
+    result: ShapResult, path: Path, positive: str = "class 1", top: int = 15, seed: int = 0
+) -> Path:
     """Draw a beeswarm: each dot a row's SHAP value, coloured by the column's value.
 
-    Numeric columns are coloured from low (blue) to high (red) by their rank; categorical
-    columns, whose levels have no order, are drawn in grey.
+    Numeric columns are coloured from low (blue) to high (red) by their rank, a date by its
+    most important calendar part (:func:`date_part`); categorical columns, whose levels have
+    no order, are drawn in grey.
 
     Args:
         result: SHAP values of one model.
         path: PNG to write.
+        positive: Name of class 1 (the config's second target label).
         top: Number of most important columns shown.
         seed: Seed of the vertical jitter.
 
@@ -86,7 +114,7 @@ def plot_beeswarm(result: ShapResult, path: Path, top: int = 15, seed: int = 0) 
         jitter = rng.uniform(-0.3, 0.3, size=len(shap_values))
         numeric = pd.to_numeric(raw, errors="coerce") if raw.dtype != object else None
         if pd.api.types.is_datetime64_any_dtype(raw):
-            numeric = raw.dt.hour.astype(float)  # the hour drives most of the date's effect
+            numeric = date_part(result, column)[0]
         if numeric is not None and numeric.notna().any():
             colour = numeric.rank(pct=True).to_numpy()
             scatter = ax.scatter(
@@ -99,7 +127,9 @@ def plot_beeswarm(result: ShapResult, path: Path, top: int = 15, seed: int = 0) 
             )
     ax.set_yticks(range(len(columns)), columns)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel(f"SHAP value ({result.output}): right raises the predicted risk")
+    ax.set_xlabel(
+        f"SHAP value ({result.output}): right raises the predicted chance of '{positive}'"
+    )
     ax.set_title(f"{result.label}: SHAP values per row (beeswarm, top {len(columns)} columns)")
     if scatter is not None:
         bar = fig.colorbar(scatter, ax=ax, fraction=0.03, pad=0.01)
@@ -124,8 +154,8 @@ def plot_dependence(result: ShapResult, path: Path, top: int = 3) -> Path:
         raw = result.data[column]
         shap_values = result.values[column]
         if pd.api.types.is_datetime64_any_dtype(raw):
-            raw = raw.dt.hour
-            xlabel = f"{column}: scheduled hour"
+            raw, part = date_part(result, column)
+            xlabel = f"{column}: {part}"
         else:
             xlabel = column
         if raw.dtype == object:
@@ -152,6 +182,7 @@ def write_explain_report(
     selection: Selection,
     comparisons: list[Comparison],
     out_dir: Path,
+    config,
 ) -> ExplainOutputs:
     """Write the SHAP figures, the comparison tables and ``explain.html``.
 
@@ -160,6 +191,7 @@ def write_explain_report(
         selection: The selected columns.
         comparisons: Full vs selected-feature models.
         out_dir: The explain folder (created if needed).
+        config: The dataset config: the report speaks of its rows and labels.
 
     Returns:
         The paths written and a Markdown summary.
@@ -168,13 +200,14 @@ def write_explain_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = ExplainOutputs(out_dir=out_dir, html=out_dir / "explain.html")
     sections: list[tuple[str, list[str], str, str]] = []
+    positive = config.target.labels[1]
 
     for index, result in enumerate(shap_results):
         key = result.family
         bar = plot_importance_bar(
             result, out_dir / f"shap_bar_{key}.png", selection if index == 0 else None
         )
-        swarm = plot_beeswarm(result, out_dir / f"shap_beeswarm_{key}.png")
+        swarm = plot_beeswarm(result, out_dir / f"shap_beeswarm_{key}.png", positive)
         dependence = plot_dependence(result, out_dir / f"shap_dependence_{key}.png")
         outputs.figures.update(
             {f"bar_{key}": bar, f"beeswarm_{key}": swarm, f"dependence_{key}": dependence}
@@ -199,14 +232,14 @@ def write_explain_report(
                 f"{shares.iloc[5:].sum():.0%}. Explained in {result.seconds:.1f} s.",
             )
         )
-        direction = _directions(result)
+        direction = _directions(result, positive)
         sections.append(
             (
                 f"{result.label}: beeswarm and dependence plots",
                 [swarm.name, dependence.name],
                 "",
-                "Each dot is one flight: its horizontal position is how much that column moved "
-                "the prediction. " + direction,
+                f"Each dot is one {config.row_noun[0]}: its horizontal position is how much "
+                "that column moved the prediction. " + direction,
             )
         )
 
@@ -265,18 +298,18 @@ def write_explain_report(
     return outputs
 
 
-def _directions(result: ShapResult) -> str:
+def _directions(result: ShapResult, positive: str) -> str:
     sentences = []
     for column in result.importance.index[:3]:
         raw = result.data[column]
         values = result.values[column]
         if pd.api.types.is_datetime64_any_dtype(raw):
-            raw = raw.dt.hour.astype(float)
-            column = f"{column} (hour)"
+            raw, part = date_part(result, column)
+            column = f"{column} ({part})"
         if raw.dtype == object:
             means = values.groupby(raw.fillna("Missing")).mean().sort_values()
             sentences.append(
-                f"For {column}, {means.index[-1]} raises the risk most (mean SHAP "
+                f"For {column}, {means.index[-1]} raises the chance of '{positive}' most (mean SHAP "
                 f"{means.iloc[-1]:+.3f}) and {means.index[0]} lowers it most ({means.iloc[0]:+.3f})."
             )
         else:
@@ -292,7 +325,8 @@ def _directions(result: ShapResult) -> str:
                 else "no monotone effect on"
             )
             sentences.append(
-                f"For {column}, {trend} the predicted risk (Spearman correlation between value and "
+                f"For {column}, {trend} the predicted chance of '{positive}' (Spearman correlation "
+                "between value and "
                 f"SHAP {corr:+.2f}; SHAP spans {values.min():+.3f} to {values.max():+.3f})."
             )
     return " ".join(sentences)
@@ -333,27 +367,14 @@ def _comparison_comment(comparison: Comparison) -> str:
         f"per 1,000 rows instead of {full_test['predict_ms_per_1000']:.1f} ({speed:.2f}× the "
         f"speed), the model file is {size:.0%} of the full one's size and fitting took "
         f"{small_test['fit_seconds']:.1f} s instead of {full_test['fit_seconds']:.1f} s. {verdict}"
-        f" ({delta_auc:+.3f} ROC-AUC on the test months), and it needs fewer inputs from the caller."
+        f" ({delta_auc:+.3f} ROC-AUC on the test rows), and it needs fewer inputs from the caller."
     )
 
 
 def _html(sections) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>SHAP and feature selection</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
-        "text-align:right}img{max-width:100%;border:1px solid #eee;display:block;margin:0.5em 0}"
-        ".comment{background:#f6f8fa;padding:0.6em 1em;border-left:4px solid #0366d6}</style>"
-        "</head><body><h1>SHAP feature importance, selection and retraining</h1>",
-    ]
-    for title, figures, table, comment in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.extend(f"<img src='{name}' alt='{html.escape(title)}'>" for name in figures)
-        if table:
-            parts.append(table)
-        parts.append(f"<p class='comment'>{comment}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    page = one_block_sections(sections)
+    heading = "SHAP feature importance, selection and retraining"
+    return render_page("SHAP and feature selection", heading, page)
 
 
 def _save(fig, path: Path) -> Path:

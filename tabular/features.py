@@ -266,7 +266,8 @@ class EncodingPlan:
 def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
     """Decide, from training rows only, how every feature column is encoded.
 
-    Low-cardinality columns (at most ``features.one_hot_max_levels`` levels) have their
+    The date column is expanded into the configured ``features.date_parts`` that vary in
+    training. Low-cardinality columns (at most ``features.one_hot_max_levels`` levels) have their
     levels under ``features.rare_share`` grouped into "Other", then are one-hot encoded:
     few, interpretable columns. Columns with more levels are target-encoded (scikit-learn's
     cross-fitted ``TargetEncoder``) on their raw levels: one-hot would add a column per
@@ -317,9 +318,15 @@ def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
                 reason=reason,
             )
         )
+    date_parts = tuple(rules.date_parts)
+    if config.date_column is not None:
+        # A part that never changes in training (the hour of dates without a time of day)
+        # carries nothing: it is not made a feature.
+        dates = pd.to_datetime(train[config.date_column], errors="coerce")
+        date_parts = tuple(part for part in date_parts if getattr(dates.dt, part).nunique() > 1)
     return EncodingPlan(
-        date_column=config.date_column,
-        date_parts=tuple(rules.date_parts),
+        date_column=config.date_column if date_parts else None,
+        date_parts=date_parts,
         numeric=list(config.numeric),
         categorical=plans,
         rare_share=rules.rare_share,

@@ -2,13 +2,14 @@
 
 Method (see also :data:`SELECTION_METHOD`):
 
-* every configuration is fitted on a fixed-seed sample of the **training** months and
-  scored on the **validation** month (time-aware: never a random split of time-ordered
-  rows); the best configuration per family maximises the primary metric;
+* every configuration is fitted on a fixed-seed sample of the **training** rows and scored
+  on the **validation** rows (with a time split, the period that follows training: never
+  a random split of time-ordered rows); the best configuration per family maximises the
+  primary metric;
 * the winner of each family is refitted on all training rows (the neural network stops
-  early on the validation month), its decision threshold is the one that maximises F1 on
+  early on the validation rows), its decision threshold is the one that maximises F1 on
   validation, and the best family is the one with the highest validation score;
-* the test months are only read by :func:`evaluate_on_test`, once, after every choice.
+* the test rows are only read by :func:`evaluate_on_test`, once, after every choice.
 
 Every model is a scikit-learn ``Pipeline`` (the shared preprocessing from
 :mod:`tabular.features` + the estimator), so one pickled object turns raw rows into
@@ -51,15 +52,48 @@ FAMILY_LABELS = {
 }
 
 SELECTION_METHOD = (
-    "Each configuration is fitted on a fixed-seed sample of the training months and scored "
-    "on the validation month that follows them (a time-aware hold-out: the model never sees "
-    "rows from after the period it is judged on). The primary metric is {metric}: it measures "
-    "how well the model ranks late flights above on-time ones, without a threshold, and unlike "
+    "Each configuration is fitted on a fixed-seed sample of {training} and scored on "
+    "{validation}{holdout}. The primary metric is {metric}: it measures how well the model "
+    "ranks '{positive}' {rows} above '{negative}' ones, without a threshold, and unlike "
     "accuracy it cannot be won by always predicting the majority class "
     "({majority:.0%} of validation rows). The best configuration of each family is refitted "
     "on all training rows; the best family has the highest validation score. The decision "
-    "threshold maximises F1 on validation. The test months are scored once, at the end."
+    "threshold maximises F1 on validation. {test} {are} scored once, at the end."
 )
+
+
+def selection_method(config, metric: str, majority: float) -> str:
+    """State the selection method in the dataset's words (its rows, labels and split).
+
+    Args:
+        config: The dataset config.
+        metric: Primary metric name, as printed.
+        majority: Share of the larger class among validation rows.
+
+    Returns:
+        :data:`SELECTION_METHOD` filled in.
+    """
+    split = config.split
+    time_split = split.method == "time"
+    holdout = (
+        " that follows it (a time-aware hold-out: the model never sees rows from after the "
+        "period it is judged on)"
+        if time_split
+        else " (a random hold-out, stratified by the target)"
+    )
+    test = split.part("test")
+    return SELECTION_METHOD.format(
+        training=split.part("training"),
+        validation=split.part("validation"),
+        holdout=holdout,
+        metric=metric,
+        positive=config.target.labels[1],
+        negative=config.target.labels[0],
+        rows=config.rows(),
+        majority=majority,
+        test=test[0].upper() + test[1:],
+        are="is" if time_split else "are",
+    )
 
 
 @dataclass
@@ -500,7 +534,7 @@ def train_models(
         metric=rules.metric,
         families=families,
         best_family=best_family,
-        method=SELECTION_METHOD.format(metric=_metric_name(rules.metric), majority=majority),
+        method=selection_method(config, _metric_name(rules.metric), majority),
         target=config.target.name,
         seconds=round(time.perf_counter() - started, 3),
     )

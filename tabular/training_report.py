@@ -14,8 +14,10 @@ from pathlib import Path
 import joblib
 import matplotlib.pyplot as plt
 import pandas as pd
+from markupsafe import Markup
 from matplotlib.ticker import FuncFormatter
 
+from tabular.page import one_block_sections, render_page
 from tabular.training import (
     TrainingResult,
     linear_coefficients,
@@ -149,12 +151,15 @@ def plot_loss_curve(result: TrainingResult, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_coefficients(result: TrainingResult, path: Path, top: int = 20) -> Path | None:
+def plot_coefficients(
+    result: TrainingResult, path: Path, positive: str = "class 1", top: int = 20
+) -> Path | None:
     """Draw the largest logistic-regression coefficients as horizontal bars.
 
     Args:
         result: The training result.
         path: PNG to write.
+        positive: Name of class 1 (the config's second target label).
         top: How many coefficients to show.
 
     Returns:
@@ -169,22 +174,24 @@ def plot_coefficients(result: TrainingResult, path: Path, top: int = 20) -> Path
     ax.barh(table["feature"].map(_readable_feature), table["coefficient"], color=colours)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(
-        "coefficient: change in log-odds of a late arrival per standard deviation (per level if one-hot)"
+        f"coefficient: change in log-odds of '{positive}' per standard deviation "
+        "(per level if one-hot)"
     )
     ax.set_title(
         f"Logistic regression: the {len(table)} largest coefficients\n"
-        "red raises, blue lowers the risk"
+        f"red raises, blue lowers the odds of '{positive}'"
     )
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
 
-def write_training_report(result: TrainingResult, out_dir: Path) -> TrainingOutputs:
+def write_training_report(result: TrainingResult, out_dir: Path, config) -> TrainingOutputs:
     """Write tables, figures, models, verdicts and ``training.html`` into a folder.
 
     Args:
         result: The training result, with test metrics filled in.
         out_dir: The training folder (created if needed).
+        config: The dataset config: the report speaks of its rows, labels and split.
 
     Returns:
         The paths written and a Markdown summary.
@@ -211,10 +218,13 @@ def write_training_report(result: TrainingResult, out_dir: Path) -> TrainingOutp
     outputs.figures["validation_curves"] = plot_validation_curves(
         result, out_dir / "validation_curves.png"
     )
-    for name, plot in (("loss_curve", plot_loss_curve), ("coefficients", plot_coefficients)):
-        written = plot(result, out_dir / f"{name}.png")
-        if written is not None:
-            outputs.figures[name] = written
+    written = {
+        "loss_curve": plot_loss_curve(result, out_dir / "loss_curve.png"),
+        "coefficients": plot_coefficients(
+            result, out_dir / "coefficients.png", config.target.labels[1]
+        ),
+    }
+    outputs.figures.update({name: path for name, path in written.items() if path is not None})
 
     for key, family in result.families.items():
         outputs.models[key] = out_dir / "models" / f"{key}.joblib"
@@ -238,15 +248,17 @@ def write_training_report(result: TrainingResult, out_dir: Path) -> TrainingOutp
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
-    sections = _sections(result, trials, metrics, outputs)
-    outputs.html.write_text(_html(result, sections), encoding="utf-8")
+    sections = _sections(result, trials, metrics, outputs, config)
+    outputs.html.write_text(_html(result, sections, config), encoding="utf-8")
     outputs.markdown = _markdown(result)
     return outputs
 
 
-def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, str, str]]:
+def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str | None, str, str]]:
     """Return (title, figure file, table html, comment) per section."""
     metric = METRIC_NAMES[result.metric]
+    positive = config.target.labels[1]
+    test_part = config.split.part("test")
     families = result.families
     best = families[result.best_family]
     sections = []
@@ -291,7 +303,7 @@ def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, s
         ranking = test_rows[metric_col].sort_values(ascending=False)
         best_test = ranking.index[0]
         test_comment = (
-            f"On the test months, scored once at the end, {best_test} ranks best with {metric} "
+            f"On {test_part}, scored once at the end, {best_test} ranks best with {metric} "
             f"{ranking.iloc[0]:.3f} (validation {best.verdict.validation_score:.3f} for "
             f"{best.label}). "
         )
@@ -301,9 +313,9 @@ def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, s
         }
         worst = max(drops, key=drops.get)
         test_comment += (
-            f"Every model scores lower on the test months than on validation (largest drop: "
-            f"{worst}, {drops[worst]:.3f}): the later months differ from the training period "
-            "(autumn and holiday traffic), so the validation score is an optimistic estimate."
+            f"Every model scores lower on the test rows than on validation (largest drop: "
+            f"{worst}, {drops[worst]:.3f}), so the validation score is an optimistic estimate"
+            + _why_test_differs(best, config)
             if all(d > 0 for d in drops.values())
             else f"The validation-to-test change is at most {max(drops.values()):.3f}: the "
             "validation score was a fair estimate."
@@ -312,11 +324,12 @@ def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, s
         test_comment += (
             f" At the thresholds chosen on validation, test F1 ranges from {f1.min():.3f} to "
             f"{f1.max():.3f}, with recall {test_rows.loc[best.label, 'recall']:.1%} and precision "
-            f"{test_rows.loc[best.label, 'precision']:.1%} for {best.label}: of the flights it "
-            f"flags, {test_rows.loc[best.label, 'precision']:.0%} are really late."
+            f"{test_rows.loc[best.label, 'precision']:.1%} for {best.label}: of the "
+            f"{config.rows()} it flags as '{positive}', "
+            f"{test_rows.loc[best.label, 'precision']:.0%} really are."
         )
     else:
-        test_comment = "The test months have not been scored."
+        test_comment = "The test rows have not been scored."
     sections.append(
         (
             "Metrics of each family's best model (train, validation, test)",
@@ -417,13 +430,36 @@ def _sections(result, trials, metrics, outputs) -> list[tuple[str, str | None, s
                 outputs.figures["coefficients"].name,
                 "",
                 f"Inputs are standardised, so coefficients are comparable. Among the five "
-                f"largest, {', '.join(up) or 'none'} raise the odds of a late arrival and "
+                f"largest, {', '.join(up) or 'none'} raise the odds of '{positive}' and "
                 f"{', '.join(down) or 'none'} lower them; the largest is "
                 f"{_readable_feature(table['feature'][0])} ({table['coefficient'][0]:+.3f} "
                 f"log-odds per standard deviation, or per level for one-hot columns).",
             )
         )
     return sections
+
+
+def _why_test_differs(family, config) -> str:
+    """Say, from the scored rows, how the test rows differ from the training rows."""
+    metrics = family.metrics
+    shares = {
+        name: (metrics[name]["tp"] + metrics[name]["fn"]) / metrics[name]["rows"]
+        for name in ("train", "test")
+    }
+    positive = config.target.labels[1]
+    compared = (
+        f"'{positive}' makes up {shares['test']:.1%} of the test rows against "
+        f"{shares['train']:.1%} of the training rows"
+    )
+    if config.split.method == "time":
+        return (
+            f": {config.split.part('test')} comes after the training period and differs from "
+            f"it ({compared})."
+        )
+    return (
+        f". The split is random ({compared}), so the drop reflects sampling noise and the "
+        "choice of the best configuration on the validation rows themselves."
+    )
 
 
 def _overfit_tradeoff(family, metric: str) -> str:
@@ -447,28 +483,21 @@ def _overfit_tradeoff(family, metric: str) -> str:
     )
 
 
-def _html(result: TrainingResult, sections) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Training report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-        "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "img{max-width:100%;border:1px solid #eee}.comment{background:#f6f8fa;padding:0.6em 1em;"
-        "border-left:4px solid #0366d6}</style></head><body>",
-        "<h1>Training report: three model families, selected by "
-        f"{METRIC_NAMES[result.metric]}</h1>",
-        f"<p>Best family: <b>{result.families[result.best_family].label}</b>. Stage time "
-        f"{result.seconds:.0f} s.</p>",
+def _html(result: TrainingResult, sections, config) -> str:
+    intro = [
+        Markup("<p><strong>Question:</strong> {}</p>").format(config.question),
+        Markup("<p>Best family: <b>{}</b>. Stage time {:.0f} s.</p>").format(
+            result.families[result.best_family].label, result.seconds
+        ),
     ]
-    for title, figure, table, comment in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        if figure:
-            parts.append(f"<img src='{figure}' alt='{html.escape(title)}'>")
-        if table:
-            parts.append(table)
-        parts.append(f"<p class='comment'>{comment}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    page = one_block_sections(
+        [
+            (title, [figure] if figure else [], table, comment)
+            for title, figure, table, comment in sections
+        ]
+    )
+    heading = f"Training report: three model families, selected by {METRIC_NAMES[result.metric]}"
+    return render_page("Training report", heading, page, intro=intro)
 
 
 def _markdown(result: TrainingResult) -> str:

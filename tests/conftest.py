@@ -76,17 +76,133 @@ def toy_config_dict(**overrides) -> dict:
     return config
 
 
+def write_dataset(folder: Path, frame: pd.DataFrame, config: dict) -> Path:
+    """Write ``frame`` as the config's CSV source and the config next to it; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / config["source"]["csv"], index=False)
+    path = folder / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def write_toy_dataset(folder: Path, frame: pd.DataFrame | None = None, **overrides) -> Path:
     """Write a toy CSV and its dataset config into ``folder``; return the config path."""
     frame = make_toy_frame() if frame is None else frame
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "orders.csv", index=False)
-    path = folder / "orders.yaml"
-    path.write_text(yaml.safe_dump(toy_config_dict(**overrides), sort_keys=False), encoding="utf-8")
-    return path
+    return write_dataset(folder, frame, toy_config_dict(**overrides))
 
 
 @pytest.fixture
 def toy_config(tmp_path: Path) -> Path:
     """Path of a toy dataset config (CSV of 600 orders) in a temp folder."""
     return write_toy_dataset(tmp_path / "orders")
+
+
+MONTH_NAMES = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+]  # fmt: skip
+
+
+def make_bookings_frame(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Build hotel bookings unlike flights: 24 columns, a yes/no target, text missing markers.
+
+    The date is spread over year / month-name / day columns; ``agent`` writes its gaps as
+    ``NULL`` and ``children`` as ``NA``, ``meal`` has an ``Undefined`` level. Cancellation
+    depends on lead time, deposit, past cancellations, segment and the arrival month.
+    """
+    rng = np.random.default_rng(seed)
+    arrival = pd.Timestamp("2016-01-01") + pd.to_timedelta(
+        np.sort(rng.integers(0, 730, size=rows)), unit="D"
+    )
+    lead_time = rng.gamma(1.5, 60.0, size=rows).round()
+    deposit = rng.choice(["No Deposit", "Non Refund", "Refundable"], size=rows, p=[0.8, 0.17, 0.03])
+    segment = rng.choice(
+        ["Online TA", "Offline TA/TO", "Groups", "Direct", "Corporate", "Aviation"],
+        size=rows,
+        p=[0.47, 0.2, 0.17, 0.1, 0.05, 0.01],
+    )
+    previous = rng.poisson(0.1, size=rows)
+    summer = np.isin(arrival.month, [6, 7, 8])
+    score = (
+        0.012 * lead_time
+        + 2.5 * (deposit == "Non Refund")
+        + 1.0 * previous
+        + 0.6 * (segment == "Groups")
+        + 0.5 * summer
+        - 2.2
+        + rng.normal(0, 0.8, size=rows)
+    )
+    agent = rng.choice([9.0, 240.0, 1.0, 14.0, 7.0], size=rows).astype(object)
+    agent[rng.random(rows) < 0.12] = "NULL"
+    children = rng.choice([0, 0, 0, 1, 2], size=rows).astype(object)
+    children[rng.random(rows) < 0.02] = "NA"
+    countries = [f"C{i:02d}" for i in range(60)]
+    weights = 1 / np.arange(1, 61)
+    return pd.DataFrame(
+        {
+            "hotel": rng.choice(["City Hotel", "Resort Hotel"], size=rows, p=[0.66, 0.34]),
+            "is_canceled": np.where(score > 0, "yes", "no"),
+            "lead_time": lead_time,
+            "arrival_date_year": arrival.year,
+            "arrival_date_month": [MONTH_NAMES[m - 1] for m in arrival.month],
+            "arrival_date_day_of_month": arrival.day,
+            "stays_in_weekend_nights": rng.poisson(0.9, size=rows),
+            "stays_in_week_nights": rng.poisson(2.5, size=rows),
+            "adults": rng.choice([1, 2, 2, 2, 3], size=rows),
+            "children": children,
+            "meal": rng.choice(
+                ["BB", "HB", "SC", "FB", "Undefined"], size=rows, p=[0.7, 0.12, 0.1, 0.06, 0.02]
+            ),
+            "country": rng.choice(countries, size=rows, p=weights / weights.sum()),
+            "market_segment": segment,
+            "distribution_channel": rng.choice(["TA/TO", "Direct", "Corporate"], size=rows),
+            "is_repeated_guest": rng.choice([0, 1], size=rows, p=[0.97, 0.03]),
+            "previous_cancellations": previous,
+            "booking_changes": rng.poisson(0.2, size=rows),
+            "deposit_type": deposit,
+            "agent": agent,
+            "customer_type": rng.choice(["Transient", "Contract", "Group"], size=rows),
+            "adr": rng.gamma(4.0, 25.0, size=rows).round(2),
+            "required_car_parking_spaces": rng.choice([0, 1], size=rows, p=[0.92, 0.08]),
+            "total_of_special_requests": rng.poisson(0.6, size=rows),
+            "booking_id": np.arange(rows),
+        }
+    )
+
+
+def bookings_config_dict(**overrides) -> dict:
+    """A config for :func:`make_bookings_frame` without a date column, top-level keys overridden."""
+    config = {
+        "name": "bookings",
+        "question": "Will this booking be canceled?",
+        "row_noun": "booking",
+        "source": {"csv": "bookings.csv"},
+        "target": {
+            "name": "canceled",
+            "column": "is_canceled",
+            "positive_values": ["yes"],
+            "labels": ["kept", "canceled"],
+        },
+        "categorical": [
+            "hotel", "meal", "country", "market_segment", "distribution_channel",
+            "deposit_type", "customer_type",
+        ],
+        "numeric": [
+            "lead_time", "stays_in_weekend_nights", "stays_in_week_nights", "adults",
+            "children", "is_repeated_guest", "previous_cancellations", "booking_changes",
+            "agent", "adr", "required_car_parking_spaces", "total_of_special_requests",
+        ],
+        "id_columns": ["booking_id"],
+        "missing_markers": ["", "NA", "NULL", "Undefined"],
+        "checks": {"null_share": {"agent": 0.2}, "ranges": {"adr": [0, 5000]}},
+        "split": {"method": "random", "validation_size": 0.2, "test_size": 0.2},
+        "seed": 3,
+    }  # fmt: skip
+    config.update(overrides)
+    return config
+
+
+def write_bookings_dataset(folder: Path, frame: pd.DataFrame | None = None, **overrides) -> Path:
+    """Write a bookings CSV and its dataset config into ``folder``; return the config path."""
+    frame = make_bookings_frame() if frame is None else frame
+    return write_dataset(folder, frame, bookings_config_dict(**overrides))

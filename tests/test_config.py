@@ -74,3 +74,47 @@ def test_descriptions_must_name_declared_columns(tmp_path):
     raw["descriptions"] = {"price": "Order value, US dollars", "returned": "Returned or not"}
     path.write_text(yaml.safe_dump(raw))
     assert load_config(path).descriptions["price"] == "Order value, US dollars"
+
+
+def test_date_column_is_optional_but_a_time_split_needs_a_date(tmp_path):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    del raw["date_column"]
+    config = load_config(_write(tmp_path, raw))
+    assert config.date_column is None
+    assert config.feature_columns == ["channel", "region", "price", "quantity"]
+    raw["split"] = {"method": "time", "validation_start": "2021-03-01", "test_start": "2021-04-01"}
+    with pytest.raises(ConfigError, match="split.method 'time' needs a date"):
+        load_config(_write(tmp_path, raw))
+    raw["split"] = {"method": "random"}
+    raw["checks"] = {"date_range": ["2021-01-01", "2021-12-31"]}
+    with pytest.raises(ConfigError, match="checks.date_range needs a date"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_date_from_parts_names_the_built_date(tmp_path):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    del raw["date_column"]
+    raw["date_from"] = {"year": "y", "month": "m", "day": "d"}
+    config = load_config(_write(tmp_path, raw))
+    assert config.date_column == "date"  # the default name of the built date
+    assert config.feature_columns[0] == "date"
+    assert {"y", "m", "d"} <= set(config.required_columns)
+    assert "date" not in config.required_columns  # built, not read
+    raw["date_column"] = "m"
+    with pytest.raises(ConfigError, match="would overwrite a column of date_from"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_row_noun_reads_one_word_or_two(tmp_path):
+    config = load_config(write_toy_dataset(tmp_path, row_noun="order"))
+    assert config.row_noun == ("order", "orders") and config.rows(1) == "1 order"
+    config = load_config(write_toy_dataset(tmp_path, row_noun=["person", "people"]))
+    assert config.rows(2500) == "2,500 people"
+    assert load_config(write_toy_dataset(tmp_path)).rows() == "rows"
+
+
+def test_an_unquoted_null_marker_is_explained(tmp_path):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    raw["missing_markers"] = ["", None]  # what YAML makes of [ "", NULL ]
+    with pytest.raises(ConfigError, match='quote the text, e.g. "NULL"'):
+        load_config(_write(tmp_path, raw))

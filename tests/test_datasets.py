@@ -2,7 +2,15 @@ import pandas as pd
 import pytest
 
 from tabular.config import DEFAULT_CONFIG, load_config
-from tabular.datasets import data_hash, load_raw, prepare, sample_rows, split_data
+from tabular.datasets import (
+    build_date,
+    data_hash,
+    load_raw,
+    prepare,
+    read_csv,
+    sample_rows,
+    split_data,
+)
 from tabular.errors import DatasetError
 from tests.conftest import make_toy_frame, write_toy_dataset
 
@@ -88,3 +96,68 @@ def test_positive_values_target(tmp_path):
     )
     data, _ = prepare(load_raw(config), config)
     assert data["r"].sum() == (frame["returned"] == "yes").sum()
+
+
+def test_date_built_from_year_month_name_and_day(tmp_path):
+    from tabular.config import DateFromConfig
+
+    parts = pd.DataFrame(
+        {
+            "y": [2016, 2016, 2017, 2017, 2017, 2017],
+            "m": ["July", "aug", " DECEMBER ", "2", "Julember", "3"],
+            "d": [1, 15, 31, 28, 1, 32],
+        }
+    )
+    built = build_date(parts, DateFromConfig(year="y", month="m", day="d"))
+    expected = ["2016-07-01", "2016-08-15", "2017-12-31", "2017-02-28", None, None]
+    assert built.tolist() == [pd.NaT if e is None else pd.Timestamp(e) for e in expected]
+    numeric = parts.assign(m=[7, 8, 12, 2, 1, 3])
+    assert build_date(numeric, DateFromConfig(year="y", month="m", day="d")).iloc[0] == (
+        pd.Timestamp("2016-07-01")
+    )
+
+
+def test_date_from_part_missing_from_the_csv_is_named(tmp_path):
+    frame = make_toy_frame().assign(y=2021, m="May", d=3)
+    config = load_config(
+        write_toy_dataset(
+            tmp_path,
+            frame.drop(columns=["d"]),
+            date_column=None,
+            date_from={"year": "y", "month": "m", "day": "d"},
+        )
+    )
+    with pytest.raises(DatasetError, match=r"lacks column\(s\) 'd' \(date_from.day\)"):
+        load_raw(config)
+
+
+def test_missing_markers_are_read_as_missing_and_counted(tmp_path):
+    path = tmp_path / "markers.csv"
+    path.write_text("a,b,c\n1,x,NULL\nNULL,,y\nNA,z,N/A\n4,?,w\n", encoding="utf-8")
+    frame = read_csv(path, ("", "NA", "NULL", "?"))
+    assert frame["a"].dtype.kind == "f" and frame["a"].isna().sum() == 2
+    assert frame["b"].isna().sum() == 2
+    assert frame["c"].tolist()[2] == "N/A"  # not declared: a value like any other
+    assert frame.attrs["missing_markers"] == {
+        "a": {"NULL": 1, "NA": 1},
+        "b": {"": 1, "?": 1},
+        "c": {"NULL": 1},
+    }
+
+
+def test_prepare_passes_the_marker_counts_on(tmp_path):
+    frame = make_toy_frame()
+    frame["price"] = frame["price"].astype(object)
+    frame.loc[[0, 5, 9], "price"] = "NULL"
+    config = load_config(write_toy_dataset(tmp_path, frame))
+    data, report = prepare(load_raw(config), config)
+    assert data["price"].isna().sum() == 3
+    assert report.missing_markers == {"price": {"NULL": 3}}
+
+
+def test_rows_keep_their_file_order_without_a_date(tmp_path):
+    config = load_config(write_toy_dataset(tmp_path, date_column=None))
+    data, _ = prepare(load_raw(config), config)
+    assert data["order_id"].tolist() == list(range(len(data)))
+    sample = sample_rows(data, 50, seed=1, date_column=None)
+    assert sample["order_id"].is_monotonic_increasing and len(sample) == 50

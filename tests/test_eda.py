@@ -16,11 +16,11 @@ from tabular.eda import run_eda
 from tabular.eda.fmt import pct
 from tabular.eda.sections import balance_section, categories_section, grouping_section
 from tabular.eda.stats import (
+    correlations,
     fit_preprocessor,
     missing_summary,
     numeric_shapes,
     outlier_stats,
-    pairwise_pearson,
     rare_grouping,
 )
 from tabular.features import OTHER, build_preprocessor, plan_encoding
@@ -201,15 +201,79 @@ def test_missing_handling_is_read_from_the_fitted_pipeline():
     )
 
 
-def test_pairwise_pearson_equals_pandas_on_data_with_gaps():
+def _hand_written_pearson(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The EDA's former hand-written pairwise Pearson (kept here as the reference)."""
+    values = frame.to_numpy(dtype=float)
+    present = ~np.isnan(values)
+    centred = np.where(present, values - frame.mean().to_numpy(dtype=float), 0.0)
+    mask = present.astype(float)
+
+    def gram(left, right):
+        return np.einsum("ij,ik->jk", left, right, optimize=False)
+
+    n = gram(mask, mask)
+    sum_a, sum_aa, sum_ab = gram(centred, mask), gram(centred**2, mask), gram(centred, centred)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = (n * sum_aa - sum_a**2) * (n * sum_aa - sum_a**2).T
+        r = np.clip((n * sum_ab - sum_a * sum_a.T) / np.sqrt(spread), -1.0, 1.0)
+    r[(n < 2) | ~(spread > 0)] = np.nan
+    return r, n.astype(int)
+
+
+def test_correlations_from_pandas_equal_the_former_hand_written_ones():
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(rng.normal(size=(3000, 4)), columns=list("abcd"))
     frame["b"] += frame["a"]
     frame.loc[rng.choice(3000, 900, replace=False), "a"] = np.nan
     frame.loc[rng.choice(3000, 400, replace=False), "c"] = np.nan
-    matrix, rows = pairwise_pearson(frame)
-    np.testing.assert_allclose(matrix.to_numpy(), frame.corr().to_numpy(), atol=1e-10)
-    assert rows.loc["a", "c"] == int((frame["a"].notna() & frame["c"].notna()).sum())
+    frame["flat"] = 1.0  # no spread: no correlation
+    frame["y"] = (frame["b"].fillna(0) + rng.normal(size=3000) > 0).astype(int)
+    corr = correlations(frame, ["a", "b", "c", "d", "flat"], "y")
+    r, n = _hand_written_pearson(frame[["a", "b", "c", "d", "flat", "y"]])
+    np.testing.assert_allclose(corr.matrix.to_numpy(), r, atol=1e-12)
+    pairs = corr.pairs.set_index(["first", "second"])
+    assert (
+        pairs.loc[("a", "c"), "rows"]
+        == n[0, 2]
+        == int((frame["a"].notna() & frame["c"].notna()).sum())
+    )
+    assert "flat" not in set(corr.pairs["first"]) | set(corr.pairs["second"])
+    assert corr.with_target.index[0] == "b"
+
+
+def _hand_written_boxes(values: np.ndarray) -> dict:
+    """The EDA's former hand-written box-plot numbers (kept here as the reference)."""
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    inside = values[(values >= low) & (values <= high)]
+    outside = values[(values < low) | (values > high)]
+    return {
+        "q1": q1, "median": median, "q3": q3, "low_fence": low, "high_fence": high,
+        "whislo": inside.min(), "whishi": inside.max(), "fliers": np.unique(outside),
+        "n_low": int((values < low).sum()), "n_high": int((values > high).sum()),
+    }  # fmt: skip
+
+
+def test_box_numbers_from_matplotlib_equal_the_former_hand_written_ones():
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame(
+        {
+            "skewed": rng.lognormal(0, 1, size=5000),
+            "both_sides": np.concatenate([rng.normal(size=4990), [-40, -30, 25, 25, 60] * 2]),
+            "mostly_zero": np.where(rng.random(5000) < 0.8, 0.0, rng.integers(1, 9, 5000)),
+            "gaps": np.where(rng.random(5000) < 0.3, np.nan, rng.normal(10, 2, 5000)),
+        }
+    )
+    for stat in outlier_stats(frame, list(frame)):
+        expected = _hand_written_boxes(frame[stat.column].dropna().to_numpy())
+        got = {
+            "q1": stat.q1, "median": stat.median, "q3": stat.q3,
+            "low_fence": stat.low_fence, "high_fence": stat.high_fence,
+            "whislo": stat.box["whislo"], "whishi": stat.box["whishi"],
+            "fliers": stat.box["fliers"], "n_low": stat.n_low, "n_high": stat.n_high,
+        }  # fmt: skip
+        np.testing.assert_equal(got, expected)
+        assert stat.outliers == stat.n_low + stat.n_high > 0
 
 
 # --- readable charts ----------------------------------------------------------------------
@@ -342,9 +406,9 @@ def test_flow_eda_never_reads_validation_or_test_rows(prefect_harness, tmp_path,
     seen = {}
     real_task = pipeline.eda_task
 
-    def spy(train, config, plan, out_dir, dropped=None):
+    def spy(train, config, plan, out_dir, dropped=None, markers=None):
         seen["train"] = train.copy()
-        seen["report"] = real_task(train, config, plan, out_dir, dropped)
+        seen["report"] = real_task(train, config, plan, out_dir, dropped, markers)
         raise _StopAfterEda
 
     monkeypatch.setattr(pipeline, "eda_task", spy)

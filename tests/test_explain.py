@@ -25,9 +25,9 @@ EXPLAIN = {
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
-    config = load_config(
-        write_toy_dataset(folder, make_toy_frame(rows=1000), training=FAST, explain=EXPLAIN)
-    )
+    frame = make_toy_frame(rows=1000)
+    frame.loc[::25, "price"] = np.nan  # 4 % missing: a nullable input of the served models
+    config = load_config(write_toy_dataset(folder, frame, training=FAST, explain=EXPLAIN))
     data, _ = prepare(load_raw(config), config)
     split = split_data(data, config, seed=config.seed)
     plan = plan_encoding(split.train, config)
@@ -103,6 +103,7 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
         stage.selection,
         [stage.comparisons[k] for k in stage.served],
         tmp_path,
+        config,
     )
     assert (
         outputs.html.is_file() and "all features vs selected features" in outputs.html.read_text()
@@ -130,10 +131,36 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
     loaded = bentoml.sklearn.load_model(saved.tag)
     assert list(loaded.named_steps["preprocess"].feature_names_in_) == metadata["features"]
     assert metadata["threshold"] == pytest.approx(comparison.selected.threshold)
+    # The toy target depends on channel (categorical) and price (numeric, with gaps): the
+    # selection keeps both, so every part of the contract below is exercised, always.
+    assert {"channel", "price"} <= set(columns)
     served = served_model(config.name, "primary")
     assert served.tag == str(saved.tag) and served.contract.names == metadata["features"]
     assert served.run_id == "run-1" and served.class_labels == ("kept", "returned")
-    if "channel" in metadata["features"]:
-        assert served.contract.spec("channel").levels == ["partner", "phone", "store", "web"]
+    train = split.train
+    kinds = {
+        c: "datetime" if c == config.date_column
+        else "category" if c in config.categorical
+        else "number"
+        for c in columns
+    }  # fmt: skip
+    assert {s.name: s.kind for s in served.contract.fields} == kinds
+    assert {s.name: s.nullable for s in served.contract.fields} == {
+        c: bool(train[c].isna().any()) for c in columns
+    }
+    assert [s.name for s in served.contract.fields if s.nullable] == ["price"]
+    for column in columns:
+        spec = served.contract.spec(column)
+        if column in config.categorical:
+            assert spec.levels == sorted(train[column].dropna().astype(str).unique())
+        if column in config.numeric:
+            # Bounds are the gate's (config checks.ranges), not the training min and max.
+            low, high = config.checks.ranges.get(column, (None, None))
+            assert (spec.minimum, spec.maximum) == (low, high)
+    assert served.contract.spec("channel").levels == ["partner", "phone", "store", "web"]
+    assert (served.contract.spec("price").minimum, served.contract.spec("price").maximum) == (
+        0,
+        10000,
+    )
     proba = loaded.predict_proba(split.test[metadata["features"]])[:, 1]
     assert proba.shape == (len(split.test),)

@@ -65,3 +65,14 @@ def test_preprocessor_output_maps_back_to_original_columns(tmp_path):
     assert sources["target__region"] == "region"
     assert sources["date__order_date_hour"] == "order_date"
     assert set(sources.values()) == set(plan.input_columns)
+
+
+def test_a_date_part_that_never_changes_in_training_is_no_feature(tmp_path):
+    data, config = _toy(tmp_path)
+    assert plan_encoding(data, config).date_parts == ("month", "weekday", "hour")
+    dates_only = data.assign(order_date=data["order_date"].dt.normalize())
+    plan = plan_encoding(dates_only, config)
+    assert plan.date_parts == ("month", "weekday") and plan.date_column == "order_date"
+    one_day = data.assign(order_date=pd.Timestamp("2021-03-01"))
+    plan = plan_encoding(one_day, config)
+    assert plan.date_column is None and "order_date" not in plan.input_columns

@@ -1,16 +1,24 @@
 """Real Prefect flow runs (under the test harness), on the default data and on a toy CSV."""
 
+import html
 import json
+import re
 from pathlib import Path
 
 import bentoml
+import pandas as pd
 import pytest
 import yaml
 
 from flows.pipeline import training_pipeline
 from tabular.config import DEFAULT_CONFIG
 from tabular.errors import ValidationFailed
-from tests.conftest import make_toy_frame, write_toy_dataset
+from tests.conftest import (
+    make_bookings_frame,
+    make_toy_frame,
+    write_bookings_dataset,
+    write_toy_dataset,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +109,114 @@ def test_validation_failure_stops_before_training(prefect_harness, tmp_path):
     assert manifest["status"] == "failed: ValidationFailed"
     assert "split" not in manifest["steps"]
     assert (run_dir / "validation" / "data_docs" / "index.html").is_file()
+
+
+# --- CSVs unlike flights ------------------------------------------------------------------
+
+#: Small grids (three hyperparameters each) keep the bookings runs to a few seconds.
+SMALL_SEARCH = {
+    **FAST,
+    "models": {
+        "logistic": {
+            "grid": {"C": [0.1, 1.0], "l1_ratio": [0.0], "class_weight": [None, "balanced"]},
+            "curve_param": "C",
+        },
+        "xgboost": {
+            "grid": {"max_depth": [2, 3], "n_estimators": [60], "learning_rate": [0.1, 0.3]},
+            "curve_param": "max_depth",
+        },
+        "mlp": {
+            "grid": {
+                "hidden_layer_sizes": [[16]],
+                "alpha": [0.001, 0.01],
+                "learning_rate_init": [0.003],
+            },
+            "curve_param": "alpha",
+        },
+    },
+}
+DATE_PARTS = ("arrival_date_year", "arrival_date_month", "arrival_date_day_of_month")
+#: Words of the flights dataset that must never reach a report about another dataset.
+FLIGHTS_WORDS = re.compile(r"(?<![a-z0-9])(flight|late|departure)", re.IGNORECASE)
+
+
+def _flights_words(run_dir: Path) -> dict[str, list[str]]:
+    """Every flights word in every HTML file the run wrote (our reports and the Data Docs).
+
+    Scripts and style sheets are code, not text: GX's Data Docs style sheet holds
+    ``transform: translate(...)``. Everything else (text, attributes, titles) is searched
+    for words *starting* with a flights word, case-insensitive, so "flights", "Late" and
+    "later" count while "translate" or "correlated" do not.
+    """
+    found = {}
+    pages = sorted(run_dir.rglob("*.html"))
+    assert pages, f"no HTML under {run_dir}"
+    for page in pages:
+        text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", page.read_text(encoding="utf-8"))
+        text = re.sub(r"(?i)\sstyle=(\"[^\"]*\"|'[^']*')", " ", html.unescape(text))
+        words = sorted({match.group(0) for match in FLIGHTS_WORDS.finditer(text)})
+        if words:
+            found[str(page.relative_to(run_dir))] = words
+    return found
+
+
+def _eda_text(run_dir: Path) -> str:
+    return html.unescape((run_dir / "eda" / "eda.html").read_text(encoding="utf-8"))
+
+
+def test_csv_without_a_date_column_runs_end_to_end(prefect_harness, tmp_path):
+    frame = make_bookings_frame(rows=2500, seed=1).drop(columns=list(DATE_PARTS))
+    config = write_bookings_dataset(
+        tmp_path / "data", frame, training=SMALL_SEARCH, explain=EXPLAIN
+    )
+    result = training_pipeline(config_path=str(config), artifacts_dir=str(tmp_path))
+    manifest = _manifest(result)
+    assert manifest["status"] == "succeeded"
+    assert manifest["config"]["date_column"] is None
+    assert manifest["columns"]["datetime"] == []
+    assert manifest["split"].startswith("random split stratified by 'canceled'")
+    # No calendar features anywhere: the models' inputs are the configured columns only.
+    coefficients = pd.read_csv(result.run_dir / "training" / "coefficients.csv")
+    assert not coefficients["feature"].str.startswith("date__").any()
+    eda = _eda_text(result.run_dir)
+    assert "names no date (neither date_column nor date_from)" in eda
+    assert "09_target" not in eda  # no time chart
+    # The text markers were read as missing, and the EDA says how the file wrote them.
+    nulls = int((frame["agent"] == "NULL").sum())
+    assert nulls > 0 and f"agent as 'NULL' ({nulls:,} cells)" in eda
+    assert "children as 'NA'" in eda and "meal as 'Undefined'" in eda
+    assert _flights_words(result.run_dir) == {}
+
+
+def test_csv_with_a_date_built_from_parts_runs_end_to_end(prefect_harness, tmp_path):
+    frame = make_bookings_frame(rows=2500, seed=2)
+    config = write_bookings_dataset(
+        tmp_path / "data",
+        frame,
+        training=SMALL_SEARCH,
+        explain=EXPLAIN,
+        date_from=dict(zip(("year", "month", "day"), DATE_PARTS, strict=True)),
+        date_column="arrival_date",
+        split={"method": "time", "validation_start": "2017-03-01", "test_start": "2017-07-01"},
+        checks={"null_share": {"agent": 0.2}, "date_range": ["2016-01-01", "2017-12-31"]},
+    )
+    result = training_pipeline(config_path=str(config), artifacts_dir=str(tmp_path))
+    manifest = _manifest(result)
+    assert manifest["status"] == "succeeded"
+    assert manifest["columns"]["datetime"] == ["arrival_date"]
+    assert manifest["split"].startswith("chronological split on 'arrival_date'")
+    expected = pd.to_datetime(
+        frame[list(DATE_PARTS)].astype(str).agg("-".join, axis=1), format="%Y-%B-%d"
+    )
+    sizes = manifest["rows"]["split"]
+    assert sizes["test"] == int((expected >= "2017-07-01").sum())
+    assert sizes["train"] == int((expected < "2017-03-01").sum())
+    # The built date behaves like any date column: calendar parts are model features...
+    coefficients = pd.read_csv(result.run_dir / "training" / "coefficients.csv")
+    features = set(coefficients["feature"])
+    assert {"date__arrival_date_month", "date__arrival_date_weekday"} <= features
+    assert "date__arrival_date_hour" not in features  # dates without a time of day
+    # ...and the EDA charts the target over time.
+    eda = _eda_text(result.run_dir)
+    assert "09_target_over_time.png" in eda and "Target over time ('arrival_date')" in eda
+    assert _flights_words(result.run_dir) == {}

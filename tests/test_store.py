@@ -39,7 +39,7 @@ from tabular.store import (
 )
 from tabular.store.connection import get_database
 from tabular.store.documents import DatasetRecord, DatasetSchema
-from tabular.store.settings import StoreSettings, redact_uri, split_uri_database
+from tabular.store.settings import StoreSettings, redact_uri, split_uri_database, uri_hosts
 from tabular.store.transfer import (
     backup_collection,
     backup_dataset,
@@ -120,6 +120,40 @@ def test_settings_from_environment(tmp_path):
         StoreSettings.from_env({"MONGODB_URI": "postgres://x"})
     with pytest.raises(StoreError, match="MONGODB_TIMEOUT_MS"):
         StoreSettings.from_env({"MONGODB_TIMEOUT_MS": "soon"})
+    assert uri_hosts("mongodb://u:secret@db:27017,db2/prod?tls=false") == "mongodb://db:27017,db2"
+    assert server.host == "mongodb://db:27017"
+
+
+def test_required_mongodb_without_uri_is_a_named_error(tmp_path, monkeypatch, capsys):
+    required = {"MLOPS_REQUIRE_MONGODB": "1", "MLOPS_STORE_DIR": str(tmp_path)}
+    with pytest.raises(StoreError, match="MONGODB_URI is not set, but MLOPS_REQUIRE_MONGODB=1"):
+        StoreSettings.from_env(required)
+    server = StoreSettings.from_env({**required, "MONGODB_URI": "mongodb://db:27017"})
+    assert not server.embedded
+    # The CLI stops with that one line (exit status 2) instead of using the embedded store.
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    monkeypatch.setenv("MLOPS_REQUIRE_MONGODB", "1")
+    monkeypatch.setenv("MLOPS_STORE_DIR", str(tmp_path / "store"))
+    assert main(["db", "status"]) == 2
+    error = capsys.readouterr().err
+    assert "MONGODB_URI is not set" in error and "Traceback" not in error
+    assert not (tmp_path / "store").exists()
+
+
+def test_connect_names_the_store_in_the_log_once(store, monkeypatch, caplog):
+    import tabular.store.connection as connection
+
+    monkeypatch.setattr(connection, "_ANNOUNCED", set())
+    with caplog.at_level("INFO", logger="tabular.store.connection"):
+        connect(store)
+        connect(store)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tabular.store.connection"]
+    assert lines == [f"store: {connection.StoreInfo(*_info(store)).describe()}"]
+    assert store.host in lines[0] and "@" not in lines[0]
+
+
+def _info(settings: StoreSettings) -> tuple[str, str, str]:
+    return ("embedded" if settings.embedded else "mongodb", settings.database, settings.host)
 
 
 # -- import, backup, round trip --------------------------------------------------------------
@@ -246,6 +280,28 @@ def test_round_trip_keeps_every_dtype_of_a_user_dataset(store, tmp_path):
     expected = frame.copy()
     expected.loc[expected["coupon.code"] == "", "coupon.code"] = np.nan
     pd.testing.assert_frame_equal(from_csv, expected, check_exact=True)
+
+
+def test_a_dataset_without_a_date_column_round_trips_and_takes_records(store, tmp_path):
+    frame = make_toy_frame(rows=200).drop(columns=["order_date"])
+    config = load_config(write_toy_dataset(tmp_path / "orders", frame, date_column=None))
+    report = import_dataset(config)
+    assert report.inserted == 200
+    prepared, _ = prepare(frame, config)
+    pd.testing.assert_frame_equal(records_frame("orders"), prepared, check_exact=True)
+    backup = backup_dataset("orders", tmp_path / "orders.csv")
+    pd.testing.assert_frame_equal(read_backup(backup.path), prepared, check_exact=True)
+
+    created = create_record("orders", {"channel": "web", "price": 3.5, "returned": 1})
+    assert created.date is None and get_record(created.id) == created
+    assert find_records("orders", where={"channel": "web"}).total == (
+        int((frame["channel"] == "web").sum()) + 1
+    )
+    with pytest.raises(InvalidRecord, match="dataset 'orders' has no date column"):
+        find_records("orders", date_from="2021-01-01")
+    with pytest.raises(InvalidRecord, match="month: dataset 'orders' has no date column"):
+        summarize("orders", month="2021-01")
+    assert summarize("orders", by="channel").rows
 
 
 def test_read_backup_needs_its_schema(tmp_path):

@@ -19,7 +19,7 @@ import mongomock
 import pytest
 
 from tabular.store import count_prediction_logs
-from tabular.store.embedded import EmbeddedMongoClient
+from tabular.store.embedded import EmbeddedMongoClient, missing_mongomock_internals
 from tests.test_store import fresh_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,3 +207,22 @@ def test_queries_answer_like_mongomock(tmp_path):
     assert embedded.find_one({"_id": 404}) is None
     pipeline = [{"$match": {"d.x": 1}}, {"$group": {"_id": "$d.x", "n": {"$sum": 1}}}]
     assert list(embedded.aggregate(pipeline)) == list(plain.aggregate(pipeline))
+
+
+def test_mongomock_internals_the_embedded_store_needs_are_there():
+    # tabular/store/embedded.py reaches into mongomock's private attributes; mongomock is
+    # pinned for that reason. If an upgrade drops one, this names it.
+    missing = missing_mongomock_internals()
+    assert not missing, (
+        f"mongomock {mongomock.__version__} lacks {', '.join(missing)}, which "
+        "tabular/store/embedded.py relies on: keep the pinned version or adapt the store"
+    )
+
+
+def test_the_internals_check_names_what_an_upgrade_removed(monkeypatch):
+    monkeypatch.delattr(mongomock.collection.Cursor, "_compute_results")
+    monkeypatch.delattr(mongomock.helpers, "hashdict")
+    assert missing_mongomock_internals() == [
+        "mongomock.collection.Cursor._compute_results",
+        "mongomock.helpers.hashdict",
+    ]

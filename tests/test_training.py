@@ -5,8 +5,9 @@ from sklearn.dummy import DummyClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.tree import DecisionTreeClassifier
 
+from tabular import training
 from tabular.config import load_config
-from tabular.datasets import load_raw, prepare, split_data
+from tabular.datasets import Split, load_raw, prepare, split_data
 from tabular.features import plan_encoding
 from tabular.training import (
     candidate_configs,
@@ -32,19 +33,45 @@ def toy(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(toy):
+def searched(toy):
+    """Train once, recording the search space each family's sampler is given."""
     config, split, plan = toy
-    result = train_models(split.train, split.validation, config, plan, seed=3, log=lambda _: None)
-    return evaluate_on_test(result, split.test)
+    spaces = []
+
+    def spy(grid, search, n_iter, seed):
+        spaces.append({"grid": grid, "search": search, "n_iter": n_iter})
+        return candidate_configs(grid, search, n_iter, seed)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "candidate_configs", spy)
+        result = train_models(
+            split.train, split.validation, config, plan, seed=3, log=lambda _: None
+        )
+    return evaluate_on_test(result, split.test), spaces
 
 
-def test_search_varies_three_hyperparameters_per_family(trained):
+@pytest.fixture(scope="module")
+def trained(searched):
+    return searched[0]
+
+
+def test_search_varies_three_hyperparameters_per_family(toy, searched):
+    # Asserted on the search space handed to the sampler, not on the random draws from it.
+    config = toy[0]
+    trained, spaces = searched
     assert set(trained.families) == {"logistic", "xgboost", "mlp"}
-    for family in trained.families.values():
-        assert len(family.trials) == 4
-        for name in family.best_params:
-            assert len({str(t.params[name]) for t in family.trials}) >= 2, (family.family, name)
-        assert len(family.best_params) == 3
+    assert len(spaces) == 3
+    for family, space in zip(trained.families.values(), spaces, strict=True):
+        grid = space["grid"]
+        assert grid == config.training.models[family.family].grid
+        assert len(grid) == 3, (family.family, grid)
+        for name, values in grid.items():
+            assert len({str(v) for v in values}) >= 2, (family.family, name, values)
+        assert (space["search"], space["n_iter"]) == ("random", FAST["n_iter"])
+        assert len(family.trials) == FAST["n_iter"]
+        for trial in family.trials:  # every configuration tried comes from that space
+            assert set(trial.params) == set(grid)
+            assert all(trial.params[name] in grid[name] for name in grid), trial.params
     table = trials_table(trained)
     assert table["chosen"].sum() == 3
 
@@ -62,16 +89,34 @@ def test_every_family_has_metrics_verdict_and_curves(trained):
     assert all(f.metrics["test"]["roc_auc"] > 0.7 for f in trained.families.values())
 
 
-def test_test_split_is_not_used_for_selection(toy):
+def _choices(result):
+    return result.best_family, {
+        key: (f.best_params, f.threshold, f.metrics["validation"])
+        for key, f in result.families.items()
+    }
+
+
+@pytest.mark.slow
+def test_choices_stay_the_same_when_the_test_labels_are_poisoned(
+    prefect_harness, toy, trained, tmp_path
+):
+    # The training task receives the whole split, test rows included, and is where the test
+    # rows are scored: run it on a split whose test labels are flipped. Every choice must
+    # equal the one made with the true test rows (the ``trained`` fixture, same seed),
+    # while the test scores show that the poisoned rows were read and scored.
+    from flows.training import train_task
+
     config, split, plan = toy
-    chosen = train_models(split.train, split.validation, config, plan, seed=3, log=lambda _: None)
-    before = {k: (f.best_params, f.threshold) for k, f in chosen.families.items()}
-    poisoned = split.test.assign(returned=1 - split.test["returned"])
-    evaluate_on_test(chosen, poisoned)
-    assert {k: (f.best_params, f.threshold) for k, f in chosen.families.items()} == before
-    assert all(f.metrics["test"]["roc_auc"] < 0.3 for f in chosen.families.values())
+    poisoned_test = split.test.assign(returned=1 - split.test["returned"])
+    poisoned = Split(split.train, split.validation, poisoned_test, split.description)
+    result, _ = train_task(poisoned, config, plan, 3, tmp_path)
+    assert _choices(result) == _choices(trained)
+    for key, family in result.families.items():
+        true_auc = trained.families[key].metrics["test"]["roc_auc"]
+        assert true_auc > 0.7
+        assert family.metrics["test"]["roc_auc"] == pytest.approx(1 - true_auc)
     with pytest.raises(RuntimeError, match="already been evaluated"):
-        evaluate_on_test(chosen, split.test)
+        evaluate_on_test(result, split.test)
 
 
 def test_same_seed_same_choices_and_test_metrics(toy, trained):
@@ -122,8 +167,8 @@ def test_random_search_samples_without_repeats():
     assert len(candidate_configs(grid, "grid", 6, seed=0)) == 18
 
 
-def test_report_writes_tables_figures_and_models(trained, tmp_path):
-    outputs = write_training_report(trained, tmp_path)
+def test_report_writes_tables_figures_and_models(toy, trained, tmp_path):
+    outputs = write_training_report(trained, tmp_path, toy[0])
     for name in ("learning_curves", "validation_curves", "loss_curve", "coefficients"):
         assert outputs.figures[name].is_file() and outputs.figures[name].stat().st_size > 10_000
     trials = pd.read_csv(outputs.tables["trials"])

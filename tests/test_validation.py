@@ -53,6 +53,18 @@ def test_text_where_a_number_belongs(tmp_path):
     assert any(
         "'quantity'" in line and "numeric type" in line and "'two'" in line for line in lines
     ), lines
+    # Text in a numeric column may be a missing-value marker: the line says where to declare it.
+    assert any("missing_markers" in line for line in lines), lines
+
+
+def test_a_declared_missing_marker_is_read_as_missing(tmp_path):
+    frame = make_toy_frame()
+    frame["quantity"] = frame["quantity"].astype(object)
+    frame.loc[[3, 8], "quantity"] = "unknown"
+    path = write_toy_dataset(tmp_path, frame, missing_markers=["", "unknown"])
+    data, config = _prepared(path)
+    assert data["quantity"].isna().sum() == 2
+    assert validate(data, config).success
 
 
 def test_out_of_range_values_are_counted_with_examples(tmp_path):

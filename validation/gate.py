@@ -2,7 +2,8 @@
 
 The suite checks that every configured column exists, numeric columns are numeric,
 missing-value shares stay under their ceilings, numeric values stay in their ranges, the
-target holds both classes and only 0/1, and every date parsed and falls in its range.
+target holds both classes and only 0/1, and (when the config has a date) every date parsed
+and falls in its range.
 A failure stops the pipeline with one readable summary plus the HTML Data Docs.
 """
 
@@ -123,7 +124,10 @@ def build_expectations(config: DatasetConfig) -> list:
         )
     expectations.append(ex.ExpectColumnValuesToBeInSet(column=target, value_set=[0, 1]))
     expectations.append(ex.ExpectColumnDistinctValuesToEqualSet(column=target, value_set=[0, 1]))
-    # Unparseable dates were turned into NaT by tabular.datasets.prepare: none may remain.
+    if config.date_column is None:
+        return expectations
+    # Unparseable dates (or date parts) were turned into NaT by tabular.datasets.prepare:
+    # none may remain.
     expectations.append(ex.ExpectColumnValuesToNotBeNull(column=config.date_column))
     if checks.date_range is not None:
         first, last = checks.date_range
@@ -245,6 +249,10 @@ def _failure(outcome, data: pd.DataFrame) -> Failure:
             values = data[column].dropna()
             bad = values[pd.to_numeric(values, errors="coerce").isna()]
             examples = [_plain(v) for v in bad.unique()[:5]]
+            if examples:
+                detail += (
+                    "; if such text means a missing value, add it to the config's missing_markers"
+                )
     elif kind == "expect_column_values_to_not_be_null":
         share = result.get("unexpected_percent")
         ceiling = 1 - (kwargs.get("mostly") or 1)

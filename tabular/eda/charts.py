@@ -581,17 +581,13 @@ def _plot_blocks(ax, summary: EncodingSummary) -> None:
 # --- 7. box plots -------------------------------------------------------------------------
 
 
-def _box(stat: OutlierStats, scale: Callable[[np.ndarray], np.ndarray] = lambda v: v) -> dict:
-    values = scale(np.array([stat.q1, stat.median, stat.q3, stat.whisker_low, stat.whisker_high]))
-    return {
-        "q1": values[0],
-        "med": values[1],
-        "q3": values[2],
-        "whislo": values[3],
-        "whishi": values[4],
-        "fliers": scale(stat.flier_values),
-        "label": stat.column,
-    }
+def _standardised(stat: OutlierStats) -> dict:
+    """The column's box in standard deviations from its mean, for ``Axes.bxp``."""
+    keys = ("q1", "med", "q3", "whislo", "whishi")
+    box = {key: (stat.box[key] - stat.mean) / stat.std for key in keys}
+    box["fliers"] = (np.asarray(stat.box["fliers"], dtype=float) - stat.mean) / stat.std
+    box["label"] = stat.column
+    return box
 
 
 _FLIERS = {
@@ -625,7 +621,7 @@ def plot_boxes(stats: list[OutlierStats]) -> Figure:
     axes = np.atleast_1d(figure.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, stat in zip(axes, stats, strict=False):
         ax.bxp(
-            [_box(stat)],
+            [stat.box],
             orientation="horizontal",
             widths=0.6,
             patch_artist=True,
@@ -666,7 +662,7 @@ def plot_boxes_standardised(stats: list[OutlierStats]) -> Figure:
     usable = sorted((s for s in stats if s.std > 0), key=lambda s: s.share)
     figure = new_figure(12, 0.33 * len(usable) + 1.7)
     ax = figure.add_subplot()
-    boxes = [_box(s, lambda v, s=s: (np.asarray(v, dtype=float) - s.mean) / s.std) for s in usable]
+    boxes = [_standardised(s) for s in usable]
     ax.bxp(
         boxes,
         orientation="horizontal",

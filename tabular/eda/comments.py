@@ -463,8 +463,32 @@ def _ordinal(n: int) -> str:
 # --- 5. missing values ---------------------------------------------------------------------
 
 
+def marker_text(found: dict[str, int]) -> str:
+    """Say how a column's missing values were written in the file: ``'NULL' (363 cells)``.
+
+    Args:
+        found: Cells per marker text for one column.
+
+    Returns:
+        The markers, most frequent first (``empty cell`` for ``""``); ``"-"`` when none.
+    """
+    ranked = sorted(found.items(), key=lambda item: (-item[1], item[0]))
+    return (
+        ", ".join(
+            f"{repr(marker) if marker else 'empty cell'} ({plural(n, 'cell')})"
+            for marker, n in ranked
+        )
+        or "-"
+    )
+
+
 def missing_comment(
-    table: pd.DataFrame, positive_label: str, dropped: dict[str, int], target_column: str
+    table: pd.DataFrame,
+    positive_label: str,
+    dropped: dict[str, int],
+    target_column: str,
+    markers: dict[str, dict[str, int]] | None = None,
+    configured: tuple[str, ...] = (),
 ) -> str:
     """Comment on the missing-value chart: how much is missing, where, and does it matter.
 
@@ -473,6 +497,9 @@ def missing_comment(
         positive_label: Name of class 1.
         dropped: Rows dropped before the split, per reason (``"missing <column>"``).
         target_column: The column the target is derived from.
+        markers: Per column, the cells of the whole file that held each missing-value
+            marker (counted before cleaning and splitting).
+        configured: The config's ``missing_markers``.
 
     Returns:
         The comment.
@@ -513,6 +540,17 @@ def missing_comment(
                     for row in others
                 )
             lines.append(text + ". The 'was missing' columns let the models use this.")
+    written = {column: found for column, found in (markers or {}).items() if found}
+    if written:
+        shown = listing(
+            [f"{column} as {marker_text(found)}" for column, found in written.items()], 8
+        )
+        accepted = listing([repr(m) if m else "empty cells" for m in configured], 12)
+        lines.append(
+            f"The file marks its missing values this way: {shown} (counted in the whole file, "
+            f"before cleaning and the split). The config's missing_markers ({accepted}) are "
+            "read as missing, so these cells count as gaps above instead of as values."
+        )
     for reason, n in dropped.items():
         column = reason.removeprefix("missing ")
         why = (
@@ -921,8 +959,8 @@ def timeline_comment(line: Timeline, overall: float, positive_label: str) -> str
         b = (second_half["rate"] * second_half["rows"]).sum() / second_half["rows"].sum()
         text += (
             f" The first half of the period averages {pct(a)}, the second half {pct(b)}: the "
-            "rate drifts over time, so scores measured on later months may differ from "
-            "those seen in training."
+            "rate drifts over time, so scores measured on a period after training may differ "
+            "from those seen in training."
             if abs(a - b) >= 0.02
             else f" The first and second halves average {pct(a)} and {pct(b)}: no clear trend."
         )

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from markupsafe import Markup
 
 from tabular.eda import sections as sec
 from tabular.eda.fmt import count
 from tabular.eda.stats import fit_preprocessor
 from tabular.features import EncodingPlan
+from tabular.page import Block, Section, render_page
 
 #: Rows used for density curves and the normal-fit distance; everything else uses all rows.
 SAMPLE_SIZE = 20_000
@@ -68,6 +70,7 @@ def run_eda(
     dropped: dict[str, int] | None = None,
     sample_size: int = SAMPLE_SIZE,
     seed: int | None = None,
+    markers: dict[str, dict[str, int]] | None = None,
 ) -> EdaReport:
     """Analyse the training split and write the charts and ``eda.html`` into ``out_dir``.
 
@@ -85,6 +88,8 @@ def run_eda(
             missing-values comment.
         sample_size: Rows used for density curves (KDE) and the normal-fit distance.
         seed: Sampling seed (default: the config's seed).
+        markers: Per column, the cells of the file that held each missing-value marker
+            (:attr:`tabular.datasets.CleaningReport.missing_markers`).
 
     Returns:
         The report.
@@ -101,14 +106,19 @@ def run_eda(
         sec.distributions_section(train, config, out_dir, sample_size, seed),
         sec.categories_section(train, config, out_dir),
         sec.grouping_section(train, plan, out_dir),
-        sec.missing_section(train, config, plan, preprocessor, out_dir, dropped or {}),
+        sec.missing_section(
+            train, config, plan, preprocessor, out_dir, dropped or {}, markers or {}
+        ),
         sec.encoding_section(train, config, plan, preprocessor, out_dir),
         sec.outliers_section(train, config, out_dir),
         sec.correlations_section(train, config, out_dir),
         sec.time_section(train, config, plan, out_dir),
     ]
-    dates = pd.to_datetime(train[config.date_column], errors="coerce")
-    scope = training_scope(len(train), config.date_column, dates)
+    if config.date_column is None:
+        scope = training_scope(len(train), None, None)
+    else:
+        dates = pd.to_datetime(train[config.date_column], errors="coerce")
+        scope = training_scope(len(train), config.date_column, dates)
     html_path = out_dir / "eda.html"
     html_path.write_text(render_html(sections, config, scope), encoding="utf-8")
     return EdaReport(
@@ -120,18 +130,18 @@ def run_eda(
     )
 
 
-def training_scope(rows: int, date_column: str, dates: pd.Series) -> str:
+def training_scope(rows: int, date_column: str | None, dates: pd.Series | None) -> str:
     """Describe the rows analysed: how many and which dates.
 
     Args:
         rows: Training rows.
-        date_column: Name of the date column.
-        dates: The parsed dates.
+        date_column: Name of the date column (``None`` when the data has none).
+        dates: The parsed dates (``None`` when the data has none).
 
     Returns:
         One sentence.
     """
-    if dates.notna().any():
+    if dates is not None and dates.notna().any():
         span = f", '{date_column}' from {dates.min():%d %b %Y} to {dates.max():%d %b %Y}"
     else:
         span = ""
@@ -142,23 +152,6 @@ def training_scope(rows: int, date_column: str, dates: pd.Series) -> str:
 
 
 # --- rendering ------------------------------------------------------------------------------
-
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1320px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em;
-     margin-top: 2.2em; }
-nav ol { columns: 3; } .scope { color: #555; }
-.block { margin: 1.4em 0 2em; }
-.figures { display: flex; flex-wrap: wrap; gap: 12px; }
-.figures img { max-width: 100%; height: auto; border: 1px solid #eee; }
-.comment { background: #f6f8fa; border-left: 4px solid #4C72B0; padding: 0.6em 1em;
-           margin-top: 0.8em; }
-.comment p { margin: 0.4em 0; } .comment ul { margin: 0.3em 0; }
-table { border-collapse: collapse; font-size: 0.88em; margin-top: 0.8em; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-"""
 
 
 def comment_html(text: str) -> str:
@@ -196,30 +189,34 @@ def render_html(sections: list[sec.EdaSection], config, scope: str) -> str:
     Returns:
         The HTML text.
     """
-    esc = html.escape
-    toc = "".join(f'<li><a href="#{s.key}">{esc(s.title)}</a></li>' for s in sections)
-    body = []
-    for section in sections:
-        body.append(f'<section id="{section.key}"><h2>{esc(section.title)}</h2>')
-        for block in section.blocks:
-            body.append('<div class="block">')
-            if block.figures:
-                images = "".join(
-                    f'<figure><img src="{esc(path.name)}" alt="{esc(block.caption)}"></figure>'
-                    for path in block.figures
+    pages = [
+        Section(
+            key=section.key,
+            title=section.title,
+            blocks=[
+                Block(
+                    comment=Markup(comment_html(block.comment)),
+                    figures=[path.name for path in block.figures],
+                    table=None
+                    if block.table is None
+                    else Markup(block.table.to_html(index=False, border=0, na_rep="n/a")),
+                    caption=block.caption,
                 )
-                body.append(f'<div class="figures">{images}</div>')
-            if block.table is not None:
-                body.append(block.table.to_html(index=False, border=0, na_rep="n/a"))
-            body.append(f'<div class="comment">{comment_html(block.comment)}</div></div>')
-        body.append("</section>")
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>EDA: {esc(config.name)}</title><style>{CSS}</style></head><body>\n"
-        f"<h1>Exploratory data analysis: {esc(config.name)}</h1>\n"
-        f"<p><strong>Question:</strong> {esc(config.question)}</p>\n"
-        f'<p class="scope">{esc(scope)}</p>\n'
-        f"<nav><ol>{toc}</ol></nav>\n" + "\n".join(body) + "\n</body></html>\n"
+                for block in section.blocks
+            ],
+        )
+        for section in sections
+    ]
+    intro = [
+        Markup("<p><strong>Question:</strong> {}</p>").format(config.question),
+        Markup('<p class="scope">{}</p>').format(scope),
+    ]
+    return render_page(
+        f"EDA: {config.name}",
+        f"Exploratory data analysis: {config.name}",
+        pages,
+        intro=intro,
+        toc=True,
     )
 
 

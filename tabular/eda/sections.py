@@ -365,8 +365,9 @@ def missing_section(
     preprocessor: ColumnTransformer,
     out_dir: Path,
     dropped: dict[str, int],
+    markers: dict[str, dict[str, int]] | None = None,
 ) -> EdaSection:
-    """Missing values per column and how the fitted pipeline handles each.
+    """Missing values per column, how the file wrote them, and how the pipeline handles each.
 
     Args:
         train: The training split.
@@ -375,11 +376,13 @@ def missing_section(
         preprocessor: The preprocessing fitted on ``train``.
         out_dir: Folder for the PNG.
         dropped: Rows dropped before the split, per reason.
+        markers: Per column, the cells of the file that held each missing-value marker.
 
     Returns:
         The section.
     """
     table = missing_summary(train, config, plan, preprocessor)
+    markers = markers or {}
     positive = config.target.labels[1]
     figure = _save(charts.plot_missing(table), out_dir, "05_missing_values")
     shown = table.sort_values("share", ascending=False, kind="stable")
@@ -389,18 +392,25 @@ def missing_section(
             "role": shown["role"],
             "missing": shown["missing"].map(count),
             "share": shown["share"].map(pct),
+            "written in the file as": shown["column"].map(
+                lambda column: comments.marker_text(markers.get(column, {}))
+            ),
             "handling": shown["handling"],
             f"'{positive}' when missing": shown["rate_missing"].map(pct),
             f"'{positive}' when present": shown["rate_present"].map(pct),
         }
     )
+    if (display["written in the file as"] == "-").all():
+        display = display.drop(columns="written in the file as")  # a loader, or no gaps
     gaps = table[table["missing"] > 0]
     return EdaSection(
         key="missing",
         title="5. Missing values and their handling",
         blocks=[
             EdaBlock(
-                comments.missing_comment(table, positive, dropped, config.target.column),
+                comments.missing_comment(
+                    table, positive, dropped, config.target.column, markers, config.missing_markers
+                ),
                 [figure],
                 caption="missing values per column",
             ),
@@ -620,6 +630,13 @@ def time_section(train: pd.DataFrame, config, plan: EncodingPlan, out_dir: Path)
         The section.
     """
     target, date_column = config.target.name, config.date_column
+    if date_column is None:
+        text = (
+            "The dataset config names no date (neither date_column nor date_from), so there "
+            "is no time axis to chart: the split is random, stratified by the target, and the "
+            "models get no calendar features."
+        )
+        return EdaSection("time", "9. Target over time", [EdaBlock(text)], "No date column.")
     positive = config.target.labels[1]
     overall = float(train[target].mean())
     blocks = []

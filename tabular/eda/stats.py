@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib.cbook import boxplot_stats
 from scipy import stats as scipy_stats
 from sklearn.compose import ColumnTransformer
 
@@ -471,7 +472,7 @@ def missing_summary(
         if imputer.indicator_ is not None:
             flagged = {plan.numeric[i] for i in imputer.indicator_.features_}
     kept_onehot = blocks["onehot"].named_steps["group"].kept_levels_ if "onehot" in blocks else {}
-    roles = [(plan.date_column, "date")]
+    roles = [(plan.date_column, "date")] if plan.date_column else []
     roles += [(p.column, "categorical") for p in plan.categorical]
     roles += [(c, "numeric") for c in plan.numeric]
     rows = []
@@ -599,46 +600,65 @@ def encoding_summary(plan: EncodingPlan, preprocessor: ColumnTransformer) -> Enc
 class OutlierStats:
     """Box-plot numbers of one numeric column and its outliers by the 1.5 IQR rule.
 
+    The numbers are matplotlib's own (``matplotlib.cbook.boxplot_stats``), the ones
+    ``Axes.bxp`` draws, so the table, the comments and the chart cannot disagree.
+
     Attributes:
         column: Column name.
         count: Non-missing values.
-        mean: Mean (for standardising).
         std: Standard deviation (for standardising).
-        q1: First quartile.
-        median: Median.
-        q3: Third quartile.
-        low_fence: ``q1 - 1.5 * IQR``.
-        high_fence: ``q3 + 1.5 * IQR``.
-        whisker_low: Smallest value inside the fences.
-        whisker_high: Largest value inside the fences.
+        box: The ``boxplot_stats`` dictionary (``q1``, ``med``, ``q3``, ``whislo``,
+            ``whishi``, ``mean``, ``iqr``, ``label``), its ``fliers`` reduced to the distinct
+            outlying values (enough to draw them; the counts are below).
         n_low: Values below the low fence.
         n_high: Values above the high fence.
         minimum: Smallest value.
         maximum: Largest value.
-        flier_values: Distinct outlying values (enough to draw them; counts are above).
     """
 
     column: str
     count: int
-    mean: float
     std: float
-    q1: float
-    median: float
-    q3: float
-    low_fence: float
-    high_fence: float
-    whisker_low: float
-    whisker_high: float
+    box: dict
     n_low: int
     n_high: int
     minimum: float
     maximum: float
-    flier_values: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        """Mean (for standardising)."""
+        return float(self.box["mean"])
+
+    @property
+    def q1(self) -> float:
+        """First quartile."""
+        return float(self.box["q1"])
+
+    @property
+    def median(self) -> float:
+        """Median."""
+        return float(self.box["med"])
+
+    @property
+    def q3(self) -> float:
+        """Third quartile."""
+        return float(self.box["q3"])
 
     @property
     def iqr(self) -> float:
         """Interquartile range."""
-        return self.q3 - self.q1
+        return float(self.box["iqr"])
+
+    @property
+    def low_fence(self) -> float:
+        """``q1 - 1.5 * IQR``: values below it are outliers."""
+        return float(self.box["q1"] - WHISKER * self.box["iqr"])
+
+    @property
+    def high_fence(self) -> float:
+        """``q3 + 1.5 * IQR``: values above it are outliers."""
+        return float(self.box["q3"] + WHISKER * self.box["iqr"])
 
     @property
     def outliers(self) -> int:
@@ -649,6 +669,10 @@ class OutlierStats:
     def share(self) -> float:
         """Share of non-missing values outside the fences."""
         return self.outliers / self.count if self.count else float("nan")
+
+
+#: Whisker reach in interquartile ranges (Tukey's rule).
+WHISKER = 1.5
 
 
 def outlier_stats(train: pd.DataFrame, columns: list[str]) -> list[OutlierStats]:
@@ -666,29 +690,21 @@ def outlier_stats(train: pd.DataFrame, columns: list[str]) -> list[OutlierStats]
         values = pd.to_numeric(train[column], errors="coerce").dropna().to_numpy(dtype=float)
         if len(values) == 0:
             continue
-        q1, median, q3 = np.percentile(values, [25, 50, 75])
-        iqr = q3 - q1
-        low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-        inside = values[(values >= low) & (values <= high)]
-        outside = values[(values < low) | (values > high)]
+        (box,) = boxplot_stats(values, whis=WHISKER, labels=[column])
+        # The whiskers end on the last values inside the fences, so the fliers beyond the
+        # whiskers are exactly the values beyond the fences.
+        fliers = box["fliers"]
+        box["fliers"] = np.unique(fliers)
         result.append(
             OutlierStats(
                 column=column,
                 count=int(len(values)),
-                mean=float(values.mean()),
                 std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                q1=float(q1),
-                median=float(median),
-                q3=float(q3),
-                low_fence=float(low),
-                high_fence=float(high),
-                whisker_low=float(inside.min()),
-                whisker_high=float(inside.max()),
-                n_low=int((values < low).sum()),
-                n_high=int((values > high).sum()),
+                box=box,
+                n_low=int((fliers < box["whislo"]).sum()),
+                n_high=int((fliers > box["whishi"]).sum()),
                 minimum=float(values.min()),
                 maximum=float(values.max()),
-                flier_values=np.unique(outside),
             )
         )
     return result
@@ -715,46 +731,6 @@ class Correlations:
     target: str
 
 
-def pairwise_pearson(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pearson correlation of every column pair on the rows where both are present.
-
-    Gives the same result as ``DataFrame.corr()`` from a handful of column-by-column sums.
-    The sums use ``einsum`` rather than a BLAS matrix product: on a busy 2-core machine,
-    multi-threaded OpenBLAS took seconds for these thin products instead of milliseconds.
-
-    Args:
-        frame: Float columns (NaN for missing).
-
-    Returns:
-        ``(correlations, rows)``: the correlation matrix (NaN where a pair has under two
-        common rows or no spread) and the number of rows each pair shares.
-    """
-    values = frame.to_numpy(dtype=float)
-    present = ~np.isnan(values)
-    # Centring first keeps the sums small, so the subtraction below loses no precision.
-    means = frame.mean().to_numpy(dtype=float)  # NaN for an empty column, without a warning
-    centred = np.where(present, values - means, 0.0)
-    mask = present.astype(float)
-
-    def gram(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,ik->jk", left, right, optimize=False)
-
-    n = gram(mask, mask)
-    sum_a = gram(centred, mask)  # [a, b]: sum of a over the rows where b is present too
-    sum_aa = gram(centred**2, mask)
-    sum_ab = gram(centred, centred)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        covariance = n * sum_ab - sum_a * sum_a.T
-        spread = (n * sum_aa - sum_a**2) * (n * sum_aa - sum_a**2).T
-        r = np.clip(covariance / np.sqrt(spread), -1.0, 1.0)
-    r[(n < 2) | ~(spread > 0)] = np.nan
-    columns = frame.columns
-    return (
-        pd.DataFrame(r, index=columns, columns=columns),
-        pd.DataFrame(n.astype(int), index=columns, columns=columns),
-    )
-
-
 def correlations(train: pd.DataFrame, columns: list[str], target: str) -> Correlations:
     """Correlate every pair of numeric features, and each with the 0/1 target.
 
@@ -770,7 +746,9 @@ def correlations(train: pd.DataFrame, columns: list[str], target: str) -> Correl
         The correlations.
     """
     frame = train[[*columns, target]].apply(pd.to_numeric, errors="coerce").astype(float)
-    matrix, both = pairwise_pearson(frame)
+    matrix = frame.corr(method="pearson")  # pairwise-complete rows, NaN without spread
+    present = frame.notna().astype("int64")
+    both = present.T @ present  # rows where both columns are present
     pairs = [
         {
             "first": a,

@@ -122,6 +122,7 @@ def settings_from_args(args: argparse.Namespace) -> StoreSettings:
         env["MONGODB_URI"] = args.uri
     if getattr(args, "embedded", False):
         env.pop("MONGODB_URI", None)
+        env.pop("MLOPS_REQUIRE_MONGODB", None)  # asked for explicitly on the command line
     if getattr(args, "database", None):
         env["MONGODB_DB"] = args.database
     if getattr(args, "store_dir", None):

@@ -21,6 +21,9 @@ from tabular.store.settings import StoreSettings, split_uri_database
 
 logger = logging.getLogger(__name__)
 
+#: Stores this process has already named in its log (``connect`` may run many times).
+_ANNOUNCED: set[tuple[str, str, str]] = set()
+
 ALIAS = mongoengine.DEFAULT_CONNECTION_NAME
 
 #: Errors meaning "the server cannot be reached", as opposed to a refused operation.
@@ -34,7 +37,7 @@ class StoreInfo:
     Attributes:
         kind: ``"mongodb"`` for a server, ``"embedded"`` for the local folder store.
         database: The database name.
-        location: The URI without password, or the store folder.
+        location: The URI's hosts (no credentials), or the store folder.
     """
 
     kind: Literal["mongodb", "embedded"]
@@ -87,7 +90,7 @@ def connect(settings: StoreSettings | None = None, *, check: bool = True) -> Sto
             uuidRepresentation="standard",
         )
         ensure_indexes()
-        return StoreInfo("embedded", settings.database, str(settings.store_dir))
+        return _announce(StoreInfo("embedded", settings.database, str(settings.store_dir)))
 
     uri, _ = split_uri_database(settings.uri)
     options = {key.lower() for key in _uri_options(uri)}
@@ -105,18 +108,27 @@ def connect(settings: StoreSettings | None = None, *, check: bool = True) -> Sto
         tz_aware=False,
         **timeouts,
     )
-    info = StoreInfo("mongodb", settings.database, settings.location)
+    info = StoreInfo("mongodb", settings.database, settings.host)
     if check:
         try:
             ping()
             ensure_indexes()
         except StoreUnavailable as exc:
-            reason = _first_line(exc.__cause__ or exc)
+            reason = error_reason(exc.__cause__ or exc)
             raise StoreUnavailable(
                 f"cannot reach MongoDB at {settings.location} ({reason}). Start it (e.g. "
                 "`docker run -d -p 27017:27017 mongo:7`), fix MONGODB_URI, or unset MONGODB_URI to "
                 "use the embedded store"
             ) from exc
+    return _announce(info)
+
+
+def _announce(info: StoreInfo) -> StoreInfo:
+    """Log once per process which store is used: the embedded folder, or the server's hosts."""
+    key = (info.kind, info.location, info.database)
+    if key not in _ANNOUNCED:
+        _ANNOUNCED.add(key)
+        logger.info("store: %s", info.describe())
     return info
 
 
@@ -158,7 +170,7 @@ def ping() -> None:
     try:
         get_database().command("ping")
     except UNREACHABLE as exc:
-        raise StoreUnavailable(f"MongoDB is unreachable ({_first_line(exc)})") from exc
+        raise StoreUnavailable(f"MongoDB is unreachable ({error_reason(exc)})") from exc
 
 
 def ensure_indexes() -> None:
@@ -179,7 +191,7 @@ def ensure_indexes() -> None:
                 continue
             document.ensure_indexes()
     except UNREACHABLE as exc:
-        raise StoreUnavailable(f"MongoDB is unreachable ({_first_line(exc)})") from exc
+        raise StoreUnavailable(f"MongoDB is unreachable ({error_reason(exc)})") from exc
 
 
 def _uri_options(uri: str) -> list[str]:
@@ -187,7 +199,15 @@ def _uri_options(uri: str) -> list[str]:
     return [pair.partition("=")[0] for pair in query.split("&") if pair]
 
 
-def _first_line(error: BaseException) -> str:
+def error_reason(error: BaseException) -> str:
+    """Reduce a pymongo or mongoengine error to its first line, for one-line messages.
+
+    Args:
+        error: The exception.
+
+    Returns:
+        Its message's first line without the topology description pymongo appends after
+        ``", Timeout:"``; the exception's type name when it has no message.
+    """
     text = str(error).strip().splitlines()
-    # pymongo appends a long topology description after the first line.
     return (text[0] if text else type(error).__name__).split(", Timeout:")[0]

@@ -14,12 +14,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from mongoengine.errors import NotUniqueError
 from pydantic import BaseModel
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
-from tabular.store.connection import UNREACHABLE
+from tabular.store.connection import UNREACHABLE, error_reason
 from tabular.store.documents import (
     DatasetRecord,
     DatasetSchema,
@@ -78,7 +77,7 @@ class DatasetInfo(BaseModel):
         dataset: The dataset's name.
         records: Records stored now.
         columns: Columns in frame order.
-        date_column: The date column.
+        date_column: The date column (``None`` when the dataset has none).
         target_column: The 0/1 target column.
         source: Where the last import came from.
         imported_at: When the last import finished (UTC).
@@ -87,7 +86,7 @@ class DatasetInfo(BaseModel):
     dataset: str
     records: int
     columns: list[ColumnOut]
-    date_column: str
+    date_column: str | None = None
     target_column: str
     source: str | None = None
     imported_at: dt.datetime | None = None
@@ -100,7 +99,7 @@ class DatasetRecordOut(BaseModel):
         id: The record's id.
         dataset: The dataset's name.
         row_number: Position in the dataset (backups keep this order).
-        date: The date column's value.
+        date: The date column's value (``None`` when the dataset has no date column).
         target: The 0/1 target.
         values: Every column of the row by name, date and target included, in frame order;
             ``None`` for a missing value.
@@ -109,7 +108,7 @@ class DatasetRecordOut(BaseModel):
     id: str
     dataset: str
     row_number: int
-    date: dt.datetime
+    date: dt.datetime | None = None
     target: int
     values: dict[str, Any]
 
@@ -164,7 +163,7 @@ def _reachable(action: str) -> Iterator[None]:
     try:
         yield
     except UNREACHABLE as exc:
-        reason = str(exc).strip().splitlines()[0].split(", Timeout:")[0] if str(exc) else ""
+        reason = error_reason(exc)
         raise StoreUnavailable(f"cannot {action}: MongoDB is unreachable ({reason})") from exc
 
 
@@ -199,10 +198,8 @@ def collection_counts() -> dict[str, int]:
     from tabular.store.documents import DOCUMENTS
 
     with _reachable("count documents"):
-        return {
-            document._get_collection_name(): document._get_collection().estimated_document_count()
-            for document in DOCUMENTS
-        }
+        # An unfiltered count() reads the collection's metadata (estimated_document_count).
+        return {document._get_collection_name(): document.objects.count() for document in DOCUMENTS}
 
 
 # -- dataset schemas -----------------------------------------------------------------------
@@ -246,7 +243,7 @@ def dataset_info(dataset: str) -> DatasetInfo:
     """
     schema = get_schema(dataset)
     with _reachable(f"count records of '{dataset}'"):
-        records = DatasetRecord._get_collection().count_documents({"dataset": dataset})
+        records = DatasetRecord.objects(dataset=dataset).count()
     return DatasetInfo(
         dataset=schema.dataset,
         records=records,
@@ -270,7 +267,7 @@ def list_datasets() -> list[DatasetInfo]:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable("list datasets"):
-        names = sorted(s["_id"] for s in DatasetSchema._get_collection().find({}, {"_id": 1}))
+        names = sorted(DatasetSchema.objects.scalar("dataset"))
     return [dataset_info(name) for name in names]
 
 
@@ -287,8 +284,8 @@ def delete_dataset(dataset: str) -> int:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable(f"delete dataset '{dataset}'"):
-        deleted = DatasetRecord._get_collection().delete_many({"dataset": dataset}).deleted_count
-        DatasetSchema._get_collection().delete_one({"_id": dataset})
+        deleted = DatasetRecord.objects(dataset=dataset).delete()
+        DatasetSchema.objects(dataset=dataset).delete()
     return deleted
 
 
@@ -363,7 +360,7 @@ def coerce_values(
     typed = {name: coerce_value(kinds[name], values[name], f"values.{name}") for name in values}
     if not partial:
         for name, role in ((schema.date_column, "date"), (schema.target_column, "target")):
-            if typed.get(name) is None:
+            if name is not None and typed.get(name) is None:
                 raise InvalidRecord(f"values.{name}: required (the dataset's {role} column)")
         typed = {name: typed.get(name) for name in kinds}
     return typed
@@ -387,7 +384,7 @@ def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRe
     row = {}
     for column in schema.columns:
         if column.name == schema.date_column:
-            row[column.name] = document["date"]
+            row[column.name] = document.get("date")
         elif column.name == schema.target_column:
             row[column.name] = document["target"]
         else:
@@ -396,7 +393,7 @@ def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRe
         id=document["_id"],
         dataset=document["dataset"],
         row_number=document["row_number"],
-        date=document["date"],
+        date=document.get("date"),
         target=document["target"],
         values=row,
     )
@@ -435,14 +432,11 @@ def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
         "dataset record",
     )
     with _reachable(f"add a record to '{dataset}'"):
-        counter = DatasetSchema._get_collection().find_one_and_update(
-            {"_id": dataset},
-            {"$inc": {"next_row_number": 1}},
-            return_document=ReturnDocument.BEFORE,
-        )
+        # modify() returns the schema as it was before the increment: this record's number.
+        counter = DatasetSchema.objects(dataset=dataset).modify(inc__next_row_number=1)
         if counter is None:
             raise RecordNotFound(f"dataset '{dataset}' was deleted meanwhile")
-        document.row_number = int(counter.get("next_row_number", 0))
+        document.row_number = int(counter.next_row_number)
         document.save(force_insert=True)
     return _record_out(document.to_mongo(), schema)
 
@@ -461,7 +455,7 @@ def get_record(record_id: str) -> DatasetRecordOut:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable(f"read record '{record_id}'"):
-        document = DatasetRecord._get_collection().find_one({"_id": record_id})
+        document = DatasetRecord.objects(id=record_id).as_pymongo().first()
     if document is None:
         raise RecordNotFound(f"no dataset record has id '{record_id}'")
     return _record_out(document, get_schema(document["dataset"]))
@@ -506,15 +500,17 @@ def find_records(
         else:
             query[f"values.{encode_key(name)}"] = value
     bounds = _time_filter(date_from, date_to, "date")
+    if bounds and schema.date_column is None:
+        raise InvalidRecord(f"date_from, date_to: dataset '{dataset}' has no date column")
     if bounds and "date" in query:
         query = {"$and": [query, bounds]}
     else:
         query.update(bounds)
-    collection = DatasetRecord._get_collection()
+    records = DatasetRecord.objects(__raw__=query)
     with _reachable(f"list records of '{dataset}'"):
-        total = collection.count_documents(query)
-        cursor = collection.find(query).sort([("row_number", ASCENDING), ("_id", ASCENDING)])
-        documents = list(cursor.skip(skip).limit(limit))
+        total = records.count()
+        ordered = records.order_by("row_number", "id").skip(skip).limit(limit)
+        documents = list(ordered.as_pymongo())
     items = [_record_out(document, schema) for document in documents]
     return Page[DatasetRecordOut](items=items, total=total, page=page, page_size=page_size)
 
@@ -551,7 +547,7 @@ def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut
     }
     updated = build(DatasetRecord, merged, "dataset record")
     with _reachable(f"update record '{record_id}'"):
-        DatasetRecord._get_collection().replace_one({"_id": record_id}, updated.to_mongo())
+        updated.save(validate=False)  # validated by build; replaces the stored record
     return _record_out(updated.to_mongo(), schema)
 
 
@@ -566,12 +562,18 @@ def delete_record(record_id: str) -> None:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable(f"delete record '{record_id}'"):
-        deleted = DatasetRecord._get_collection().delete_one({"_id": record_id}).deleted_count
+        deleted = DatasetRecord.objects(id=record_id).delete()
     if not deleted:
         raise RecordNotFound(f"no dataset record has id '{record_id}'")
 
 
 # -- prediction logs -------------------------------------------------------------------------
+
+
+def _log_document(document: Mapping[str, Any]) -> PredictionLog:
+    """Turn a validated prediction-log document (``_id`` = request id) back into a Document."""
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    return PredictionLog(request_id=document["_id"], **fields)
 
 
 def _log_out(document: Mapping[str, Any], journaled: bool = False) -> PredictionLogOut:
@@ -606,8 +608,8 @@ def create_prediction_log(
     """
     document = to_prediction_document(record)
     try:
-        PredictionLog._get_collection().insert_one(dict(document))
-    except DuplicateKeyError:
+        _log_document(document).save(force_insert=True, validate=False)
+    except NotUniqueError:
         raise StoreError(
             f"a prediction log with request_id '{document['_id']}' already exists"
         ) from None
@@ -635,7 +637,7 @@ def get_prediction_log(request_id: str) -> PredictionLogOut:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable(f"read prediction log '{request_id}'"):
-        document = PredictionLog._get_collection().find_one({"_id": request_id})
+        document = PredictionLog.objects(request_id=request_id).as_pymongo().first()
     if document is None:
         raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
     return _log_out(document)
@@ -686,11 +688,11 @@ def find_prediction_logs(
     """
     skip, limit = _paging(page, page_size)
     query = _log_query(model_name, model_version, dataset, since, until)
-    collection = PredictionLog._get_collection()
+    logs = PredictionLog.objects(__raw__=query)
     with _reachable("list prediction logs"):
-        total = collection.count_documents(query)
-        cursor = collection.find(query).sort([("timestamp", DESCENDING), ("_id", ASCENDING)])
-        documents = list(cursor.skip(skip).limit(limit))
+        total = logs.count()
+        newest_first = logs.order_by("-timestamp", "request_id").skip(skip).limit(limit)
+        documents = list(newest_first.as_pymongo())
     items = [_log_out(document) for document in documents]
     return Page[PredictionLogOut](items=items, total=total, page=page, page_size=page_size)
 
@@ -714,7 +716,7 @@ def count_prediction_logs(
     """
     query = _log_query(model_name, model_version, dataset, since, until)
     with _reachable("count prediction logs"):
-        return PredictionLog._get_collection().count_documents(query)
+        return PredictionLog.objects(__raw__=query).count()
 
 
 def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> PredictionLogOut:
@@ -739,7 +741,7 @@ def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> Predic
     merged.update({key: value for key, value in changes.items() if key != "request_id"})
     document = to_prediction_document(merged)
     with _reachable(f"update prediction log '{request_id}'"):
-        PredictionLog._get_collection().replace_one({"_id": request_id}, document)
+        _log_document(document).save(validate=False)  # replaces the stored log
     return _log_out(document)
 
 
@@ -754,7 +756,7 @@ def delete_prediction_log(request_id: str) -> None:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable(f"delete prediction log '{request_id}'"):
-        deleted = PredictionLog._get_collection().delete_one({"_id": request_id}).deleted_count
+        deleted = PredictionLog.objects(request_id=request_id).delete()
     if not deleted:
         raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
 
@@ -784,7 +786,9 @@ def record_feedback(request_id: str, actual: int, *, received_at: Any = None) ->
         "feedback",
     ).to_mongo()
     with _reachable(f"record feedback for '{request_id}'"):
-        Feedback._get_collection().replace_one({"_id": request_id}, document, upsert=True)
+        Feedback.objects(request_id=request_id).update_one(
+            upsert=True, set__actual=document["actual"], set__received_at=when
+        )
     return FeedbackOut(request_id=request_id, actual=document["actual"], received_at=when)
 
 
@@ -802,7 +806,7 @@ def get_feedback(request_id: str) -> FeedbackOut:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable(f"read feedback for '{request_id}'"):
-        document = Feedback._get_collection().find_one({"_id": request_id})
+        document = Feedback.objects(request_id=request_id).as_pymongo().first()
     if document is None:
         raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
     return FeedbackOut(
@@ -823,7 +827,7 @@ def delete_feedback(request_id: str) -> None:
         StoreUnavailable: If MongoDB is unreachable.
     """
     with _reachable(f"delete feedback for '{request_id}'"):
-        deleted = Feedback._get_collection().delete_one({"_id": request_id}).deleted_count
+        deleted = Feedback.objects(request_id=request_id).delete()
     if not deleted:
         raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
 
@@ -873,12 +877,11 @@ def prediction_logs_frame(
     import pandas as pd
 
     query = _log_query(model_name, model_version, dataset, since, until)
-    collection = PredictionLog._get_collection()
+    logs = PredictionLog.objects(__raw__=query).order_by("-timestamp", "request_id")
     with _reachable("read prediction logs"):
-        cursor = collection.find(query).sort([("timestamp", DESCENDING), ("_id", ASCENDING)])
         if limit is not None:
-            cursor = cursor.limit(int(limit))
-        documents = list(cursor)
+            logs = logs.limit(int(limit))
+        documents = list(logs.as_pymongo())
     documents.reverse()
     meta = pd.DataFrame(
         {
@@ -918,9 +921,9 @@ def labelled_predictions_frame(**filters: Any) -> pd.DataFrame:
     ids = logs["request_id"].tolist()
     found: dict[str, Mapping[str, Any]] = {}
     with _reachable("read feedback"):
-        collection = Feedback._get_collection()
         for start in range(0, len(ids), 1000):
-            for document in collection.find({"_id": {"$in": ids[start : start + 1000]}}):
+            chunk = ids[start : start + 1000]
+            for document in Feedback.objects(request_id__in=chunk).as_pymongo():
                 found[document["_id"]] = document
     logs["actual"] = pd.array([found.get(i, {}).get("actual") for i in ids], dtype="Int64")
     logs["feedback_at"] = pd.to_datetime([found.get(i, {}).get("received_at") for i in ids])

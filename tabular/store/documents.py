@@ -90,7 +90,8 @@ class DatasetRecord(Document):
             twice inserts nothing the second time.
         dataset: The dataset's name (the config's ``name``).
         row_number: Position of the row in the imported frame; backups keep this order.
-        date: The config's date column, as a datetime (millisecond precision, like MongoDB).
+        date: The config's date column, as a datetime (millisecond precision, like MongoDB);
+            absent for a dataset without a date column.
         target: The 0/1 target derived by the config.
         values: Every other column: ``{encoded column name: value}``; ``None`` = missing.
     """
@@ -98,7 +99,7 @@ class DatasetRecord(Document):
     id = StringField(primary_key=True, min_length=3, max_length=300)
     dataset = StringField(required=True, regex=DATASET_NAME, max_length=100)
     row_number = StrictIntField(required=True, min_value=0)
-    date = DateTimeField(required=True)
+    date = DateTimeField()
     target = StrictIntField(required=True, choices=(0, 1))
     values = DictField(default=dict)
 
@@ -133,7 +134,8 @@ class DatasetSchema(Document):
     Attributes:
         dataset: The dataset's name (primary key).
         columns: Every column, in frame order.
-        date_column: Name of the column held in :attr:`DatasetRecord.date`.
+        date_column: Name of the column held in :attr:`DatasetRecord.date` (``None`` for a
+            dataset without a date column).
         target_column: Name of the 0/1 column held in :attr:`DatasetRecord.target`.
         target_source: The column the target is derived from (e.g. ``arr_delay``).
         source: Where the last import came from (a file or a loader).
@@ -144,7 +146,7 @@ class DatasetSchema(Document):
 
     dataset = StringField(primary_key=True, regex=DATASET_NAME, max_length=100)
     columns = EmbeddedDocumentListField(ColumnSpec, required=True)
-    date_column = StringField(required=True)
+    date_column = StringField()
     target_column = StringField(required=True)
     target_source = StringField()
     source = StringField()

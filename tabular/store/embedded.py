@@ -87,6 +87,81 @@ _IMMUTABLE = frozenset((str, int, float, bool, type(None), bytes, dt.datetime, b
 _SERVERS: dict[tuple[Path, bool], _EmbeddedServer] = {}
 _SERVERS_LOCK = threading.Lock()
 
+#: mongomock's private attributes and keywords this module relies on, by what has them.
+#: They are not part of mongomock's API, so ``pyproject.toml`` pins mongomock to the version
+#: they were checked against, and :func:`missing_mongomock_internals` (run by the tests and
+#: when a store is first opened) names any that an upgrade removed.
+MONGOMOCK_INTERNALS: dict[str, tuple[str, ...]] = {
+    "mongomock.MongoClient": ("_store", "_database_accesses", "_codec_options"),
+    "mongomock.MongoClient.__init__": ("_store",),
+    "mongomock.database.Database": (
+        "_store", "_collection_accesses", "_ensure_valid_collection_name", "_codec_options",
+    ),
+    "mongomock.database.Database.__init__": ("_store",),
+    "mongomock.collection.Collection": (
+        "_store", "_db_store", "_get_dataset", "_insert", "_iter_documents",
+        "_copy_only_fields", "_ensure_uniques", "_write_concern", "_read_concern",
+        "_read_preference", "_codec_options",
+    ),
+    "mongomock.collection.Collection.__init__": ("_db_store",),
+    "mongomock.collection.Cursor": ("_compute_results", "_emitted", "_limit", "_skip"),
+    "mongomock.store.CollectionStore": (
+        "_documents", "_rwlock", "_is_force_created", "_ttl_indexes", "indexes",
+        "create_index", "create", "drop",
+    ),
+    "mongomock.store.DatabaseStore": ("list_created_collection_names",),
+    "mongomock.thread.RWLock": ("writer",),
+    "mongomock.helpers": ("hashdict",),
+    "mongomock.filtering": ("filter_applies",),
+    "mongomock.aggregate": ("process_pipeline",),
+}  # fmt: skip
+
+
+def missing_mongomock_internals() -> list[str]:
+    """Name the private mongomock attributes this module needs that the installed one lacks.
+
+    Instance attributes are looked up on a throw-away in-memory client with one document.
+
+    Returns:
+        ``"<owner>.<attribute>"`` for each missing one (empty when all are there).
+    """
+    import inspect
+
+    from mongomock import aggregate
+
+    client = mongomock.MongoClient()
+    database = client.get_database("probe")
+    collection = database.get_collection("probe")
+    collection.insert_one({"_id": 1})
+    store = getattr(collection, "_store", None)
+    owners: dict[str, Any] = {
+        "mongomock.MongoClient": client,
+        "mongomock.database.Database": database,
+        "mongomock.collection.Collection": collection,
+        "mongomock.collection.Cursor": collection.find(),
+        "mongomock.store.CollectionStore": store,
+        "mongomock.store.DatabaseStore": getattr(database, "_store", None),
+        "mongomock.thread.RWLock": getattr(store, "_rwlock", None),
+        "mongomock.helpers": helpers,
+        "mongomock.filtering": filtering,
+        "mongomock.aggregate": aggregate,
+    }
+    keywords = {
+        "mongomock.MongoClient.__init__": mongomock.MongoClient.__init__,
+        "mongomock.database.Database.__init__": _MockDatabase.__init__,
+        "mongomock.collection.Collection.__init__": _MockCollection.__init__,
+    }
+    missing = []
+    for owner, names in MONGOMOCK_INTERNALS.items():
+        if owner in keywords:
+            parameters = inspect.signature(keywords[owner]).parameters
+            missing += [f"{owner}({name}=...)" for name in names if name not in parameters]
+        else:
+            thing = owners[owner]
+            missing += [f"{owner}.{name}" for name in names if not hasattr(thing, name)]
+    client.close()
+    return missing
+
 
 class _CollectionLog:
     """The log file of one collection and how far this process has applied it."""
@@ -515,11 +590,23 @@ class _EmbeddedServer:
                 log.forget()
 
 
+@functools.cache
+def _check_mongomock() -> None:
+    missing = missing_mongomock_internals()
+    if missing:
+        raise StoreError(
+            f"the embedded store needs mongomock internals that mongomock "
+            f"{mongomock.__version__} lacks: {', '.join(missing)}; install the mongomock "
+            "version pinned in pyproject.toml, or set MONGODB_URI to use a MongoDB server"
+        )
+
+
 def _open_server(store_dir: Path, fsync: bool) -> _EmbeddedServer:
     root = Path(store_dir).expanduser().resolve()
     with _SERVERS_LOCK:
         server = _SERVERS.get((root, fsync))
         if server is None:
+            _check_mongomock()
             root.mkdir(parents=True, exist_ok=True)
             server = _SERVERS[(root, fsync)] = _EmbeddedServer(root, fsync)
         server.clients += 1

@@ -35,7 +35,7 @@ from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from tabular.errors import InvalidRecord, StoreError, StoreUnavailable
-from tabular.store.connection import UNREACHABLE, ensure_indexes
+from tabular.store.connection import UNREACHABLE, ensure_indexes, error_reason
 from tabular.store.documents import PredictionLog, mongo_document
 from tabular.store.settings import StoreSettings
 
@@ -242,8 +242,7 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
         # may not): insert one at a time so that only the bad ones are refused.
         return _insert_one_by_one(collection, documents)
     except UNREACHABLE as exc:
-        reason = str(exc).strip().splitlines()[0].split(", Timeout:")[0] if str(exc) else ""
-        raise StoreUnavailable(f"MongoDB is unreachable ({reason})") from exc
+        raise StoreUnavailable(f"MongoDB is unreachable ({error_reason(exc)})") from exc
 
 
 def _insert_one_by_one(collection, documents: Sequence[Mapping[str, Any]]) -> InsertResult:

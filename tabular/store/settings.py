@@ -19,6 +19,10 @@ Environment variables (all optional):
 ``MLOPS_STORE_FSYNC``
     ``0`` to skip ``fsync`` after each embedded-store write (faster, but a machine crash may
     lose the last writes; a process crash never does). Default ``1``.
+``MLOPS_REQUIRE_MONGODB``
+    ``1`` (or ``true``, ``yes``): a MongoDB server is required, so a missing ``MONGODB_URI``
+    is an error instead of a silent fall-back to the embedded store (the compose stack sets
+    it). Default ``0``.
 """
 
 from __future__ import annotations
@@ -80,6 +84,11 @@ class StoreSettings:
         """Where the data lives, for messages: the URI without password, or the folder."""
         return redact_uri(self.uri) if self.uri else str(self.store_dir)
 
+    @property
+    def host(self) -> str:
+        """Where the data lives, for logs: the URI's hosts without credentials, or the folder."""
+        return uri_hosts(self.uri) if self.uri else str(self.store_dir)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StoreSettings:
         """Read the settings from environment variables.
@@ -91,11 +100,19 @@ class StoreSettings:
             The settings.
 
         Raises:
-            StoreError: If ``MONGODB_URI`` is not a MongoDB URI, or ``MONGODB_TIMEOUT_MS``
-                is not a positive whole number.
+            StoreError: If ``MONGODB_URI`` is not a MongoDB URI, or is unset while
+                ``MLOPS_REQUIRE_MONGODB`` asks for a server, or ``MONGODB_TIMEOUT_MS`` is
+                not a positive whole number.
         """
         env = os.environ if env is None else env
         uri = env.get("MONGODB_URI", "").strip() or None
+        required = env.get("MLOPS_REQUIRE_MONGODB", "").strip().lower() in ("1", "true", "yes")
+        if required and uri is None:
+            raise StoreError(
+                "MONGODB_URI is not set, but MLOPS_REQUIRE_MONGODB=1 requires a MongoDB server: "
+                "set MONGODB_URI (e.g. mongodb://mongo:27017), or unset MLOPS_REQUIRE_MONGODB "
+                "to use the embedded store"
+            )
         if uri is not None and not uri.startswith(("mongodb://", "mongodb+srv://")):
             raise StoreError(
                 f"MONGODB_URI must start with mongodb:// or mongodb+srv://, got '{redact_uri(uri)}'"
@@ -133,6 +150,20 @@ def redact_uri(uri: str) -> str:
         The URI with ``user:password@`` shown as ``user:***@``.
     """
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
+
+
+def uri_hosts(uri: str) -> str:
+    """Keep only the scheme and hosts of a connection string (no credentials, path, options).
+
+    Args:
+        uri: A MongoDB URI.
+
+    Returns:
+        E.g. ``mongodb://db:27017`` for ``mongodb://user:secret@db:27017/prod?tls=true``.
+    """
+    scheme, _, rest = uri.partition("://")
+    hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{hosts}"
 
 
 def split_uri_database(uri: str) -> tuple[str, str | None]:

@@ -181,7 +181,9 @@ def column_kind(dtype: Any) -> str:
 
 
 def _roles(config: DatasetConfig) -> dict[str, str]:
-    roles = {config.date_column: "date", config.target.name: "target"}
+    roles = {config.target.name: "target"}
+    if config.date_column is not None:
+        roles[config.date_column] = "date"
     for role, columns in (
         ("categorical", config.categorical),
         ("numeric", config.numeric),
@@ -263,7 +265,7 @@ def column_values(series: pd.Series, kind: str) -> list[Any]:
 
 
 def frame_documents(
-    frame: pd.DataFrame, dataset: str, columns: list[dict[str, Any]], date_column: str,
+    frame: pd.DataFrame, dataset: str, columns: list[dict[str, Any]], date_column: str | None,
     target_column: str,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Turn a cleaned frame into dataset-record documents (checked, ready to insert).
@@ -275,7 +277,7 @@ def frame_documents(
         frame: The cleaned frame.
         dataset: The dataset's name.
         columns: The frame's schema from :func:`frame_schema`.
-        date_column: The date column.
+        date_column: The date column (``None``: the records have no date).
         target_column: The 0/1 target column.
 
     Returns:
@@ -287,10 +289,10 @@ def frame_documents(
             :class:`~tabular.store.documents.DatasetRecord`'s rules.
     """
     values = {spec["name"]: column_values(frame[spec["name"]], spec["kind"]) for spec in columns}
-    dates = values.pop(date_column)
+    dates = values.pop(date_column) if date_column is not None else [None] * len(frame)
     targets = values.pop(target_column)
     bad_dates = [i for i, value in enumerate(dates) if value is None]
-    if bad_dates:
+    if bad_dates and date_column is not None:
         raise InvalidRecord(
             f"date: column '{date_column}' is missing or unparseable in {len(bad_dates)} "
             f"row(s), e.g. rows {bad_dates[:5]} (0-based, after cleaning); fix or drop them"
@@ -310,16 +312,12 @@ def frame_documents(
         occurrence = seen.get(digest, 0)
         seen[digest] = occurrence + 1
         record_id = f"{dataset}:{digest}" if occurrence == 0 else f"{dataset}:{digest}-{occurrence}"
-        documents.append(
-            {
-                "_id": record_id,
-                "dataset": dataset,
-                "row_number": row_number,
-                "date": row[0],
-                "target": int(row[1]),
-                "values": dict(zip(keys, row[2:], strict=True)),
-            }
-        )
+        document = {"_id": record_id, "dataset": dataset, "row_number": row_number}
+        if date_column is not None:  # like mongoengine, a dataset without dates has no field
+            document["date"] = row[0]
+        document["target"] = int(row[1])
+        document["values"] = dict(zip(keys, row[2:], strict=True))
+        documents.append(document)
     return documents
 
 
@@ -580,7 +578,7 @@ def records_frame(
             .batch_size(batch_size)
         )
         for done, document in enumerate(cursor, start=1):
-            dates.append(document["date"])
+            dates.append(document.get("date"))
             targets.append(document["target"])
             values = document.get("values") or {}
             try:
@@ -856,6 +854,8 @@ def summarize(
             )
     match: dict[str, Any] = {"dataset": dataset}
     if month is not None:
+        if schema.date_column is None:
+            raise InvalidRecord(f"month: dataset '{dataset}' has no date column to filter on")
         first, following = _month_range(month)
         match["date"] = {"$gte": first, "$lt": following}
     group: dict[str, Any] = {
