@@ -164,3 +164,27 @@ def test_a_dataset_without_a_date_column_feature_still_gets_a_contract(contract_
     narrow = build_contract(config, split.train, model.pipeline, plan.input_columns)
     assert narrow.names == ["channel", "price"] and narrow.roles["datetime"] == []
     assert set(narrow.example) == {"channel", "price"}
+
+
+def test_a_dataset_without_a_date_gets_a_contract_and_a_compiled_path(tmp_path):
+    """Nothing in the contract or the compiled path assumes a date column (issue 12's CSVs)."""
+    from tabular.compiled import compile_pipeline, max_difference
+    from tabular.config import load_config
+    from tests.conftest import make_bookings_frame, write_bookings_dataset
+
+    config = load_config(write_bookings_dataset(tmp_path / "bookings", make_bookings_frame(1500)))
+    assert config.date_column is None
+    data, _ = prepare(load_raw(config), config)
+    split = split_data(data, config, seed=1)
+    plan = plan_encoding(split.train, config)
+    params = {"hidden_layer_sizes": [8], "alpha": 0.001, "learning_rate_init": 0.003}
+    model = fit_final("mlp", params, plan, split.train, split.validation, config, seed=1)
+    contract = build_contract(config, split.train, model.pipeline, plan.input_columns)
+    assert contract.roles["datetime"] == [] and contract.names == plan.input_columns
+    assert contract.spec("agent").nullable  # written as NULL in the file
+    assert contract.coerce(contract.example)
+    rows = [contract.values(contract.check_row(contract.json_row(r))) for r in
+            split.test[plan.input_columns].to_dict("records")]  # fmt: skip
+    compiled = compile_pipeline(model.pipeline, plan.input_columns)
+    frame = contract.values_frame(rows)
+    assert max_difference(compiled, model.pipeline, frame, rows) <= 1e-9
