@@ -5,7 +5,6 @@ Each figure and table is followed by a comment computed from the numbers.
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tabular.explain import Comparison, Selection, ShapResult
-from tabular.page import one_block_sections, render_page
+from tabular.page import Section, Table, one_block_section, render_html
 
 
 @dataclass
@@ -28,6 +27,7 @@ class ExplainOutputs:
         figures: PNG paths by name.
         tables: CSV paths by name.
         markdown: A short Markdown summary (for a Prefect artifact).
+        sections: The report's sections (the PDF reuses them).
     """
 
     out_dir: Path
@@ -35,6 +35,7 @@ class ExplainOutputs:
     figures: dict[str, Path] = field(default_factory=dict)
     tables: dict[str, Path] = field(default_factory=dict)
     markdown: str = ""
+    sections: list[Section] = field(default_factory=list)
 
 
 def plot_importance_bar(result: ShapResult, path: Path, selection: Selection | None = None) -> Path:
@@ -199,7 +200,7 @@ def write_explain_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = ExplainOutputs(out_dir=out_dir, html=out_dir / "explain.html")
-    sections: list[tuple[str, list[str], str, str]] = []
+    sections: list[Section] = []
     positive = config.target.labels[1]
 
     for index, result in enumerate(shap_results):
@@ -220,26 +221,24 @@ def write_explain_report(
         shares = importance / importance.sum()
         top3 = ", ".join(f"{c} ({s:.0%})" for c, s in shares.iloc[:3].items())
         sections.append(
-            (
+            one_block_section(
                 f"{result.label}: SHAP importance (bar plot)",
-                [bar.name],
-                "",
                 f"{result.explainer} on {len(result.values):,} validation rows, values in "
                 f"{result.output} (base value {result.base_value:.3f}), one-hot levels and "
                 f"missing-value flags summed back to their {importance.size} original columns. "
                 f"The top three columns, {top3}, carry {shares.iloc[:3].sum():.0%} of the total "
                 f"mean |SHAP|; the {max(importance.size - 5, 0)} columns after the top five share "
                 f"{shares.iloc[5:].sum():.0%}. Explained in {result.seconds:.1f} s.",
+                [bar],
             )
         )
         direction = _directions(result, positive)
         sections.append(
-            (
+            one_block_section(
                 f"{result.label}: beeswarm and dependence plots",
-                [swarm.name, dependence.name],
-                "",
                 f"Each dot is one {config.row_noun[0]}: its horizontal position is how much "
                 "that column moved the prediction. " + direction,
+                [swarm, dependence],
             )
         )
 
@@ -252,11 +251,9 @@ def write_explain_report(
     outputs.tables["selection"] = out_dir / "selection.csv"
     selection_table.to_csv(outputs.tables["selection"], index=False)
     sections.append(
-        (
+        one_block_section(
             "Feature selection",
-            [],
-            "",
-            f"Rule: {html.escape(selection.rule)}, measured on validation rows only. It keeps "
+            f"Rule: {selection.rule}, measured on validation rows only. It keeps "
             f"{len(selection.columns)} of {len(selection.columns) + len(selection.dropped)} "
             f"columns ({selection.coverage:.1%} of total importance): "
             f"{', '.join(selection.columns)}. Dropped: {', '.join(selection.dropped) or 'none'}.",
@@ -270,11 +267,10 @@ def write_explain_report(
         )
         table.to_csv(outputs.tables[f"comparison_{comparison.family}"], index=False)
         sections.append(
-            (
+            one_block_section(
                 f"{comparison.label}: all features vs selected features",
-                [],
-                _comparison_html(table),
                 _comparison_comment(comparison),
+                tables=[comparison_table(table)],
             )
         )
 
@@ -290,9 +286,18 @@ def write_explain_report(
     (out_dir / "summary.json").write_text(
         json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8"
     )
-    outputs.html.write_text(_html(sections), encoding="utf-8")
+    outputs.sections = sections
+    outputs.html.write_text(
+        render_html(
+            "SHAP and feature selection",
+            "SHAP feature importance, selection and retraining",
+            sections,
+            out_dir,
+        ),
+        encoding="utf-8",
+    )
     outputs.markdown = "\n".join(
-        ["## SHAP and feature selection", "", sections[-len(comparisons) - 1][3], ""]
+        ["## SHAP and feature selection", "", sections[-len(comparisons) - 1].comments[0], ""]
         + [f"- **{c.label}**: {_comparison_comment(c)}" for c in comparisons]
     )
     return outputs
@@ -332,7 +337,15 @@ def _directions(result: ShapResult, positive: str) -> str:
     return " ".join(sentences)
 
 
-def _comparison_html(table: pd.DataFrame) -> str:
+def comparison_table(table: pd.DataFrame) -> Table:
+    """The full-against-selected comparison as a report table.
+
+    Args:
+        table: :attr:`tabular.explain.Comparison.table`.
+
+    Returns:
+        Its columns worth reading, floats to four decimals.
+    """
     shown = table[
         [
             "model", "split", "accuracy", "precision", "recall", "f1", "roc_auc",
@@ -340,7 +353,7 @@ def _comparison_html(table: pd.DataFrame) -> str:
             "predict_ms_per_1000", "model_kb", "input_columns",
         ]
     ]  # fmt: skip
-    return shown.to_html(index=False, float_format=lambda v: f"{v:.4f}")
+    return Table(shown, float_format=".4f")
 
 
 def _comparison_comment(comparison: Comparison) -> str:
@@ -369,12 +382,6 @@ def _comparison_comment(comparison: Comparison) -> str:
         f"{small_test['fit_seconds']:.1f} s instead of {full_test['fit_seconds']:.1f} s. {verdict}"
         f" ({delta_auc:+.3f} ROC-AUC on the test rows), and it needs fewer inputs from the caller."
     )
-
-
-def _html(sections) -> str:
-    page = one_block_sections(sections)
-    heading = "SHAP feature importance, selection and retraining"
-    return render_page("SHAP and feature selection", heading, page)
 
 
 def _save(fig, path: Path) -> Path:

@@ -1,15 +1,21 @@
-"""One HTML page layout for every stage report (EDA, training, SHAP), as a Jinja2 template.
+"""The one report layer: a report is a list of sections; a section, of figures, tables, comments.
 
-A page is a list of sections; a section a list of blocks; a block one or more figures
-and/or a table, always followed by its comment. The template escapes plain text; tables
-(pandas ``to_html``) and comments already written as HTML come in as ``Markup``.
+Consecutive items that end with a comment form a block (a chart or table and what it shows).
+The same :class:`Section` objects render to HTML here (one Jinja2 template, one stylesheet)
+and to PDF in :mod:`tabular.pdf`. Comments are written once, in a tiny Markdown subset both
+renderers understand: paragraphs separated by blank lines, ``- `` bullets, ``**bold**`` and
+```code```. Tables are pandas frames, formatted by the renderer.
 """
 
 from __future__ import annotations
 
+import html
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pandas as pd
 from jinja2 import Environment
 from markupsafe import Markup
 
@@ -17,8 +23,8 @@ CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1320px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em;
-     margin-top: 2.2em; }
-nav ol { columns: 3; } .scope { color: #555; }
+     margin-top: 2.2em; } h3 { margin: 1.2em 0 0.2em; font-size: 1.05em; }
+nav ol { columns: 3; } .intro p + p { color: #555; }
 .block { margin: 1.4em 0 2em; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; }
 .figures img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -33,21 +39,21 @@ th { background: #f0f0f0; }
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title><style>{{ css }}</style></head><body>
 <h1>{{ heading }}</h1>
-{% for paragraph in intro %}
-{{ paragraph }}
-{% endfor %}
+{% if intro %}<div class="intro">{{ intro }}</div>{% endif %}
 {% if toc %}
 <nav><ol>{% for s in sections %}<li><a href="#{{ s.key }}">{{ s.title }}</a></li>{% endfor %}</ol></nav>
 {% endif %}
 {% for s in sections %}
 <section id="{{ s.key }}"><h2>{{ s.title }}</h2>
-{% for b in s.blocks %}
+{% for items in s.blocks %}
 <div class="block">
-{%- if b.figures %}<div class="figures">
-{%- for name in b.figures %}<figure><img src="{{ name }}" alt="{{ b.caption }}"></figure>{% endfor -%}
-</div>{% endif %}
-{%- if b.table %}{{ b.table }}{% endif -%}
-<div class="comment">{{ b.comment }}</div></div>
+{%- for item in items %}
+{%- if item.kind == "figure" %}<div class="figures">
+{%- for path in item.paths %}<figure><img src="{{ relative(path) }}" alt="{{ item.caption }}"></figure>{% endfor -%}
+</div>
+{%- elif item.kind == "table" %}{% if item.caption %}<h3>{{ item.caption }}</h3>{% endif %}{{ table_html(item) }}
+{%- else %}<div class="comment">{{ comment_html(item.text) }}</div>{% endif %}
+{%- endfor %}</div>
 {% endfor %}
 </section>
 {% endfor %}
@@ -60,35 +66,101 @@ _PAGE = Environment(
 
 
 @dataclass(frozen=True)
-class Block:
-    """A figure (or a row of figures) and/or a table, and the comment that follows.
+class Figure:
+    """One chart, or a row of charts shown side by side.
 
     Attributes:
-        comment: The comment, as HTML.
-        figures: PNG file names, relative to the page.
-        table: A table as HTML, or ``None``.
-        caption: What the figures show (their ``alt`` text).
+        paths: The PNG files.
+        caption: What they show (the HTML ``alt`` text, the PDF's caption).
     """
 
-    comment: Markup
-    figures: list[str] = field(default_factory=list)
-    table: Markup | None = None
+    paths: tuple[Path, ...]
     caption: str = ""
+    kind: str = field(default="figure", init=False)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of values.
+
+    Attributes:
+        frame: The rows (its index is not shown).
+        caption: A small heading above the table (empty: none).
+        float_format: Format spec of float cells, e.g. ``".4f"`` (``None``: six significant
+            digits).
+        na_rep: Text of a missing value.
+    """
+
+    frame: pd.DataFrame
+    caption: str = ""
+    float_format: str | None = None
+    na_rep: str = "n/a"
+    kind: str = field(default="table", init=False)
+
+    def cell(self, value) -> str:
+        """Format one cell as text.
+
+        Args:
+            value: The cell's value.
+
+        Returns:
+            Its text.
+        """
+        if value is None or (not isinstance(value, str | list | tuple | dict) and pd.isna(value)):
+            return self.na_rep
+        if isinstance(value, float):
+            return format(value, self.float_format or ".6g")
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Comment:
+    """Written text (the Markdown subset of this module), usually after a figure or table.
+
+    Attributes:
+        text: The comment.
+    """
+
+    text: str
+    kind: str = field(default="comment", init=False)
+
+
+Item = Figure | Table | Comment
 
 
 @dataclass(frozen=True)
 class Section:
-    """A titled part of a page.
+    """A titled part of a report.
 
     Attributes:
         key: Anchor of the section (``id``).
         title: Heading.
-        blocks: Its blocks, in order.
+        items: Its figures, tables and comments, in order.
     """
 
     key: str
     title: str
-    blocks: list[Block]
+    items: list[Item]
+
+    @property
+    def figures(self) -> list[Path]:
+        """Every PNG of the section, in order."""
+        return [path for item in self.items if isinstance(item, Figure) for path in item.paths]
+
+    @property
+    def blocks(self) -> list[list[Item]]:
+        """The items in blocks, each ending with its comment (the last may end without one)."""
+        blocks: list[list[Item]] = [[]]
+        for item in self.items:
+            blocks[-1].append(item)
+            if isinstance(item, Comment):
+                blocks.append([])
+        return [b for b in blocks if b]
+
+    @property
+    def comments(self) -> list[str]:
+        """Every comment of the section, in order."""
+        return [item.text for item in self.items if isinstance(item, Comment)]
 
 
 def anchor(title: str) -> str:
@@ -96,56 +168,151 @@ def anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
 
 
-def one_block_sections(rows: list[tuple[str, list[str], str, str]]) -> list[Section]:
-    """Build sections of one block each from ``(title, figures, table html, comment html)``.
+def block(
+    comment: str,
+    figures: list[Path] | tuple[Path, ...] = (),
+    tables: list[Table] | tuple[Table, ...] = (),
+    caption: str = "",
+) -> list[Item]:
+    """Return the items of one block: its figures (one row), its tables, then its comment.
 
     Args:
-        rows: One tuple per section; an empty table string means no table.
+        comment: The comment that follows (Markdown subset).
+        figures: PNGs shown side by side (none: no figure).
+        tables: Tables, in order.
+        caption: What the figures show.
 
     Returns:
-        The sections, anchored by their titles.
+        The items.
     """
-    return [
-        Section(
-            key=anchor(title),
-            title=title,
-            blocks=[
-                Block(
-                    comment=Markup(comment),
-                    figures=list(figures),
-                    table=Markup(table) if table else None,
-                    caption=title,
-                )
-            ],
-        )
-        for title, figures, table, comment in rows
-    ]
+    items: list[Item] = [Figure(tuple(Path(p) for p in figures), caption)] if figures else []
+    return items + list(tables) + [Comment(comment)]
 
 
-def render_page(
+def one_block_section(
+    title: str,
+    comment: str,
+    figures: list[Path] | tuple[Path, ...] = (),
+    tables: list[Table] | tuple[Table, ...] = (),
+) -> Section:
+    """Build a section of one block, anchored by its title.
+
+    Args:
+        title: The section's title.
+        comment: The comment after the figures and tables (Markdown subset).
+        figures: PNGs shown side by side.
+        tables: Tables, in order.
+
+    Returns:
+        The section.
+    """
+    return Section(anchor(title), title, block(comment, figures, tables, caption=title))
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+
+def comment_html(text: str) -> Markup:
+    """Turn a comment (paragraphs, ``- `` bullets, ``**bold**``, ```code```) into HTML.
+
+    Args:
+        text: The comment.
+
+    Returns:
+        Escaped HTML.
+    """
+    parts = []
+    for kind, content in comment_blocks(text):
+        if kind == "bullets":
+            items = "".join(f"<li>{_inline_html(line)}</li>" for line in content)
+            parts.append(f"<ul>{items}</ul>")
+        else:
+            parts.append(f"<p>{_inline_html(content[0])}</p>")
+    return Markup("\n".join(parts))
+
+
+def comment_blocks(text: str) -> list[tuple[str, list[str]]]:
+    """Split a comment into paragraphs and bullet lists.
+
+    Args:
+        text: The comment.
+
+    Returns:
+        ``("paragraph", [text])`` or ``("bullets", [item, ...])`` per block, in order.
+    """
+    blocks = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        lines = paragraph.splitlines()
+        if lines and all(line.startswith("- ") for line in lines):
+            blocks.append(("bullets", [line[2:] for line in lines]))
+        elif lines:
+            blocks.append(("paragraph", [" ".join(line.strip() for line in lines)]))
+    return blocks
+
+
+def inline_markup(text: str, bold: tuple[str, str], code: tuple[str, str]) -> str:
+    """Escape text and turn ``**bold**`` and ```code``` into the given tags.
+
+    Args:
+        text: One paragraph or bullet.
+        bold: Opening and closing tag for bold text.
+        code: Opening and closing tag for code.
+
+    Returns:
+        The escaped text with tags (valid HTML, and valid reportlab paragraph markup).
+    """
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"\*\*(.+?)\*\*", lambda m: f"{bold[0]}{m.group(1)}{bold[1]}", escaped)
+    return re.sub(r"`([^`]+)`", lambda m: f"{code[0]}{m.group(1)}{code[1]}", escaped)
+
+
+def _inline_html(text: str) -> str:
+    return inline_markup(text, ("<strong>", "</strong>"), ("<code>", "</code>"))
+
+
+def table_html(table: Table) -> Markup:
+    """Render a table as HTML.
+
+    Args:
+        table: The table.
+
+    Returns:
+        The ``<table>`` element.
+    """
+    shown = table.frame.astype(object).map(table.cell)
+    return Markup(shown.to_html(index=False, border=0, escape=True))
+
+
+def render_html(
     title: str,
     heading: str,
     sections: list[Section],
-    intro: list[Markup] | None = None,
+    base: Path,
+    intro: list[str] | None = None,
     toc: bool = False,
 ) -> str:
-    """Render a self-contained report page (CSS inline, figures by relative path).
+    """Render a self-contained report page (CSS inline, figures by path relative to the page).
 
     Args:
         title: The browser title.
         heading: The page's ``<h1>``.
         sections: The sections.
-        intro: Paragraphs (whole ``<p>`` elements, as ``Markup``) under the heading.
+        base: The folder the page is written to (figure paths are made relative to it).
+        intro: Paragraphs under the heading (Markdown subset).
         toc: Add a table of contents linking every section.
 
     Returns:
         The HTML text.
     """
+    base = Path(base).resolve()
     return _PAGE.render(
         title=title,
         heading=heading,
         css=Markup(CSS),
-        intro=intro or [],
+        intro=comment_html("\n\n".join(intro)) if intro else None,
         toc=toc,
         sections=sections,
+        relative=lambda path: Path(os.path.relpath(Path(path).resolve(), base)).as_posix(),
+        table_html=table_html,
+        comment_html=comment_html,
     )

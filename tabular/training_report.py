@@ -6,7 +6,6 @@ figure and table is followed by a comment computed from the numbers.
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,9 @@ from pathlib import Path
 import joblib
 import matplotlib.pyplot as plt
 import pandas as pd
-from markupsafe import Markup
 from matplotlib.ticker import FuncFormatter
 
-from tabular.page import one_block_sections, render_page
+from tabular.page import Table, one_block_section, render_html
 from tabular.training import (
     TrainingResult,
     linear_coefficients,
@@ -249,13 +247,13 @@ def write_training_report(result: TrainingResult, out_dir: Path, config) -> Trai
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
     sections = _sections(result, trials, metrics, outputs, config)
-    outputs.html.write_text(_html(result, sections, config), encoding="utf-8")
+    outputs.html.write_text(_html(result, sections, config, out_dir), encoding="utf-8")
     outputs.markdown = _markdown(result)
     return outputs
 
 
-def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str | None, str, str]]:
-    """Return (title, figure file, table html, comment) per section."""
+def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str | None, list, str]]:
+    """Return (title, figure file, tables, comment) per section."""
     metric = METRIC_NAMES[result.metric]
     positive = config.target.labels[1]
     test_part = config.split.part("test")
@@ -284,15 +282,17 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
         (
             "Every configuration tried",
             None,
-            "".join(
-                f"<h3>{html.escape(label)}</h3>"
-                + rows.dropna(axis=1, how="all")
-                .drop(columns="family")
-                .to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+            [
+                Table(
+                    rows.dropna(axis=1, how="all").drop(columns="family"),
+                    caption=label,
+                    float_format=".4g",
+                    na_rep="",
+                )
                 for label, rows in trials.groupby("family", sort=False)
-            ),
+            ],
             f"{result.method} {comment} The chosen row of each family is marked "
-            f"<code>chosen</code>; the winner overall is {best.label} "
+            f"`chosen`; the winner overall is {best.label} "
             f"(validation {metric} {best.verdict.validation_score:.3f}).",
         )
     )
@@ -334,7 +334,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
         (
             "Metrics of each family's best model (train, validation, test)",
             None,
-            metrics.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+            [Table(metrics, float_format=".4f")],
             test_comment,
         )
     )
@@ -357,10 +357,10 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
         (
             "Verdict per family: overfitting, underfitting or OK",
             None,
-            verdict_rows.to_html(index=False),
-            f"Rule: {html.escape(rule)}. "
+            [Table(verdict_rows)],
+            f"Rule: {rule}. "
             + " ".join(
-                f"{f.label}: <b>{f.verdict.label}</b> ({f.verdict.evidence})."
+                f"{f.label}: **{f.verdict.label}** ({f.verdict.evidence})."
                 + _overfit_tradeoff(f, metric)
                 for f in families.values()
             ),
@@ -382,7 +382,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             )
         )
     sections.append(
-        ("Learning curves", outputs.figures["learning_curves"].name, "", " ".join(lc_comment))
+        ("Learning curves", outputs.figures["learning_curves"].name, [], " ".join(lc_comment))
     )
 
     vc_comment = []
@@ -396,7 +396,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             f"{min(c.train):.3f}–{max(c.train):.3f}."
         )
     sections.append(
-        ("Validation curves", outputs.figures["validation_curves"].name, "", " ".join(vc_comment))
+        ("Validation curves", outputs.figures["validation_curves"].name, [], " ".join(vc_comment))
     )
 
     if "loss_curve" in outputs.figures:
@@ -406,7 +406,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             (
                 "Neural network: loss curve",
                 outputs.figures["loss_curve"].name,
-                "",
+                [],
                 f"The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
                 f"{len(c.loss)} epochs, while validation {metric} peaks at "
                 f"{max(c.validation):.3f} in epoch {c.best_epoch} and then "
@@ -428,7 +428,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             (
                 "Logistic regression coefficients",
                 outputs.figures["coefficients"].name,
-                "",
+                [],
                 f"Inputs are standardised, so coefficients are comparable. Among the five "
                 f"largest, {', '.join(up) or 'none'} raise the odds of '{positive}' and "
                 f"{', '.join(down) or 'none'} lower them; the largest is "
@@ -483,21 +483,18 @@ def _overfit_tradeoff(family, metric: str) -> str:
     )
 
 
-def _html(result: TrainingResult, sections, config) -> str:
+def _html(result: TrainingResult, sections, config, out_dir: Path) -> str:
     intro = [
-        Markup("<p><strong>Question:</strong> {}</p>").format(config.question),
-        Markup("<p>Best family: <b>{}</b>. Stage time {:.0f} s.</p>").format(
-            result.families[result.best_family].label, result.seconds
-        ),
+        f"**Question:** {config.question}",
+        f"Best family: **{result.families[result.best_family].label}**. "
+        f"Stage time {result.seconds:.0f} s.",
     ]
-    page = one_block_sections(
-        [
-            (title, [figure] if figure else [], table, comment)
-            for title, figure, table, comment in sections
-        ]
-    )
+    page = [
+        one_block_section(title, comment, [out_dir / figure] if figure else [], tables)
+        for title, figure, tables, comment in sections
+    ]
     heading = f"Training report: three model families, selected by {METRIC_NAMES[result.metric]}"
-    return render_page("Training report", heading, page, intro=intro)
+    return render_html("Training report", heading, page, out_dir, intro=intro)
 
 
 def _markdown(result: TrainingResult) -> str:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import html
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from markupsafe import Markup
 
 from tabular.eda import sections as sec
 from tabular.eda.fmt import count
 from tabular.eda.stats import fit_preprocessor
 from tabular.features import EncodingPlan
-from tabular.page import Block, Section, render_page
+from tabular.page import render_html as render_page
 
 #: Rows used for density curves and the normal-fit distance; everything else uses all rows.
 SAMPLE_SIZE = 20_000
@@ -120,7 +117,7 @@ def run_eda(
         dates = pd.to_datetime(train[config.date_column], errors="coerce")
         scope = training_scope(len(train), config.date_column, dates)
     html_path = out_dir / "eda.html"
-    html_path.write_text(render_html(sections, config, scope), encoding="utf-8")
+    html_path.write_text(render_html(sections, config, scope, out_dir), encoding="utf-8")
     return EdaReport(
         sections=sections,
         html_path=html_path,
@@ -154,68 +151,24 @@ def training_scope(rows: int, date_column: str | None, dates: pd.Series | None) 
 # --- rendering ------------------------------------------------------------------------------
 
 
-def comment_html(text: str) -> str:
-    """Turn a comment (paragraphs, ``- `` bullets, ``**bold**``) into HTML.
-
-    Args:
-        text: The comment.
-
-    Returns:
-        Escaped HTML.
-    """
-    parts = []
-    for paragraph in re.split(r"\n\s*\n", text.strip()):
-        lines = paragraph.splitlines()
-        if lines and all(line.startswith("- ") for line in lines):
-            items = "".join(f"<li>{_inline(line[2:])}</li>" for line in lines)
-            parts.append(f"<ul>{items}</ul>")
-        else:
-            parts.append(f"<p>{_inline(' '.join(lines))}</p>")
-    return "\n".join(parts)
-
-
-def _inline(text: str) -> str:
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
-
-
-def render_html(sections: list[sec.EdaSection], config, scope: str) -> str:
+def render_html(sections: list[sec.EdaSection], config, scope: str, base: Path) -> str:
     """Render the self-contained report page (CSS inline, PNGs by relative path).
 
     Args:
         sections: The sections.
         config: The dataset config.
         scope: The sentence saying which rows were analysed.
+        base: The folder the page is written to.
 
     Returns:
         The HTML text.
     """
-    pages = [
-        Section(
-            key=section.key,
-            title=section.title,
-            blocks=[
-                Block(
-                    comment=Markup(comment_html(block.comment)),
-                    figures=[path.name for path in block.figures],
-                    table=None
-                    if block.table is None
-                    else Markup(block.table.to_html(index=False, border=0, na_rep="n/a")),
-                    caption=block.caption,
-                )
-                for block in section.blocks
-            ],
-        )
-        for section in sections
-    ]
-    intro = [
-        Markup("<p><strong>Question:</strong> {}</p>").format(config.question),
-        Markup('<p class="scope">{}</p>').format(scope),
-    ]
     return render_page(
         f"EDA: {config.name}",
         f"Exploratory data analysis: {config.name}",
-        pages,
-        intro=intro,
+        [section.page_section() for section in sections],
+        base,
+        intro=[f"**Question:** {config.question}", scope],
         toc=True,
     )
 

@@ -32,6 +32,7 @@ from tabular.eda.stats import (
     timeline,
 )
 from tabular.features import EncodingPlan
+from tabular.page import Section, Table, block
 
 #: Histograms per figure (3 × 2 panels stay readable at 100 % zoom).
 PANELS_PER_FIGURE = 6
@@ -84,6 +85,17 @@ class EdaSection:
     def comment(self) -> str:
         """All the section's comments, in order, separated by blank lines."""
         return "\n\n".join(block.comment for block in self.blocks)
+
+    def page_section(self) -> Section:
+        """Return the section in the report layer's terms (for the HTML page and the PDF)."""
+        items = [
+            item
+            for b in self.blocks
+            for item in block(
+                b.comment, b.figures, [] if b.table is None else [Table(b.table)], b.caption
+            )
+        ]
+        return Section(self.key, self.title, items)
 
 
 def no_columns(key: str, title: str, role: str) -> EdaSection:
