@@ -2,7 +2,9 @@
 
 Stages: load → prepare → validate (Great Expectations gate) → split → EDA → training of
 three model families → SHAP, feature selection, retraining and saving the two served models
-to the BentoML store → building the Bento of the prediction service. Each stage's wall time, the data hash and the row counts go into ``artifacts/runs/<run-id>/manifest.json``.
+to the BentoML store → building the Bento of the prediction service → storing the run's rows
+in MongoDB and querying them → the 4-page ``report.pdf``. Each stage's wall time, the data
+hash and the row counts go into ``artifacts/runs/<run-id>/manifest.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.bento import build_bento_task
 from flows.eda import eda_task
 from flows.explain import explain_task
+from flows.report import report_task, store_task
 from flows.training import train_task
 from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
 from tabular.datasets import (
@@ -32,6 +35,7 @@ from tabular.datasets import (
 )
 from tabular.features import plan_encoding
 from tabular.manifest import RunManifest, describe_columns, new_run_id
+from tabular.note import RunResults
 from validation import ValidationReport, require_valid, validate
 
 #: Where run folders go unless ``--artifacts`` or ``MLOPS_ARTIFACTS`` says otherwise.
@@ -197,6 +201,21 @@ def training_pipeline(
         manifest.served_models = tags
         with manifest.step("bento"):
             manifest.bento = build_bento_task(config.name, tags)
+        with manifest.step("store"):
+            proof = store_task(config, data)
+        manifest.database = {
+            "ok": proof.ok,
+            "store": proof.store,
+            "rows": proof.rows,
+            "inserted": proof.inserted,
+            "command": proof.command,
+        }
+        with manifest.step("report"):
+            results = RunResults(
+                config, manifest, report, eda, training, stage, explain_files, proof
+            )
+            note = report_task(results, run_dir)
+        manifest.outputs["report"] = str(note.pdf.relative_to(run_dir))
         manifest.status = "succeeded"
     except Exception as exc:
         manifest.status = f"failed: {type(exc).__name__}"

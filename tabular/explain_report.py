@@ -38,24 +38,29 @@ class ExplainOutputs:
     sections: list[Section] = field(default_factory=list)
 
 
-def plot_importance_bar(result: ShapResult, path: Path, selection: Selection | None = None) -> Path:
+def plot_importance_bar(
+    result: ShapResult, path: Path, selection: Selection | None = None, top: int | None = None
+) -> Path:
     """Draw mean |SHAP| per original column as horizontal bars, kept columns highlighted.
 
     Args:
         result: SHAP values of one model.
         path: PNG to write.
         selection: When given, kept columns are drawn in a darker colour.
+        top: Draw only the most important ``top`` columns (``None``: all).
 
     Returns:
         The path written.
     """
-    importance = result.importance.iloc[::-1]
+    importance = result.importance.iloc[:top].iloc[::-1]
     kept = set(selection.columns) if selection else set(importance.index)
     colours = ["#1f77b4" if c in kept else "#b0b0b0" for c in importance.index]
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(importance) + 1.6))
     ax.barh(importance.index, importance.to_numpy(), color=colours)
     ax.set_xlabel(f"mean |SHAP value| ({result.output})")
     title = f"{result.label}: feature importance by original column"
+    if len(importance) < len(result.importance):
+        title += f" (top {len(importance)} of {len(result.importance)})"
     if selection:
         title += f"\nblue: {len(selection.columns)} kept by the selection rule, grey: dropped"
     ax.set_title(title)
@@ -269,7 +274,7 @@ def write_explain_report(
         sections.append(
             one_block_section(
                 f"{comparison.label}: all features vs selected features",
-                _comparison_comment(comparison),
+                comparison_comment(comparison),
                 tables=[comparison_table(table)],
             )
         )
@@ -298,7 +303,7 @@ def write_explain_report(
     )
     outputs.markdown = "\n".join(
         ["## SHAP and feature selection", "", sections[-len(comparisons) - 1].comments[0], ""]
-        + [f"- **{c.label}**: {_comparison_comment(c)}" for c in comparisons]
+        + [f"- **{c.label}**: {comparison_comment(c)}" for c in comparisons]
     )
     return outputs
 
@@ -356,7 +361,15 @@ def comparison_table(table: pd.DataFrame) -> Table:
     return Table(shown, float_format=".4f")
 
 
-def _comparison_comment(comparison: Comparison) -> str:
+def comparison_comment(comparison: Comparison) -> str:
+    """Compare, in words and numbers, a model on all columns with its retrained twin.
+
+    Args:
+        comparison: The full-against-selected comparison.
+
+    Returns:
+        The comment.
+    """
     table = comparison.table.set_index(["model", "split"])
     full_test = table.loc[("all features", "test")]
     small_test = table.loc[("selected features", "test")]

@@ -82,6 +82,8 @@ class RunManifest:
         selected_features: Columns kept by the SHAP selection.
         served_models: BentoML model-store tags of the two served models.
         bento: Tag of the Bento built to serve them (``make serve`` serves the latest).
+        database: The run's rows stored in MongoDB and the ``mlops db query`` that proves it:
+            ``ok``, ``store``, ``rows``, ``inserted``, ``command``.
         packages: Versions of the main packages.
     """
 
@@ -103,6 +105,7 @@ class RunManifest:
     selected_features: list[str] = field(default_factory=list)
     served_models: list[str] = field(default_factory=list)
     bento: str | None = None
+    database: dict = field(default_factory=dict)
     packages: dict[str, str] = field(default_factory=package_versions)
 
     @contextmanager

@@ -52,6 +52,7 @@ TEMPLATE = """<!doctype html>
 {%- for path in item.paths %}<figure><img src="{{ relative(path) }}" alt="{{ item.caption }}"></figure>{% endfor -%}
 </div>
 {%- elif item.kind == "table" %}{% if item.caption %}<h3>{{ item.caption }}</h3>{% endif %}{{ table_html(item) }}
+{%- elif item.verbatim %}<pre class="comment">{{ item.text }}</pre>
 {%- else %}<div class="comment">{{ comment_html(item.text) }}</div>{% endif %}
 {%- endfor %}</div>
 {% endfor %}
@@ -71,11 +72,13 @@ class Figure:
 
     Attributes:
         paths: The PNG files.
-        caption: What they show (the HTML ``alt`` text, the PDF's caption).
+        caption: What they show (the HTML ``alt`` text).
+        height_cm: Largest printed height in a PDF (``None``: the renderer's default).
     """
 
     paths: tuple[Path, ...]
     caption: str = ""
+    height_cm: float | None = None
     kind: str = field(default="figure", init=False)
 
 
@@ -89,12 +92,15 @@ class Table:
         float_format: Format spec of float cells, e.g. ``".4f"`` (``None``: six significant
             digits).
         na_rep: Text of a missing value.
+        max_rows: Rows printed in a PDF; the rest are counted in one line (``None``: the
+            renderer's default). HTML shows every row.
     """
 
     frame: pd.DataFrame
     caption: str = ""
     float_format: str | None = None
     na_rep: str = "n/a"
+    max_rows: int | None = None
     kind: str = field(default="table", init=False)
 
     def cell(self, value) -> str:
@@ -119,9 +125,11 @@ class Comment:
 
     Attributes:
         text: The comment.
+        verbatim: Print the text as it is, in a fixed-width font (a command's output).
     """
 
     text: str
+    verbatim: bool = False
     kind: str = field(default="comment", init=False)
 
 

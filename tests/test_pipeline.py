@@ -2,13 +2,18 @@
 
 import html
 import json
+import os
 import re
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import bentoml
 import pandas as pd
 import pytest
 import yaml
+from pypdf import PdfReader
 
 from flows.pipeline import training_pipeline
 from tabular.config import DEFAULT_CONFIG
@@ -31,7 +36,71 @@ def _manifest(result):
     return json.loads((result.run_dir / "manifest.json").read_text())
 
 
-def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def run_store(tmp_path_factory):
+    """The runs store their rows in a fresh database (embedded, or MONGODB_URI's server)."""
+    from tabular.store import StoreSettings, connect
+    from tabular.store.connection import disconnect, get_database
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MONGODB_DB", f"mlops_test_{uuid.uuid4().hex[:12]}")
+        patch.setenv("MLOPS_STORE_DIR", str(tmp_path_factory.mktemp("store")))
+        settings = StoreSettings.from_env()
+        yield settings
+        connect(settings, check=False)
+        get_database().client.drop_database(settings.database)
+        disconnect()
+
+
+def _pdf_text(path: Path) -> tuple[int, str]:
+    """The PDF's page count and its text with every run of white space removed."""
+    reader = PdfReader(path)
+    text = "".join(page.extract_text() for page in reader.pages)
+    return len(reader.pages), re.sub(r"\s+", "", text)
+
+
+def check_report_pdf(result, manifest) -> str:
+    """Four pages, and the run's key numbers from ``manifest.json`` in the text."""
+    pages, text = _pdf_text(result.run_dir / manifest["outputs"]["report"])
+    assert pages == 4
+    rows = manifest["rows"]
+    metric = manifest["config"]["training"]["metric"]
+    expected = [
+        manifest["run_id"],
+        manifest["data_hash"][:16],
+        f"{rows['loaded']:,}rowsloaded",
+        f"{rows['used']:,}",
+        f"{rows['positive_share']:.1%}",
+        *[f"{part}{n:,}" for part, n in rows["split"].items()],
+        *[f"{manifest['models'][key][f'test_{metric}']:.4f}" for key in ("logistic", "xgboost")],
+        f"{manifest['models']['mlp'][f'test_{metric}']:.4f}",
+        *manifest["served_models"],
+        manifest["bento"],
+        f"Itkeeps{len(manifest['selected_features'])}of",
+    ]
+    missing = [needle for needle in expected if needle.replace(" ", "") not in text]
+    assert not missing, missing
+    assert manifest["database"]["ok"] and manifest["database"]["rows"] == rows["used"]
+    return text
+
+
+def check_query_output(text: str, manifest, settings) -> None:
+    """The PDF holds what ``mlops db query`` prints, run now as a command on the same store."""
+    command = manifest["database"]["command"].split()[1:]
+    env = {
+        **os.environ,
+        "MONGODB_DB": settings.database,
+        "MLOPS_STORE_DIR": str(settings.store_dir),
+    }
+    printed = subprocess.run(
+        [sys.executable, "-m", "flows", *command], capture_output=True, text=True, env=env,
+        check=True,
+    ).stdout  # fmt: skip
+    assert "group(s), computed by" in printed
+    assert re.sub(r"\s+", "", printed) in text
+
+
+def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_store):
     # The default dataset and rules with a lighter search (the full run is measured in the README).
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     raw["training"].update(FAST)
@@ -49,9 +118,10 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     assert manifest["rows"]["dropped"] == {"missing arr_delay": 9430}
     assert manifest["rows"]["used"] == 4000
     assert len(manifest["data_hash"]) == 64
-    assert {"load", "prepare", "validate", "split", "eda", "train", "explain", "bento"} <= set(
-        manifest["steps"]
-    )
+    assert {
+        "load", "prepare", "validate", "split", "eda", "train", "explain", "bento", "store",
+        "report",
+    } <= set(manifest["steps"])  # fmt: skip
     assert all(seconds >= 0 for seconds in manifest["steps"].values())
     assert manifest["packages"]["prefect"].startswith("3.")
     for output in ("data_docs", "eda", "training", "explain"):
@@ -77,6 +147,9 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     assert (source / "bentos" / "service.py").is_file() and (
         source / "tabular" / "contract.py"
     ).is_file()
+    # The last step wrote the 4-page PDF, with the run's numbers and the real query output.
+    text = check_report_pdf(result, manifest)
+    check_query_output(text, manifest, run_store)
 
 
 def test_same_seed_same_hash_and_split(prefect_harness, tmp_path):
@@ -172,6 +245,7 @@ def test_csv_without_a_date_column_runs_end_to_end(prefect_harness, tmp_path):
     result = training_pipeline(config_path=str(config), artifacts_dir=str(tmp_path))
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
+    check_report_pdf(result, manifest)
     assert manifest["config"]["date_column"] is None
     assert manifest["columns"]["datetime"] == []
     assert manifest["split"].startswith("random split stratified by 'canceled'")
@@ -203,6 +277,7 @@ def test_csv_with_a_date_built_from_parts_runs_end_to_end(prefect_harness, tmp_p
     result = training_pipeline(config_path=str(config), artifacts_dir=str(tmp_path))
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
+    check_report_pdf(result, manifest)
     assert manifest["columns"]["datetime"] == ["arrival_date"]
     assert manifest["split"].startswith("chronological split on 'arrival_date'")
     expected = pd.to_datetime(

@@ -237,15 +237,55 @@ def _read_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _query(args: argparse.Namespace) -> int:
+def query_output(
+    info,
+    dataset: str,
+    *,
+    by: str | None = None,
+    month: str | None = None,
+    measure: str | None = None,
+    limit: int | None = None,
+    markdown: bool = False,
+) -> str:
+    """Run the ``mlops db query`` aggregation and return exactly what the command prints.
+
+    Args:
+        info: The connected store (:class:`tabular.store.connection.StoreInfo`).
+        dataset: The dataset's name.
+        by: Column to group by (default: the first categorical column).
+        month: Only this month, ``YYYY-MM``.
+        measure: Numeric column to average (default: the target's source column).
+        limit: Keep the largest ``limit`` groups.
+        markdown: A Markdown table instead of aligned text.
+
+    Returns:
+        The printed text (without the final newline).
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        InvalidRecord: If a column is unknown or not numeric, or the month is malformed.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
     from tabular.store.transfer import summarize
 
+    result = summarize(dataset, by=by, month=month, measure=measure, limit=limit)
+    table = result.to_markdown() if markdown else result.to_text()
+    return f"{table}\n\n({len(result.rows)} group(s), computed by {info.describe()})"
+
+
+def _query(args: argparse.Namespace) -> int:
     info = _connect(args)
-    result = summarize(
-        _dataset_name(args), by=args.by, month=args.month, measure=args.measure, limit=args.limit
+    print(
+        query_output(
+            info,
+            _dataset_name(args),
+            by=args.by,
+            month=args.month,
+            measure=args.measure,
+            limit=args.limit,
+            markdown=args.markdown,
+        )
     )
-    print(result.to_markdown() if args.markdown else result.to_text())
-    print(f"\n({len(result.rows)} group(s), computed by {info.describe()})")
     return 0
 
 

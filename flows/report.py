@@ -1,0 +1,53 @@
+"""Prefect tasks of the pipeline's last steps: store the run's rows and query them, write the PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tabular.note import NoteOutputs, RunResults, write_project_note
+from tabular.store.proof import StoreProof, store_and_query
+
+
+@task(name="store", cache_policy=NO_CACHE)
+def store_task(config, data: pd.DataFrame) -> StoreProof:
+    """Import the run's rows into MongoDB and keep the ``mlops db query`` output.
+
+    Args:
+        config: The dataset config.
+        data: The prepared rows the run used.
+
+    Returns:
+        The proof (holds the command's error line when the store failed).
+    """
+    proof = store_and_query(config, data)
+    logger = get_run_logger()
+    if proof.ok:
+        logger.info("stored %s rows (%s new) in %s", proof.rows, proof.inserted, proof.store)
+    else:
+        logger.warning("the store step failed: %s", proof.output)
+    return proof
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(run: RunResults, run_dir: Path) -> NoteOutputs:
+    """Write the 4-page ``report.pdf`` into the run folder and publish where it is.
+
+    Args:
+        run: The run's typed results.
+        run_dir: The run folder.
+
+    Returns:
+        The files written.
+    """
+    outputs = write_project_note(run, run_dir)
+    create_markdown_artifact(
+        key="project-note",
+        markdown=f"Project note ({outputs.pages} pages): `{outputs.pdf}`",
+        description="The run's PDF report",
+    )
+    return outputs

@@ -1,0 +1,83 @@
+"""The run's proof of the database connection: store the run's rows, then run ``mlops db query``.
+
+The pipeline imports the rows it used (idempotent: rows already stored are not stored
+twice) and keeps the query's printed output, word for word, for the PDF report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from tabular.errors import UserError
+
+#: Groups shown by the report's query (the largest ones).
+QUERY_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class StoreProof:
+    """What the run did with the store.
+
+    Attributes:
+        command: The equivalent command line.
+        output: What that command printed (``error: ...`` when the store failed).
+        ok: Whether the import and the query succeeded.
+        store: Where the data lives (``StoreInfo.describe()``), or ``None`` if unreachable.
+        rows: Rows of the run offered to the store.
+        inserted: Records newly stored by this run.
+        seconds: Wall time of the import and the query.
+    """
+
+    command: str
+    output: str
+    ok: bool
+    store: str | None = None
+    rows: int = 0
+    inserted: int = 0
+    seconds: float = 0.0
+
+
+def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> StoreProof:
+    """Import the run's rows into the store named by the environment, then query them.
+
+    A store that cannot be reached, or that holds the dataset with other columns, does not
+    fail the run: the proof then holds the one-line error the command would print.
+
+    Args:
+        config: The dataset config (names the dataset and its column roles).
+        data: The prepared rows the run used.
+        limit: Groups shown by the query.
+
+    Returns:
+        The proof.
+    """
+    from tabular.store.cli import query_output
+    from tabular.store.connection import connect, disconnect
+    from tabular.store.transfer import import_dataset
+
+    command = f"mlops db query --dataset {config.name} --limit {limit}"
+    start = time.perf_counter()
+    try:
+        info = connect()
+        try:
+            report = import_dataset(config, frame=data)
+            output = query_output(info, config.name, limit=limit)
+        finally:
+            # The embedded store keeps the collection in memory: let it go with the connection.
+            disconnect()
+    except UserError as exc:
+        return StoreProof(
+            command, f"error: {exc}", ok=False, seconds=round(time.perf_counter() - start, 2)
+        )
+    return StoreProof(
+        command,
+        output,
+        ok=True,
+        store=info.describe(),
+        rows=report.rows,
+        inserted=report.inserted,
+        seconds=round(time.perf_counter() - start, 2),
+    )
