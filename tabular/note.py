@@ -33,8 +33,12 @@ from tabular.training import TrainingResult
 from validation import ValidationReport
 
 PAGES = 4
-#: EDA sections whose first figure may illustrate the data, in order of preference.
-KEY_EDA_SECTIONS = ("balance", "correlations", "grouping", "categories", "outliers", "time")
+#: EDA sections whose chart may illustrate the data, in order of preference, each with the
+#: block to take: its first or last chart (the time section ends with rates by period).
+KEY_EDA_SECTIONS = (
+    ("balance", 0), ("time", -1), ("grouping", 0), ("categories", 0), ("outliers", 0),
+    ("correlations", 0),
+)  # fmt: skip
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "average_precision": "average precision"}
 
 
@@ -185,10 +189,11 @@ def eda_figures(eda: EdaReport, count: int) -> list[tuple[str, Path, str]]:
     """
     picked = []
     by_key = {section.key: section for section in eda.sections}
-    for key in KEY_EDA_SECTIONS:
+    for key, position in KEY_EDA_SECTIONS:
         section = by_key.get(key)
-        block = next((b for b in section.blocks if b.figures), None) if section else None
-        if block is not None:
+        charts = [b for b in section.blocks if b.figures] if section else []
+        if charts:
+            block = charts[position]
             title = re.sub(r"^\d+\.\s*", "", section.title)
             picked.append((title, tuple(block.figures), block.comment))
         if len(picked) == count:
@@ -229,8 +234,8 @@ def models_section(run: RunResults) -> Section:
         )
     best = result.families[result.best_family]
     text = (
-        f"{result.method} The best is chosen automatically by validation {metric}: "
-        f"**{best.label}**. The test rows are scored once, after every choice is made."
+        f"**Chosen automatically: {best.label}**, the best validation {metric}. The test rows "
+        f"are scored once, after every choice is made. {result.method}"
     )
     return Section(
         "models",
@@ -306,7 +311,7 @@ def architecture_diagram(run: RunResults, path: Path) -> Path:
         if run.store.store and run.store.store.startswith("MongoDB")
         else ("MongoDB (embedded store here)")
     )
-    fig, ax = plt.subplots(figsize=(10, 4.6))
+    fig, ax = plt.subplots(figsize=(8.2, 4.1))
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 50)
     ax.axis("off")
@@ -318,11 +323,11 @@ def architecture_diagram(run: RunResults, path: Path) -> Path:
         "train": ("top", 44, 15, "3 models tuned\n(LR, XGBoost, MLP)", "#dfe9f5"),
         "shap": ("top", 62, 16, "SHAP, selection,\nretraining", "#dfe9f5"),
         "reference": ("top", 81, 18, "training reference\n(run folder)", "#dfe9f5"),
-        "client": ("middle", 1, 12, "client\n(HTTP, API key)", "#f5f5f5"),
-        "api": ("middle", 17, 31, "Bento service (BentoML)\n/predict /compare /records\n"
+        "client": ("middle", 1, 11, "client\n(HTTP,\nAPI key)", "#f5f5f5"),
+        "api": ("middle", 18, 35, "Bento service (BentoML)\n/predict /compare /records\n"
                 + "\n".join(str(s) for s in served[:2]), "#e6f2e0"),
         "store": ("middle", 62, 16, "BentoML model store\n2 served models", "#e6f2e0"),
-        "mongo": ("bottom", 17, 31, store + "\nrecords, prediction logs, feedback", "#fbeed9"),
+        "mongo": ("bottom", 18, 35, store + "\nrecords, prediction logs, feedback", "#fbeed9"),
         "evidently": ("bottom", 81, 18, "Evidently drift report\n(drift-monitor flow),\n"
                       "Evidently UI", "#fbeed9"),
     }  # fmt: skip
@@ -335,7 +340,7 @@ def architecture_diagram(run: RunResults, path: Path) -> Path:
                 ec="#44546a", lw=1,
             )
         )  # fmt: skip
-        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=7.4)
+        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=6.9)
         frames[name] = (x, y, w, h)
 
     def side(name: str, where: str) -> tuple[float, float]:
@@ -356,7 +361,7 @@ def architecture_diagram(run: RunResults, path: Path) -> Path:
                 (start[0] + end[0]) / 2 + (1 if sides in ("bt", "tb") else 0),
                 (start[1] + end[1]) / 2 + (0 if sides in ("bt", "tb") else 1.2),
                 text, ha="left" if sides in ("bt", "tb") else "center", va="center",
-                fontsize=6.6, color="#44546a",
+                fontsize=6.2, color="#44546a",
             )  # fmt: skip
 
     for a, b in (("data", "gx"), ("gx", "eda"), ("eda", "train"), ("train", "shap")):
@@ -371,7 +376,7 @@ def architecture_diagram(run: RunResults, path: Path) -> Path:
     ax.set_title(
         "Prefect runs the training pipeline (top row) and the scheduled drift monitor "
         "(bottom row); serving in the middle row",
-        fontsize=8.5,
+        fontsize=7.5,
         loc="left",
     )
     fig.tight_layout()
@@ -495,7 +500,7 @@ def note_pages(run: RunResults, out_dir: Path) -> tuple[list[list[Section]], lis
     eda_sections = [
         eda_section(f"3{'abc'[i]}. What the data shows: {title}", path, comment, height, f"eda-{i}")
         for i, ((title, path, comment), height) in enumerate(
-            zip(figures, (6.2, 6.4, 6.4), strict=False)
+            zip(figures, (8.0, 6.6, 5.6), strict=False)
         )
     ]
     diagram = architecture_diagram(run, out_dir / "architecture.png")
