@@ -111,6 +111,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _monitor(args: argparse.Namespace) -> int:
+    from monitoring.check import Window
+
+    # A malformed window is reported before a flow run (and a Prefect server) starts.
+    Window.parse(
+        since=args.since,
+        until=args.until,
+        since_minutes=args.since_minutes,
+        last=args.last,
+        default_last=1,
+    )
     from flows.monitor import drift_monitor
 
     quiet_user_error_tracebacks()

@@ -206,3 +206,63 @@ def write_bookings_dataset(folder: Path, frame: pd.DataFrame | None = None, **ov
     """Write a bookings CSV and its dataset config into ``folder``; return the config path."""
     frame = make_bookings_frame() if frame is None else frame
     return write_dataset(folder, frame, bookings_config_dict(**overrides))
+
+
+def save_served_pair(
+    config,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    columns: list[str],
+    models: dict,
+    *,
+    reference_dir: Path,
+    run_id: str = "run-test",
+    seed: int = 3,
+) -> tuple[dict[str, str], dict]:
+    """Fit a primary and a secondary model on ``columns`` and save them as a run would.
+
+    The monitoring reference (training rows, both probabilities, target) is saved to
+    ``reference_dir`` first and named in both models' metadata, as the pipeline does.
+
+    Args:
+        models: ``{role: (family, params)}`` for ``primary`` and ``secondary``.
+
+    Returns:
+        The saved tags and the fitted pipelines, by role.
+    """
+    from bentos.registry import model_name, save_served_model
+    from monitoring.reference import REFERENCE_FILE, build_reference, save_reference
+    from tabular.contract import build_contract
+    from tabular.features import plan_encoding
+    from tabular.training import fit_final
+
+    plan = plan_encoding(train, config).restrict(columns)
+    fitted = {
+        role: fit_final(family, params, plan, train, validation, config, seed)
+        for role, (family, params) in models.items()
+    }
+    pipelines = {role: model.pipeline for role, model in fitted.items()}
+    frame = build_reference(
+        train, plan.input_columns, config.target.name, pipelines, max_rows=100_000, seed=seed
+    )
+    reference = save_reference(frame, reference_dir / REFERENCE_FILE)
+    tags = {}
+    for role, model in fitted.items():
+        family, params = models[role]
+        saved = save_served_model(
+            model_name(config.name, role),
+            model.pipeline,
+            family=family,
+            label=family,
+            role=role,
+            contract=build_contract(config, train, model.pipeline, plan.input_columns),
+            threshold=model.threshold,
+            metrics={"validation": model.metrics["validation"]},
+            config=config,
+            run_id=run_id,
+            data_hash="hash-test",
+            params=params,
+            reference=reference.metadata(),
+        )
+        tags[role] = str(saved.tag)
+    return tags, pipelines
