@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -266,3 +274,80 @@ def save_served_pair(
         )
         tags[role] = str(saved.tag)
     return tags, pipelines
+
+
+# -- BentoML servers (tests/test_service.py, tests/test_monitor_e2e.py) ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def post(self, route: str, body=None, *, key: str | None = None, raw: bytes | None = None,
+             content_type: str = "application/json") -> httpx.Response:  # fmt: skip
+        headers = {"Content-Type": content_type}
+        if key is not None:
+            headers["X-API-Key"] = key
+        content = raw if raw is not None else json.dumps(body).encode()
+        return httpx.post(self.url + route, content=content, headers=headers, timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(bento: str, folder: Path, **env: str) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    environment = {**os.environ, **env}
+    environment.setdefault("MLOPS_STORE_DIR", str(folder / "store"))
+    environment.setdefault("MLOPS_JOURNAL_PATH", str(folder / "journal.jsonl"))
+    for name in ("MLOPS_API_KEY",):
+        if name not in env:
+            environment.pop(name, None)
+    log = folder / f"server-{port}.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                bento,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],  # fmt: skip
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,  # its workers share its process group: stopped together
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return Server(url, process, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(Server(url, process, log))
+    raise RuntimeError(f"server not ready in 120 s:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(10)

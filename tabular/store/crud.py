@@ -892,11 +892,10 @@ def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
     """
     data = dict(decision)
     data.setdefault("decision_id", uuid.uuid4().hex)
-    data["decided_at"] = (
-        utcnow()
-        if data.get("decided_at") is None
-        else parse_timestamp(data["decided_at"], "decided_at")
-    )
+    when = data.get("decided_at")
+    when = utcnow() if when is None else parse_timestamp(when, "decided_at")
+    # MongoDB keeps milliseconds: return what a later read gives back.
+    data["decided_at"] = when.replace(microsecond=when.microsecond // 1000 * 1000)
     document = build(PromotionDecision, data, "promotion decision")
     with _reachable("record a promotion decision"):
         document.save(force_insert=True, validate=False)
