@@ -321,14 +321,14 @@ def architecture_diagram(run: RunResults, path: Path) -> Path:
         "gx": ("top", 16, 13, "Great Expectations\ngate", "#dfe9f5"),
         "eda": ("top", 32, 9, "EDA", "#dfe9f5"),
         "train": ("top", 44, 15, "3 models tuned\n(LR, XGBoost, MLP)", "#dfe9f5"),
-        "shap": ("top", 62, 16, "SHAP, selection,\nretraining", "#dfe9f5"),
-        "reference": ("top", 81, 18, "training reference\n(run folder)", "#dfe9f5"),
+        "shap": ("top", 62, 15, "SHAP, selection,\nretraining", "#dfe9f5"),
+        "reference": ("top", 82, 17, "training reference\n(run folder)", "#dfe9f5"),
         "client": ("middle", 1, 11, "client\n(HTTP,\nAPI key)", "#f5f5f5"),
         "api": ("middle", 18, 35, "Bento service (BentoML)\n/predict /compare /records\n"
                 + "\n".join(str(s) for s in served[:2]), "#e6f2e0"),
-        "store": ("middle", 62, 16, "BentoML model store\n2 served models", "#e6f2e0"),
+        "store": ("middle", 62, 15, "BentoML model store\n2 served models", "#e6f2e0"),
         "mongo": ("bottom", 18, 35, store + "\nrecords, prediction logs, feedback", "#fbeed9"),
-        "evidently": ("bottom", 81, 18, "Evidently drift report\n(drift-monitor flow),\n"
+        "evidently": ("bottom", 82, 17, "Evidently drift report\n(drift-monitor flow),\n"
                       "Evidently UI", "#fbeed9"),
     }  # fmt: skip
     frames = {}
@@ -368,7 +368,7 @@ def architecture_diagram(run: RunResults, path: Path) -> Path:
         arrow(a, b)
     arrow("shap", "reference", "save")
     arrow("shap", "store", "save the 2 models", "bt")
-    arrow("store", "api", "loaded at start", "rl"[::-1])
+    arrow("store", "api", "load", "lr")
     arrow("client", "api", "request")
     arrow("api", "mongo", "logs every request", "bt")
     arrow("mongo", "evidently", "stored inputs")
@@ -398,7 +398,13 @@ def architecture_section(run: RunResults, diagram: Path) -> Section:
         "against the input contract derived from the training data, answers with both models' "
         "probabilities, and logs every request's inputs, prediction, model and version in "
         "MongoDB. A scheduled Prefect flow compares the logged inputs with the training "
-        "reference in an Evidently data-drift report, shown in the Evidently UI."
+        "reference in an Evidently data-drift report, shown in the Evidently UI"
+        + (
+            f"; this run saved that reference ({manifest.reference['rows']:,} training rows "
+            f"with both models' probabilities, `{manifest.reference['path']}`)."
+            if manifest.reference
+            else "."
+        )
     )
     return Section(
         "architecture",
@@ -500,7 +506,7 @@ def note_pages(run: RunResults, out_dir: Path) -> tuple[list[list[Section]], lis
     eda_sections = [
         eda_section(f"3{'abc'[i]}. What the data shows: {title}", path, comment, height, f"eda-{i}")
         for i, ((title, path, comment), height) in enumerate(
-            zip(figures, (8.0, 6.6, 5.6), strict=False)
+            zip(figures, (8.0, 8.2, 5.2), strict=False)
         )
     ]
     diagram = architecture_diagram(run, out_dir / "architecture.png")
