@@ -26,7 +26,8 @@ def test_committed_notebook_has_outputs_and_no_errors():
 
 
 def test_notebook_runs_top_to_bottom(monkeypatch, tmp_path):
-    monkeypatch.setenv("WALKTHROUGH_SAMPLE", "4000")
+    monkeypatch.setenv("WALKTHROUGH_SAMPLE", "3000")
+    monkeypatch.setenv("WALKTHROUGH_CONFIGURATIONS", "2")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
         notebook,
@@ -38,5 +39,5 @@ def test_notebook_runs_top_to_bottom(monkeypatch, tmp_path):
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(cell.execution_count for cell in code)
     printed = "".join(output.get("text", "") for cell in code for output in cell.outputs)
-    assert "sample used here: 4,000 rows" in printed
+    assert "sample used here: 3,000 rows" in printed
     assert "group(s), computed by embedded store" in printed
