@@ -95,7 +95,7 @@ class SplitConfig(_Strict):
         """The first day of each validation fold of a time split, in order (empty if random)."""
         if self.method != "time":
             return []
-        return list(self.folds) if self.folds else [self.validation_start]
+        return list(self.folds) if self.folds is not None else [self.validation_start]
 
     def part(self, name: Literal["training", "validation", "test"]) -> str:
         """Name a part of the split for reports, with its dates when the split is by time.
@@ -139,8 +139,8 @@ class SplitConfig(_Strict):
             if any(a >= b for a, b in zip(starts, starts[1:], strict=False)):
                 raise ValueError("'folds' must be dates in increasing order")
             if starts[-1] >= self.test_start:
-                label = "validation_start" if self.folds is None else "every date of 'folds'"
-                raise ValueError(f"'{label}' must come before 'test_start'")
+                label = "'validation_start'" if self.folds is None else "every date of 'folds'"
+                raise ValueError(f"{label} must come before 'test_start'")
         return self
 
 

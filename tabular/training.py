@@ -1082,7 +1082,7 @@ def decide_calibration(folds: FoldPredictions, method: str, seed: int) -> Calibr
     """Decide whether calibrating a model's probabilities helps, on its fold predictions only.
 
     With several folds the check runs forward in time: a map fitted on the earlier folds'
-    predictions is scored on each later fold, as the final map (fitted on all folds) will
+    predictions is scored on each following fold, as the final map (fitted on all folds) will
     be on the rows after them. With one fold, the map is cross-fitted in five parts of its
     validation rows. The probabilities are calibrated when the map lowers the held-out
     Brier score.
@@ -1105,7 +1105,7 @@ def decide_calibration(folds: FoldPredictions, method: str, seed: int) -> Calibr
             held_raw.append(folds.proba[k])
             held_calibrated.append(mapping.transform(folds.proba[k]))
         check = (
-            "fitted on the earlier folds and scored on each later one "
+            "fitted on the earlier folds and scored on each following one "
             f"({', '.join(folds.names[1:])})"
         )
     else:

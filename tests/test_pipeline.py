@@ -198,7 +198,8 @@ def test_csv_with_a_date_built_from_parts_runs_end_to_end(prefect_harness, tmp_p
     )
     sizes = manifest["rows"]["split"]
     assert sizes["test"] == int((expected >= "2017-07-01").sum())
-    assert sizes["train"] == int((expected < "2017-03-01").sum())
+    assert sizes["train"] == int((expected < "2017-07-01").sum())
+    assert sizes["fold 2017-03-01 train"] == int((expected < "2017-03-01").sum())
     # The built date behaves like any date column: calendar parts are model features...
     coefficients = pd.read_csv(result.run_dir / "training" / "coefficients.csv")
     features = set(coefficients["feature"])
