@@ -58,6 +58,16 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
         assert (result.run_dir / manifest["outputs"][output]).is_file(), output
     assert {"logistic", "xgboost", "mlp"} <= set(manifest["models"])
     assert manifest["models"]["best"] in {"logistic", "xgboost", "mlp"}
+    # Four rolling-origin folds per family, and the champion refitted at every horizon.
+    assert all(len(manifest["models"][k]["fold_scores"]) == 4 for k in ("logistic", "mlp"))
+    summary = json.loads((result.run_dir / "training" / "summary.json").read_text())
+    assert [row["horizon_hours"] for row in summary["horizons"]] == [0, 1, 2, 3]
+    champion = manifest["models"][manifest["models"]["best"]]
+    default = next(row for row in summary["horizons"] if row["horizon_hours"] == 2)
+    assert default["test_roc_auc"] == champion["test_roc_auc"]  # the main run, reused
+    page = (result.run_dir / "training" / "training.html").read_text(encoding="utf-8")
+    assert "horizons.png" in page and "Each extra hour of notice costs" in page
+    assert (result.run_dir / "training" / "horizons.png").stat().st_size > 10_000
     # Two models saved to the BentoML store, each listing exactly the selected features.
     assert len(manifest["served_models"]) == 2
     for tag in manifest["served_models"]:
@@ -168,6 +178,8 @@ def test_csv_without_a_date_column_runs_end_to_end(prefect_harness, tmp_path):
     assert not coefficients["feature"].str.startswith("date__").any()
     eda = _eda_text(result.run_dir)
     assert "names no date (neither date_column nor date_from)" in eda
+    training = (result.run_dir / "training" / "training.html").read_text(encoding="utf-8")
+    assert "The horizon study does not apply" in training
     assert "09_target" not in eda  # no time chart
     # The text markers were read as missing, and the EDA says how the file wrote them.
     nulls = int((frame["agent"] == "NULL").sum())
