@@ -26,9 +26,8 @@ from tabular.training import (
     FamilyResult,
     FittedModel,
     classification_metrics,
-    fit_final,
+    fit_on_split,
     one_blas_thread,
-    predict_folds,
 )
 
 
@@ -242,12 +241,7 @@ def retrain_selected(
         The refitted model.
     """
     restricted = plan.restrict(selection.columns)
-    folds = predict_folds(
-        family.family, family.best_params, restricted, split.train, split.folds, config, seed
-    )
-    return fit_final(
-        family.family, family.best_params, restricted, split.train, config, seed, folds
-    )
+    return fit_on_split(family.family, family.best_params, restricted, split, config, seed)
 
 
 def compare(

@@ -49,7 +49,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
-from tabular.datasets import Fold
+from tabular.datasets import Fold, Split
 from tabular.features import (
     CalibratedModel,
     EncodingPlan,
@@ -1146,6 +1146,28 @@ def decide_calibration(folds: FoldPredictions, method: str, seed: int) -> Calibr
         check=check,
         mapping=ProbabilityMap(method).fit(folds.pooled_proba, folds.pooled_y),
     )
+
+
+def fit_on_split(
+    family: str, params: dict, plan: EncodingPlan, split: Split, config, seed: int
+) -> FittedModel:
+    """Fit one configuration as training does: on every fold, then on all development rows.
+
+    Its threshold and calibration come from the fold predictions; the test rows are not read.
+
+    Args:
+        family: Model family key.
+        params: Hyperparameters.
+        plan: Encoding plan (possibly restricted to selected features).
+        split: The development rows with their folds.
+        config: The dataset config.
+        seed: Random seed.
+
+    Returns:
+        The fitted model.
+    """
+    folds = predict_folds(family, params, plan, split.train, split.folds, config, seed)
+    return fit_final(family, params, plan, split.train, config, seed, folds)
 
 
 def fit_final(

@@ -106,6 +106,19 @@ def test_prediction_horizon_and_point_in_time_roles(tmp_path):
         load_config(_write(tmp_path, raw))
 
 
+def test_descriptions_must_name_declared_columns(tmp_path):
+    from tests.conftest import toy_config_dict
+
+    path = tmp_path / "orders.yaml"
+    raw = toy_config_dict(descriptions={"price": "Order value, US dollars", "colour": "x"})
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="descriptions name column\\(s\\) 'colour'"):
+        load_config(path)
+    raw["descriptions"] = {"price": "Order value, US dollars", "returned": "Returned or not"}
+    path.write_text(yaml.safe_dump(raw))
+    assert load_config(path).descriptions["price"] == "Order value, US dollars"
+
+
 def test_date_column_is_optional_but_a_time_split_needs_a_date(tmp_path):
     raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
     del raw["date_column"]

@@ -2,8 +2,9 @@ import bentoml
 import numpy as np
 import pytest
 
-from bentos.registry import input_schema, model_name, save_served_model
+from bentos.registry import model_name, save_served_model, served_model
 from tabular.config import load_config
+from tabular.contract import build_contract
 from tabular.datasets import Split, load_raw, prepare, split_data
 from tabular.explain import explain, explain_and_select, group_by_source, select_features
 from tabular.explain_report import write_explain_report
@@ -117,7 +118,7 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
         family=key,
         label=comparison.label,
         role="primary",
-        schema=input_schema(split.train, columns, config),
+        contract=build_contract(config, split.train, comparison.selected.pipeline, columns),
         threshold=comparison.selected.threshold,
         metrics={"validation": comparison.selected.metrics["validation"]},
         config=config,
@@ -131,30 +132,35 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
     assert list(loaded.named_steps["preprocess"].feature_names_in_) == metadata["features"]
     assert metadata["threshold"] == pytest.approx(comparison.selected.threshold)
     # The toy target depends on channel (categorical) and price (numeric, with gaps): the
-    # selection keeps both, so every part of the schema below is exercised.
+    # selection keeps both, so every part of the contract below is exercised, always.
     assert {"channel", "price"} <= set(columns)
+    served = served_model(config.name, "primary")
+    assert served.tag == str(saved.tag) and served.contract.names == metadata["features"]
+    assert served.run_id == "run-1" and served.class_labels == ("kept", "returned")
     train = split.train
-    expected = {
-        "features": columns,
-        "dtypes": {
-            c: "datetime" if c == config.date_column
-            else "category" if c in config.categorical
-            else "number"
-            for c in columns
-        },
-        "categories": {
-            c: sorted(train[c].dropna().astype(str).unique()) for c in columns
-            if c in config.categorical
-        },
-        "ranges": {
-            c: [float(train[c].min()), float(train[c].max())] for c in columns
-            if c in config.numeric
-        },
-        "nullable": [c for c in columns if train[c].isna().any()],
+    kinds = {
+        c: "datetime" if c == config.date_column
+        else "category" if c in config.categorical
+        else "number"
+        for c in columns
     }  # fmt: skip
-    assert {key: metadata[key] for key in expected} == expected
-    assert metadata["categories"]["channel"] == ["partner", "phone", "store", "web"]
-    assert metadata["nullable"] == ["price"]
-    assert metadata["ranges"]["price"][0] == pytest.approx(train["price"].min())
+    assert {s.name: s.kind for s in served.contract.fields} == kinds
+    assert {s.name: s.nullable for s in served.contract.fields} == {
+        c: bool(train[c].isna().any()) for c in columns
+    }
+    assert [s.name for s in served.contract.fields if s.nullable] == ["price"]
+    for column in columns:
+        spec = served.contract.spec(column)
+        if column in config.categorical:
+            assert spec.levels == sorted(train[column].dropna().astype(str).unique())
+        if column in config.numeric:
+            # Bounds are the gate's (config checks.ranges), not the training min and max.
+            low, high = config.checks.ranges.get(column, (None, None))
+            assert (spec.minimum, spec.maximum) == (low, high)
+    assert served.contract.spec("channel").levels == ["partner", "phone", "store", "web"]
+    assert (served.contract.spec("price").minimum, served.contract.spec("price").maximum) == (
+        0,
+        10000,
+    )
     proba = loaded.predict_proba(split.test[metadata["features"]])[:, 1]
     assert proba.shape == (len(split.test),)

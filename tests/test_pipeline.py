@@ -49,7 +49,7 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     assert manifest["rows"]["dropped"] == {"missing arr_delay": 9430}
     assert manifest["rows"]["used"] == 4000
     assert len(manifest["data_hash"]) == 64
-    assert {"load", "prepare", "validate", "split", "eda", "train", "explain"} <= set(
+    assert {"load", "prepare", "validate", "split", "eda", "train", "explain", "bento"} <= set(
         manifest["steps"]
     )
     assert all(seconds >= 0 for seconds in manifest["steps"].values())
@@ -70,11 +70,36 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     assert (result.run_dir / "training" / "horizons.png").stat().st_size > 10_000
     # Two models saved to the BentoML store, each listing exactly the selected features.
     assert len(manifest["served_models"]) == 2
+    reference = result.run_dir / manifest["reference"]["path"]
     for tag in manifest["served_models"]:
         metadata = bentoml.models.get(tag).info.metadata
         assert sorted(metadata["features"]) == sorted(manifest["selected_features"])
         assert metadata["run_id"] == manifest["run_id"]
         assert metadata["data_hash"] == manifest["data_hash"]
+        # The monitoring reference, saved before the models, is named in their metadata.
+        assert metadata["reference_path"] == str(reference.resolve())
+        assert metadata["reference_sha256"] == manifest["reference"]["sha256"]
+    frame = pd.read_parquet(reference)
+    assert list(frame.columns) == [
+        *metadata["features"],
+        "late",
+        "probability_primary",
+        "probability_secondary",
+    ]
+    assert len(frame) == manifest["reference"]["rows"] == manifest["rows"]["split"]["train"]
+    assert frame["probability_primary"].between(0, 1).all()
+    # The last step built the Bento that serves exactly these two models.
+    bento = bentoml.bentos.get(manifest["bento"])
+    assert bento.info.args == {
+        "dataset": "flights",
+        "primary": manifest["served_models"][0],
+        "secondary": manifest["served_models"][1],
+    }
+    assert bento.info.labels["dataset"] == "flights"
+    source = Path(bento.path) / "src"
+    assert (source / "bentos" / "service.py").is_file() and (
+        source / "tabular" / "contract.py"
+    ).is_file()
 
 
 def test_same_seed_same_hash_and_split(prefect_harness, tmp_path):

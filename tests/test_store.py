@@ -550,3 +550,43 @@ def test_cli_import_backup_query_status(store, tmp_path, capsys):
     assert main(["db", "drop-dataset", "orders", "--yes"]) == 0
     assert "(600 records)" in capsys.readouterr().out
     assert DatasetRecord.objects.count() == 0
+
+
+# -- the writer's fast validation path ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"prediction": 1.0},  # a whole float is stored as an int, as mongoengine does
+        {"latency_ms": 3},  # an int latency is stored as a float
+        {"features": {}},
+        {"features": {"when": dt.datetime(2013, 7, 1, 5, 15), "gust": None, "holiday": True}},
+        {"features": {"nested": {"a": [1, 2]}, "n": 3}},
+        {"probability": None},
+        {"model_name": None},
+        {"probability": 1.5},
+        {"latency_ms": "slow"},
+        {"dataset": "Not A Name"},
+        {"features": {"a.b": 1}},
+        {"prediction": True},
+        {"request_id": ""},
+        {"colour": "red"},
+    ],
+)
+def test_fast_log_validation_gives_the_documents_own_answers(changes):
+    from tabular.store.documents import PredictionLog, build, mongo_document
+
+    record = {**prediction("fast-1"), "run_id": "run-1", **changes}
+
+    def answer(make):
+        try:
+            document = make()
+        except InvalidRecord as exc:
+            return str(exc)
+        return document, [type(v) for v in document.values()]
+
+    slow = answer(lambda: build(PredictionLog, record, "prediction log").to_mongo().to_dict())
+    fast = answer(lambda: mongo_document(PredictionLog, record, "prediction log"))
+    assert fast == slow

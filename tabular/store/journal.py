@@ -25,16 +25,18 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bson
 from bson import json_util
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from bson.errors import InvalidDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from tabular.errors import InvalidRecord, StoreError, StoreUnavailable
 from tabular.store.connection import UNREACHABLE, ensure_indexes, error_reason
-from tabular.store.documents import PredictionLog, build
+from tabular.store.documents import PredictionLog, mongo_document
 from tabular.store.settings import StoreSettings
 
 try:
@@ -59,12 +61,15 @@ class ReplayReport:
         inserted: Logs newly stored in MongoDB.
         already_stored: Logs MongoDB already had (same request id): not stored twice.
         unreadable: Lines that could not be parsed (moved to ``<journal>.bad``).
+        refused: Logs MongoDB refused for another reason than a duplicate id (moved to
+            ``<journal>.refused`` with the reason, never replayed again).
     """
 
     read: int = 0
     inserted: int = 0
     already_stored: int = 0
     unreadable: int = 0
+    refused: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class WriterStats:
         rejected: Logs refused by the document's validation (see ``last_error``).
         pending: Logs still queued in memory.
         last_error: The last validation or connection problem, if any.
+        refused: Logs MongoDB refused (not for a duplicate id); kept in
+            ``<journal>.refused`` for a human, never retried.
     """
 
     enqueued: int
@@ -88,6 +95,7 @@ class WriterStats:
     rejected: int
     pending: int
     last_error: str | None
+    refused: int = 0
 
 
 def utcnow() -> dt.datetime:
@@ -114,7 +122,44 @@ def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
         data["timestamp"] = utcnow()
     else:
         data["timestamp"] = parse_timestamp(timestamp, "timestamp")
-    return build(PredictionLog, data, "prediction log").to_mongo().to_dict()
+    if isinstance(data.get("features"), Mapping):
+        data["features"] = {key: plain_value(value) for key, value in data["features"].items()}
+    document = mongo_document(PredictionLog, data, "prediction log")
+    try:
+        # mongoengine's DictField accepts any value; BSON does not. Checked here, one log at a
+        # time, so that one bad value cannot fail the insert of a whole batch.
+        bson.encode(document)
+    except (InvalidDocument, OverflowError) as exc:
+        raise InvalidRecord(f"prediction log is invalid: {_unencodable(document, exc)}") from None
+    return document
+
+
+def plain_value(value: Any) -> Any:
+    """Turn a numpy scalar into the Python value it holds (other values are returned as is).
+
+    A numpy ``int64`` or ``bool_`` passes mongoengine's validation but cannot be encoded to
+    BSON; ``float64`` can, but would be read back as a plain float anyway.
+
+    Args:
+        value: A feature value.
+
+    Returns:
+        The value, with numpy scalars as ``int``, ``float``, ``bool``, ``str`` or ``datetime``.
+    """
+    if type(value).__module__ != "numpy" or not hasattr(value, "item"):
+        return value
+    if getattr(getattr(value, "dtype", None), "kind", "") == "M":  # datetime64: keep a date
+        return value.astype("datetime64[us]").item()
+    return value.item()
+
+
+def _unencodable(document: Mapping[str, Any], error: Exception) -> str:
+    for key, value in (document.get("features") or {}).items():
+        try:
+            bson.encode({"v": value})
+        except (InvalidDocument, OverflowError):
+            return f"features.{key}: {type(value).__name__} {value!r} cannot be stored in MongoDB"
+    return str(error)
 
 
 def parse_timestamp(value: Any, field: str) -> dt.datetime:
@@ -146,38 +191,77 @@ def parse_timestamp(value: Any, field: str) -> dt.datetime:
     return value
 
 
-def insert_documents(documents: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-    """Insert prediction-log documents, counting the ones already stored.
+@dataclass(frozen=True)
+class InsertResult:
+    """What an insert of prediction-log documents did.
+
+    Attributes:
+        inserted: Documents newly stored.
+        already_stored: Documents MongoDB already had (same request id).
+        refused: Documents MongoDB refused for another reason, each with the reason: retrying
+            them cannot succeed.
+    """
+
+    inserted: int = 0
+    already_stored: int = 0
+    refused: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
+
+
+def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
+    """Insert prediction-log documents, counting the ones already stored and the refused ones.
 
     Args:
         documents: BSON-ready documents with their ``_id``.
 
     Returns:
-        ``(inserted, already_stored)``.
+        The counts, and the refused documents with MongoDB's reason.
 
     Raises:
         StoreUnavailable: If MongoDB cannot be reached (nothing is known to be stored).
-        StoreError: If MongoDB refused a document for another reason than a duplicate id.
     """
     if not documents:
-        return 0, 0
+        return InsertResult()
     collection = PredictionLog._get_collection()
     try:
         result = collection.insert_many([dict(d) for d in documents], ordered=False)
-        return len(result.inserted_ids), 0
+        return InsertResult(inserted=len(result.inserted_ids))
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         duplicates = sum(1 for error in errors if error.get("code") == _DUPLICATE_KEY)
-        others = [error for error in errors if error.get("code") != _DUPLICATE_KEY]
-        if others:
-            raise StoreError(
-                f"MongoDB refused {len(others)} prediction log(s): {others[0].get('errmsg')}"
-            ) from exc
-        return int(exc.details.get("nInserted", len(documents) - duplicates)), duplicates
+        refused = [
+            (documents[error["index"]], str(error.get("errmsg") or "refused"))
+            for error in errors
+            if error.get("code") != _DUPLICATE_KEY
+        ]
+        inserted = exc.details.get("nInserted", len(documents) - duplicates - len(refused))
+        return InsertResult(int(inserted), duplicates, refused)
     except DuplicateKeyError:
-        return 0, len(documents)
+        return InsertResult(already_stored=len(documents))
+    except (InvalidDocument, OverflowError):
+        # A value BSON cannot encode (to_prediction_document checks it, a hand-made document
+        # may not): insert one at a time so that only the bad ones are refused.
+        return _insert_one_by_one(collection, documents)
     except UNREACHABLE as exc:
         raise StoreUnavailable(f"MongoDB is unreachable ({error_reason(exc)})") from exc
+
+
+def _insert_one_by_one(collection, documents: Sequence[Mapping[str, Any]]) -> InsertResult:
+    inserted = already = 0
+    refused: list[tuple[Mapping[str, Any], str]] = []
+    for document in documents:
+        try:
+            collection.insert_one(dict(document))
+            inserted += 1
+        except DuplicateKeyError:
+            already += 1
+        except (InvalidDocument, OverflowError) as exc:
+            refused.append((document, _unencodable(document, exc)))
+        except OperationFailure as exc:
+            if exc.code == _DUPLICATE_KEY:
+                already += 1
+            else:
+                refused.append((document, str(exc)))
+    return InsertResult(inserted, already, refused)
 
 
 class Journal:
@@ -194,6 +278,7 @@ class Journal:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.bad_path = self.path.with_name(self.path.name + ".bad")
+        self.refused_path = self.path.with_name(self.path.name + ".refused")
 
     @contextmanager
     def _locked(self):
@@ -229,6 +314,30 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        return len(lines)
+
+    def set_aside(self, refusals: Iterable[tuple[Mapping[str, Any], str]]) -> int:
+        """Keep documents MongoDB refused, with the reason, in ``<journal>.refused``.
+
+        They are never replayed (the same document would be refused again); a human reads
+        the file, fixes the cause, and may store them by hand.
+
+        Args:
+            refusals: ``(document, reason)`` pairs.
+
+        Returns:
+            How many were kept.
+        """
+        lines = [
+            json_util.dumps({"reason": reason, "document": doc}, json_options=_JSON) + "\n"
+            for doc, reason in refusals
+        ]
+        if lines:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.refused_path, "a", encoding="utf-8") as handle:
+                handle.write("".join(lines))
+                handle.flush()
+                os.fsync(handle.fileno())
         return len(lines)
 
     def pending(self) -> bool:
@@ -278,7 +387,6 @@ class Journal:
 
         Raises:
             StoreUnavailable: If MongoDB cannot be reached (the journal is kept).
-            StoreError: If MongoDB refuses a document for another reason.
         """
         with self._locked():
             documents, bad = self._parse()
@@ -288,19 +396,28 @@ class Journal:
                     handle.write("\n".join(bad) + "\n")
                 logger.warning("journal %s: %d unreadable line(s) moved to %s", self.path,
                                len(bad), self.bad_path)  # fmt: skip
-            inserted = already = 0
+            inserted = already = refused = 0
             for start in range(0, len(documents), batch_size):
-                new, old = insert_documents(documents[start : start + batch_size])
-                inserted += new
-                already += old
+                result = insert_documents(documents[start : start + batch_size])
+                inserted += result.inserted
+                already += result.already_stored
+                # Refused for good: set aside, so that the journal does not replay them forever.
+                refused += self.set_aside(result.refused)
             if documents or bad:
                 fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+        if refused:
+            logger.error("journal %s: MongoDB refused %d log(s); set aside in %s", self.path,
+                         refused, self.refused_path)  # fmt: skip
         return ReplayReport(
-            read=len(documents), inserted=inserted, already_stored=already, unreadable=len(bad)
+            read=len(documents),
+            inserted=inserted,
+            already_stored=already,
+            unreadable=len(bad),
+            refused=refused,
         )
 
 
@@ -316,7 +433,6 @@ def replay_journal(path: str | os.PathLike | None = None, batch_size: int = 500)
 
     Raises:
         StoreUnavailable: If MongoDB cannot be reached (the journal is kept).
-        StoreError: If MongoDB refuses a document for another reason.
     """
     if path is None:
         path = StoreSettings.from_env().journal_path
@@ -361,7 +477,7 @@ class PredictionLogWriter:
         self._lock = threading.Lock()  # uncontended: ~0.1 us, keeps queue and count in step
         self._enqueued = 0
         self._handled = 0  # logs taken off the queue and fully dealt with
-        self._stored = self._journaled = self._already = self._rejected = 0
+        self._stored = self._journaled = self._already = self._rejected = self._refused = 0
         self._last_error: str | None = None
         self._retry_at = 0.0  # monotonic time before which MongoDB is assumed down
         self._indexes_ready = False
@@ -442,6 +558,7 @@ class PredictionLogWriter:
             rejected=self._rejected,
             pending=len(self._queue),
             last_error=self._last_error,
+            refused=self._refused,
         )
 
     # -- background thread ---------------------------------------------------------------
@@ -486,21 +603,22 @@ class PredictionLogWriter:
             return
         try:
             self._ensure_indexes()
-            inserted, already = insert_documents(documents)
+            result = insert_documents(documents)
         except StoreUnavailable as exc:
             self._retry_at = time.monotonic() + self.retry_interval
             self._last_error = str(exc)
             logger.warning("MongoDB unreachable, journaling %d log(s): %s", len(documents), exc)
             self._to_journal(documents)
             return
-        except StoreError as exc:
-            # Refused for another reason: keep them in the journal for a human to look at.
-            self._last_error = str(exc)
-            logger.error("%s; journaling the batch", exc)
-            self._to_journal(documents)
-            return
-        self._stored += inserted
-        self._already += already
+        self._stored += result.inserted
+        self._already += result.already_stored
+        if result.refused:
+            # Refused for good (not a duplicate, not an outage): no retry window, no journal
+            # replay; the rest of the batch is stored and later batches go to MongoDB.
+            self._refused += self.journal.set_aside(result.refused)
+            self._last_error = f"MongoDB refused a prediction log: {result.refused[0][1]}"
+            logger.error("%s; %d log(s) set aside in %s", self._last_error,
+                         len(result.refused), self.journal.refused_path)  # fmt: skip
 
     def _to_journal(self, documents: list[dict[str, Any]]) -> None:
         self._journaled += self.journal.append(documents)
@@ -526,5 +644,6 @@ class PredictionLogWriter:
             return
         self._stored += report.inserted
         self._already += report.already_stored
+        self._refused += report.refused
         if report.read:
             logger.info("replayed %d journaled prediction log(s)", report.read)

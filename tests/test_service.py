@@ -1,0 +1,460 @@
+"""The real BentoML server (``bentoml serve`` of a built Bento, in a subprocess on a free port).
+
+Two flights models are trained quickly on a sample, saved with their contracts (and their
+monitoring reference, as a run saves them), and built into a Bento as the pipeline's last
+step does. Each server runs with its own embedded store folder (or ``MONGODB_URI``'s
+server) and journal, and is stopped in teardown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from bentos.build import build_bento
+from bentos.registry import served_model_from_tag
+from tabular.config import DEFAULT_CONFIG, load_config
+from tabular.datasets import load_raw, prepare, split_data
+from tests.conftest import free_port, save_served_pair, start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+KEY = "test-key-0123"
+COLUMNS = [
+    "sched_dep",
+    "carrier",
+    "origin",
+    "dest",
+    "route",
+    "manufacturer",
+    "distance",
+    "sched_arr_hour",
+    "origin_day_departures",
+    "temp",
+    "wind_gust",
+    "pressure",
+    "plane_age",
+]
+PARAMS = {
+    "mlp": {"hidden_layer_sizes": [16], "alpha": 0.001, "learning_rate_init": 0.003},
+    "xgboost": {"max_depth": 3, "n_estimators": 40, "learning_rate": 0.1},
+}
+
+
+@dataclass
+class Served:
+    config: object
+    split: object
+    bento: str
+    tags: dict[str, str]
+    pipelines: dict[str, object]
+    contract: object
+    store_root: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Served:
+    root = tmp_path_factory.mktemp("service")
+    config = load_config(DEFAULT_CONFIG)
+    config = config.model_copy(
+        update={"training": config.training.model_copy(update={"max_epochs": 3, "patience": 2})}
+    )
+    data, _ = prepare(load_raw(config), config)
+    sample = data.sample(8000, random_state=3).sort_values(config.date_column)
+    split = split_data(sample, config, seed=3)
+    tags, pipelines = save_served_pair(
+        config,
+        split.train,
+        split.validation,
+        COLUMNS,
+        {"primary": ("mlp", PARAMS["mlp"]), "secondary": ("xgboost", PARAMS["xgboost"])},
+        reference_dir=root / "run",
+    )
+    bento = build_bento(config.name, tags["primary"], tags["secondary"])
+    return Served(
+        config=config,
+        split=split,
+        bento=bento,
+        tags=tags,
+        pipelines=pipelines,
+        contract=served_model_from_tag(tags["primary"]).contract,
+        store_root=root,
+    )
+
+
+@pytest.fixture(scope="module")
+def store_env(served) -> dict[str, str]:
+    """A fresh database (embedded folder, or MONGODB_URI's server) holding a few flights."""
+    import uuid
+
+    from tabular.store import StoreSettings, connect
+    from tabular.store.transfer import import_dataset
+
+    env = {
+        "MONGODB_DB": f"mlops_test_{uuid.uuid4().hex[:12]}",
+        "MLOPS_STORE_DIR": str(served.store_root / "store"),
+    }
+    if os.environ.get("MONGODB_URI"):
+        env["MONGODB_URI"] = os.environ["MONGODB_URI"]
+    connect(StoreSettings.from_env(env))
+    import_dataset(served.config, frame=served.split.test.head(200))
+    yield env
+    from tabular.store.connection import get_database
+
+    connect(StoreSettings.from_env(env), check=False)
+    get_database().client.drop_database(env["MONGODB_DB"])
+
+
+@pytest.fixture(scope="module")
+def server(served, store_env):
+    running = start_server(served.bento, served.store_root / "main", MLOPS_API_KEY=KEY, **store_env)
+    yield running
+    stop_server(running)
+
+
+def held_out_rows(served, count: int) -> pd.DataFrame:
+    """Held-out rows whose missing values fall only where the contract allows them."""
+    frame = served.split.test
+    keep = pd.Series(True, index=frame.index)
+    for spec in served.contract.fields:
+        if not spec.nullable:
+            keep &= frame[spec.name].notna()
+    assert keep.sum() >= count
+    return frame[keep].head(count)
+
+
+# -- predictions ---------------------------------------------------------------------------------
+
+
+def test_known_rows_get_the_in_process_probability_from_both_models(served, server):
+    rows = held_out_rows(served, 25)
+    for role in ("primary", "secondary"):
+        expected = served.pipelines[role].predict_proba(rows[served.contract.names])[:, 1]
+        for (_, row), probability in zip(rows.iterrows(), expected, strict=True):
+            body = {"model": role, "features": served.contract.json_row(row)}
+            answer = server.post("/predict_with", body)
+            assert answer.status_code == 200, answer.text
+            result = answer.json()
+            assert result["model"] == role and result["model_tag"] == served.tags[role]
+            assert abs(result["probability"] - probability) <= 1e-9
+            assert result["prediction"] == int(probability >= result["threshold"])
+            assert result["label"] == served.config.target.labels[result["prediction"]]
+    first = served.contract.json_row(rows.iloc[0])
+    single = server.post("/predict", first).json()
+    assert single["model"] == "primary"
+    expected = served.pipelines["primary"].predict_proba(rows.iloc[:1][served.contract.names])
+    assert abs(single["probability"] - expected[0, 1]) <= 1e-9
+
+
+def test_batch_and_compare_endpoints(served, server):
+    rows = held_out_rows(served, 40)
+    bodies = [served.contract.json_row(row) for _, row in rows.iterrows()]
+    answer = server.post("/predict_batch", {"rows": bodies})
+    assert answer.status_code == 200, answer.text
+    batch = answer.json()
+    expected = served.pipelines["primary"].predict_proba(rows[served.contract.names])[:, 1]
+    got = [p["probability"] for p in batch["predictions"]]
+    assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) <= 1e-9
+    assert batch["model_tag"] == served.tags["primary"]
+    assert len({p["request_id"] for p in batch["predictions"]}) == len(bodies)
+
+    compared = server.post("/compare", bodies[0]).json()
+    for role in ("primary", "secondary"):
+        reference = served.pipelines[role].predict_proba(rows.iloc[:1][served.contract.names])
+        assert abs(compared[role]["probability"] - reference[0, 1]) <= 1e-9
+    assert compared["agree"] == (
+        compared["primary"]["prediction"] == compared["secondary"]["prediction"]
+    )
+    assert compared["primary"]["request_id"] != compared["secondary"]["request_id"]
+
+
+def test_an_unseen_category_is_accepted_and_reported(served, server):
+    body = {**served.contract.example, "carrier": "ZZ", "route": "JFK-XXX"}
+    answer = server.post("/predict", body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["unseen"] == ["carrier", "route"]
+
+
+def _detail(response: httpx.Response) -> str:
+    return json.dumps(response.json())
+
+
+def test_bad_inputs_get_a_4xx_naming_the_field_and_the_reason(served, server):
+    good = dict(served.contract.example)
+    without_distance = {k: v for k, v in good.items() if k != "distance"}
+    cases = [
+        ("/predict", without_distance, None, "distance", "Field required"),
+        ("/predict", {**good, "distance": "far"}, None, "distance", "valid number"),
+        ("/predict", {**good, "distance": -5.0}, None, "distance", "greater than or equal to 1"),
+        ("/predict", {**good, "sched_arr_hour": 27}, None, "sched_arr_hour", "less than or equal"),
+        ("/predict", {**good, "sched_dep": "2013-07-01T27:00:00"}, None, "sched_dep", "datetime"),
+        ("/predict", {**good, "colour": "red"}, None, "colour", "Extra inputs"),
+        ("/predict", [good], None, "", "object"),
+        ("/predict_batch", {"rows": [good] * 1001}, None, "rows", "at most 1000"),
+        ("/predict_batch", {"rows": []}, None, "rows", "at least 1"),
+        ("/predict", None, b'{"distance": 12,', "", "Invalid JSON"),
+        ("/predict", None, b"", "distance", "Field required"),
+        ("/predict_with", {"model": "tertiary", "features": good}, None, "model", "'primary'"),
+        ("/feedback", {"request_id": "x", "actual": 2}, None, "actual", "0 or 1"),
+        ("/records/list", {"page_size": 5000}, None, "page_size", "less than or equal to 1000"),
+    ]
+    for route, body, raw, field, reason in cases:
+        answer = server.post(route, body, raw=raw)
+        assert 400 <= answer.status_code < 500, (route, field, answer.status_code, answer.text)
+        assert field in _detail(answer) and reason in _detail(answer), (route, answer.text)
+    # A form-encoded body (curl -d without a JSON header) is refused as well, not a 500.
+    form = server.post("/predict", raw=b"{bad", content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 400
+
+
+# -- logs and feedback ---------------------------------------------------------------------------
+
+
+def _wait_for_logs(request_ids: list[str], timeout: float = 20.0) -> list:
+    from tabular.errors import RecordNotFound
+    from tabular.store import get_prediction_log
+
+    deadline = time.monotonic() + timeout
+    found: dict[str, object] = {}
+    while time.monotonic() < deadline and len(found) < len(request_ids):
+        for request_id in request_ids:
+            if request_id not in found:
+                try:
+                    found[request_id] = get_prediction_log(request_id)
+                except RecordNotFound:
+                    pass
+        time.sleep(0.2)
+    return [found.get(r) for r in request_ids]
+
+
+def test_every_prediction_is_logged_with_tag_run_id_and_typed_features(served, server, store_env):
+    from tabular.store import StoreSettings, connect, count_prediction_logs
+
+    connect(StoreSettings.from_env(store_env))
+    rows = held_out_rows(served, 6)
+    bodies = [served.contract.json_row(row) for _, row in rows.iterrows()]
+    ids = [server.post("/predict", bodies[0]).json()["request_id"]]
+    compared = server.post("/compare", bodies[1]).json()
+    ids += [compared["primary"]["request_id"], compared["secondary"]["request_id"]]
+    batch = server.post("/predict_batch", {"rows": bodies[2:]}).json()
+    ids += [p["request_id"] for p in batch["predictions"]]
+    assert len(ids) == len(set(ids)) == 7
+    logs = _wait_for_logs(ids)
+    assert all(logs), "some predictions were not logged"
+    by_role = {"primary": served.tags["primary"], "secondary": served.tags["secondary"]}
+    assert logs[2].model_name + ":" + logs[2].model_version == by_role["secondary"]
+    for log in [logs[0], logs[1], *logs[3:]]:
+        assert f"{log.model_name}:{log.model_version}" == by_role["primary"]
+    for log, body in zip([logs[0], logs[1], *logs[3:]], [bodies[0], bodies[1], *bodies[2:]],
+                         strict=True):  # fmt: skip
+        assert log.run_id == "run-test" and log.dataset == "flights"
+        assert isinstance(log.features["sched_dep"], dt.datetime)
+        assert log.features["sched_dep"] == dt.datetime.fromisoformat(body["sched_dep"])
+        assert type(log.features["distance"]) is float
+        assert type(log.features["carrier"]) is str
+        assert set(log.features) == set(served.contract.names)
+        assert 0 <= log.probability <= 1 and log.latency_ms > 0
+    # Read back as the monitor will: a typed frame, no refused row.
+    typed = served.contract.to_frame([log.features for log in logs])
+    assert not typed.problems and str(typed.frame["sched_dep"].dtype) == "datetime64[ns]"
+    assert count_prediction_logs(dataset="flights") >= 7
+
+
+def test_feedback_is_stored_once_404_for_unknown_409_for_a_contradiction(served, server):
+    request_id = server.post("/predict", served.contract.example).json()["request_id"]
+    stored = server.post("/feedback", {"request_id": request_id, "actual": 1})
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["actual"] == 1 and stored.json()["label"] == "late 15+ min"
+    again = server.post("/feedback", {"request_id": request_id, "actual": 1})
+    assert again.status_code == 200
+    contradiction = server.post("/feedback", {"request_id": request_id, "actual": 0})
+    assert contradiction.status_code == 409 and "already has outcome 1" in contradiction.text
+    unknown = server.post("/feedback", {"request_id": "no-such-request", "actual": 0})
+    assert unknown.status_code == 404 and "no-such-request" in unknown.text
+
+
+# -- CRUD and the API key -------------------------------------------------------------------------
+
+
+def test_crud_over_http_with_the_key(served, server):
+    record = served.split.test.iloc[0]
+    values = {
+        "sched_dep": pd.Timestamp(record["sched_dep"]).isoformat(),
+        "late": int(record["late"]),
+        "carrier": "ZZ",
+        "distance": 1234.0,
+    }
+    created = server.post("/records/create", {"values": values}, key=KEY)
+    assert created.status_code == 200, created.text
+    record_id = created.json()["id"]
+    assert created.json()["values"]["carrier"] == "ZZ"
+
+    read = server.post("/records/get", {"record_id": record_id}).json()
+    assert read["values"]["distance"] == 1234.0
+    day = pd.Timestamp(record["sched_dep"]).normalize()
+    listed = server.post(
+        "/records/list",
+        {
+            "where": {"carrier": "ZZ"},
+            "date_from": day.isoformat(),
+            "date_to": (day + pd.Timedelta(days=1)).isoformat(),
+            "page": 1,
+            "page_size": 10,
+        },
+    ).json()
+    assert [item["id"] for item in listed["items"]] == [record_id]
+    page = server.post("/records/list", {"page": 2, "page_size": 50}).json()
+    assert page["total"] == 201 and len(page["items"]) == 50 and page["page"] == 2
+
+    updated = server.post(
+        "/records/update", {"record_id": record_id, "values": {"distance": 99.0}}, key=KEY
+    )
+    assert updated.status_code == 200 and updated.json()["values"]["distance"] == 99.0
+    wrong_type = server.post(
+        "/records/update", {"record_id": record_id, "values": {"distance": "far"}}, key=KEY
+    )
+    assert wrong_type.status_code == 400 and "distance" in wrong_type.text
+    deleted = server.post("/records/delete", {"record_id": record_id}, key=KEY)
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": record_id}
+    gone = server.post("/records/get", {"record_id": record_id})
+    assert gone.status_code == 404 and record_id in gone.text
+
+    log = {
+        "request_id": "crud-log-1",
+        "model_name": "manual",
+        "model_version": "1",
+        "features": {"distance": 100.0},
+        "prediction": 0,
+        "probability": 0.1,
+        "latency_ms": 1.0,
+        "dataset": "flights",
+    }
+    assert server.post("/logs/create", {"log": log}, key=KEY).status_code == 200
+    assert server.post("/logs/create", {"log": log}, key=KEY).status_code == 409
+    assert server.post("/logs/get", {"request_id": "crud-log-1"}).json()["model_name"] == "manual"
+    listed = server.post("/logs/list", {"model_name": "manual"}).json()
+    assert [item["request_id"] for item in listed["items"]] == ["crud-log-1"]
+    changed = server.post(
+        "/logs/update", {"request_id": "crud-log-1", "changes": {"model_version": "2"}}, key=KEY
+    )
+    assert changed.status_code == 200 and changed.json()["model_version"] == "2"
+    assert server.post("/logs/delete", {"request_id": "crud-log-1"}, key=KEY).status_code == 200
+    assert server.post("/logs/get", {"request_id": "crud-log-1"}).status_code == 404
+
+
+def test_write_endpoints_need_the_right_key(served, server):
+    body = {"record_id": "flights:nope", "values": {"distance": 1.0}}
+    missing = server.post("/records/update", body)
+    assert missing.status_code == 401 and "X-API-Key" in missing.text
+    wrong = server.post("/records/update", body, key="not-the-key")
+    assert wrong.status_code == 403 and "X-API-Key" in wrong.text
+    for route, other in (
+        ("/records/create", {"values": {}}),
+        ("/records/delete", {"record_id": "x"}),
+        ("/logs/update", {"request_id": "x", "changes": {}}),
+        ("/logs/delete", {"request_id": "x"}),
+    ):
+        assert server.post(route, other).status_code == 401
+        assert server.post(route, other, key="not-the-key").status_code == 403
+    # Reads need no key.
+    assert server.post("/records/list", {"page_size": 1}).status_code == 200
+
+
+def test_openapi_lists_the_real_fields_and_the_key_scheme(served, server):
+    spec = httpx.get(server.url + "/docs.json", timeout=10).json()
+    schema = spec["components"]["schemas"]["FlightsFeatures"]
+    assert list(schema["properties"]) == served.contract.names
+    assert "miles" in schema["properties"]["distance"]["description"]
+    assert spec["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "X-API-Key"
+    assert spec["paths"]["/records/create"]["post"]["security"] == [{"ApiKeyAuth": []}]
+    assert "security" not in spec["paths"]["/predict"]["post"]
+    info = server.post("/info", {}).json()
+    assert [m["tag"] for m in info["models"]] == [served.tags["primary"], served.tags["secondary"]]
+    assert info["models"][0]["run_id"] == "run-test" and info["features"] == served.contract.names
+    for probe in ("/livez", "/readyz", "/metrics"):
+        assert httpx.get(server.url + probe, timeout=10).status_code == 200
+
+
+def test_concurrent_clients_are_never_shed(served, server):
+    """32 clients at once for a few seconds: every answer is a 200 (no 503, no 500)."""
+    import asyncio
+
+    body = json.dumps(served.contract.example).encode()
+
+    async def client(session, deadline, statuses):
+        while time.monotonic() < deadline:
+            response = await session.post(
+                server.url + "/predict", content=body, headers={"Content-Type": "application/json"}
+            )
+            statuses.append(response.status_code)
+
+    async def run():
+        statuses: list[int] = []
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as session:
+            deadline = time.monotonic() + 4
+            await asyncio.gather(*(client(session, deadline, statuses) for _ in range(32)))
+        return statuses
+
+    statuses = asyncio.run(run())
+    assert len(statuses) > 100 and set(statuses) == {200}
+
+
+# -- no key configured; MongoDB down, then back ----------------------------------------------------
+
+
+def test_predictions_survive_a_mongodb_outage_and_are_replayed_once(served, store_env):
+    from tabular.store import Journal, StoreSettings, connect, count_prediction_logs, replay_journal
+
+    folder = served.store_root / "outage"
+    journal = folder / "journal.jsonl"
+    dead_port = free_port()
+    dead = start_server(
+        served.bento,
+        folder,
+        MONGODB_URI=f"mongodb://127.0.0.1:{dead_port}/?serverSelectionTimeoutMS=300",
+        MONGODB_DB=store_env["MONGODB_DB"],
+        MLOPS_JOURNAL_PATH=str(journal),
+    )
+    try:
+        ids = []
+        for _ in range(12):
+            answer = dead.post("/predict", served.contract.example)
+            assert answer.status_code == 200, answer.text
+            ids.append(answer.json()["request_id"])
+        # A CRUD read needs the store: a clear 503, not a 500.
+        unavailable = dead.post("/records/list", {"page_size": 1})
+        assert unavailable.status_code == 503 and "unreachable" in unavailable.text
+    finally:
+        stop_server(dead)  # flushes what is still queued
+    journaled = Journal(journal).read()
+    assert sorted(d["_id"] for d in journaled) == sorted(ids)
+
+    connect(StoreSettings.from_env(store_env))
+    assert not any(_wait_for_logs(ids, timeout=0.5))  # only in the journal so far
+    before = count_prediction_logs()
+    # The store is back: a server on it replays the journal by itself.
+    back = start_server(served.bento, folder / "back", MLOPS_JOURNAL_PATH=str(journal), **store_env)
+    try:
+        assert all(_wait_for_logs(ids))
+        deadline = time.monotonic() + 10
+        while Journal(journal).pending() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Journal(journal).pending()
+        # No key configured on this server: writes are refused with the way to enable them.
+        refused = back.post("/records/delete", {"record_id": "x"}, key="anything")
+        assert refused.status_code == 503 and "MLOPS_API_KEY" in refused.text
+    finally:
+        stop_server(back)
+    # Each journaled log is stored exactly once, and a second replay finds nothing.
+    assert count_prediction_logs() == before + len(ids)
+    assert replay_journal(journal).read == 0
+    assert count_prediction_logs() == before + len(ids)
