@@ -632,23 +632,27 @@ class DatasetConfig(_Strict):
             Overrides for :meth:`with_overrides`.
 
         Raises:
-            ConfigError: If a column is not a categorical or numeric feature of this config.
+            ConfigError: If a column is not a feature of this config (categorical, numeric or
+                point-in-time).
         """
-        features = set(self.categorical) | set(self.numeric)
+        features = set(self.categorical) | set(self.numeric_features)
         unknown = [c for c in columns if c not in features and c != self.date_column]
         if unknown:
             raise ConfigError(
                 f"column(s) {', '.join(map(repr, unknown))} are not features of config '{self.name}'"
             )
         keep = set(columns)
-        dropped = [c for c in [*self.categorical, *self.numeric] if c not in keep]
+        dropped = [c for c in [*self.categorical, *self.numeric_features] if c not in keep]
         count = len([c for c in columns if c != self.date_column]) + (self.date_column in keep)
-        return {
+        overrides: dict[str, Any] = {
             "categorical": [c for c in self.categorical if c in keep],
             "numeric": [c for c in self.numeric if c in keep],
             "id_columns": [*self.id_columns, *dropped],
             "explain": {"top_k": count, "min_features": min(self.explain.min_features, count)},
         }
+        if self.prediction_horizon > 0:  # at horizon 0 no point-in-time column is a feature
+            overrides["point_in_time"] = [c for c in self.point_in_time if c in keep]
+        return overrides
 
     def csv_path(self) -> Path:
         """Return the CSV path resolved against the config file's folder.

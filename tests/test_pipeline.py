@@ -44,7 +44,8 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
     assert manifest["columns"]["count"] >= 15
-    assert manifest["columns"]["datetime"] == ["sched_dep"]
+    # The schedule in local time (the feature) and in UTC (the point-in-time cutoffs).
+    assert manifest["columns"]["datetime"] == ["sched_dep", "sched_dep_utc", "sched_arr_utc"]
     assert len(manifest["columns"]["categorical"]) >= 3
     assert manifest["rows"]["dropped"] == {"missing arr_delay": 9430}
     assert manifest["rows"]["used"] == 4000
