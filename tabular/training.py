@@ -109,8 +109,8 @@ def selection_method(config, metric: str, majority: float, search_rows: int) -> 
         "best mean fold score is chosen (the spread across folds is reported), and the "
         "champion is the family with the best mean. The chosen configuration's pooled fold "
         "predictions decide whether its probabilities are calibrated and set its decision "
-        "threshold (maximum F1); it is then refitted on all "
-        f"{split.part('training').removeprefix('the ')}. {test[0].upper() + test[1:]} "
+        "threshold (maximum F1); it is then refitted on all of "
+        f"{split.part('training')}. {test[0].upper() + test[1:]} "
         f"{'is' if split.method == 'time' else 'are'} scored once, at the end."
     )
 
