@@ -46,6 +46,7 @@ def save_served_model(
     run_id: str,
     data_hash: str,
     params: dict,
+    reference: dict[str, Any] | None = None,
 ):
     """Save a fitted pipeline to the BentoML model store with its serving metadata.
 
@@ -62,6 +63,8 @@ def save_served_model(
         run_id: Pipeline run id.
         data_hash: Hash of the training data.
         params: Hyperparameters.
+        reference: Where the run saved the monitoring reference
+            (:meth:`monitoring.reference.ReferenceInfo.metadata`), if it did.
 
     Returns:
         The saved ``bentoml.Model``.
@@ -84,6 +87,7 @@ def save_served_model(
         # BentoML metadata refuses None (e.g. class_weight=None, an open range): JSON text.
         "params_json": json.dumps(params, default=list),
         "contract_json": contract.to_json(),
+        **(reference or {}),
     }
     return bentoml.sklearn.save_model(
         name,
@@ -113,6 +117,9 @@ class ServedModel:
         data_hash: Hash of the data it was trained on.
         metrics: Metrics per split (``validation``, ``test``).
         contract: Its input contract.
+        reference_path: The monitoring reference saved by its run (``None`` for a model
+            saved before references existed).
+        reference_sha256: The SHA-256 of that file.
     """
 
     role: str
@@ -129,6 +136,8 @@ class ServedModel:
     data_hash: str
     metrics: dict[str, Any]
     contract: InputContract
+    reference_path: str | None = None
+    reference_sha256: str | None = None
 
     @property
     def features(self) -> list[str]:
@@ -151,12 +160,28 @@ def served_model(dataset: str, role: str, version: str = "latest") -> ServedMode
         bentoml.exceptions.NotFound: If no such model was saved (run the pipeline first).
         KeyError: If the model was saved without an input contract.
     """
+    return served_model_from_tag(f"{model_name(dataset, role)}:{version}")
+
+
+def served_model_from_tag(tag: str) -> ServedModel:
+    """Read the description of the served model with this exact tag (``name:version``).
+
+    Args:
+        tag: A model-store tag, e.g. the ``model_name:model_version`` of a prediction log.
+
+    Returns:
+        The description.
+
+    Raises:
+        bentoml.exceptions.NotFound: If the model store has no such model.
+        KeyError: If the model was saved without an input contract.
+    """
     import bentoml
 
-    model = bentoml.models.get(f"{model_name(dataset, role)}:{version}")
+    model = bentoml.models.get(tag)
     metadata = model.info.metadata
     return ServedModel(
-        role=role,
+        role=metadata["role"],
         tag=str(model.tag),
         name=model.tag.name,
         version=model.tag.version or "",
@@ -170,4 +195,6 @@ def served_model(dataset: str, role: str, version: str = "latest") -> ServedMode
         data_hash=metadata["data_hash"],
         metrics=dict(metadata["metrics"]),
         contract=InputContract.from_metadata(metadata),
+        reference_path=metadata.get("reference_path"),
+        reference_sha256=metadata.get("reference_sha256"),
     )

@@ -144,3 +144,30 @@ def load_predictor(served: ServedModel, *, single_thread: bool = True) -> Predic
     logger.info("%s: compiled replay, max difference %.3g on %d rows", served.tag, difference,
                 len(rows))  # fmt: skip
     return predictor
+
+
+def incompatible(served: InputContract, new: InputContract) -> str | None:
+    """Say why a model cannot take the served request schema's rows, or ``None`` if it can.
+
+    The request schema is fixed when the service starts, so a reloaded model must take the
+    same fields, in the same order and of the same kinds; a field the schema accepts as
+    ``null`` must be one the new model learned to impute.
+
+    Args:
+        served: The contract the service's request schema was built from.
+        new: The new model's contract.
+
+    Returns:
+        The reason, or ``None``.
+    """
+    if new.names != served.names:
+        return (
+            f"its inputs ({', '.join(new.names)}) differ from the served request schema "
+            f"({', '.join(served.names)}); restart the service to serve it"
+        )
+    for old_spec, new_spec in zip(served.fields, new.fields, strict=True):
+        if old_spec.kind != new_spec.kind:
+            return f"'{new_spec.name}' is a {new_spec.kind} there, a {old_spec.kind} here; restart"
+        if old_spec.nullable and not new_spec.nullable:
+            return f"'{new_spec.name}' may be null in requests but the new model never saw a null"
+    return None

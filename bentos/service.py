@@ -35,7 +35,8 @@ import bentoml
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from bentos.registry import ServedModel, served_model
+from bentos.registry import ServedModel, served_model, served_model_from_tag
+from bentos.runtime import incompatible
 from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
 from tabular.store import DatasetRecordOut, Page, PredictionLogOut
 
@@ -147,6 +148,7 @@ class _ModelRunner:
         from bentos.runtime import load_predictor
 
         self.predictor = load_predictor(self.served)
+        self.pending: tuple[str | None, Any] = (None, None)  # a model loaded by /reload
         freeze_startup_objects()
 
     @bentoml.api(
@@ -157,6 +159,25 @@ class _ModelRunner:
         # Async on purpose: a merged batch takes well under a millisecond per few dozen rows,
         # less than handing it to a worker thread would cost.
         return self.predictor.predict_proba(rows).tolist()
+
+    @bentoml.api
+    def load(self, tag: str) -> str:
+        """Load another model next to the served one (the first half of a reload)."""
+        from bentos.registry import served_model_from_tag
+        from bentos.runtime import load_predictor
+
+        served = served_model_from_tag(tag)
+        self.pending = (served.tag, load_predictor(served))
+        return served.tag
+
+    @bentoml.api
+    async def activate(self, tag: str) -> str:
+        """Answer with the model loaded by ``load`` from now on (the second half)."""
+        pending_tag, predictor = self.pending
+        if pending_tag != tag:
+            raise ValueError(f"{tag} was not loaded; {pending_tag} was")
+        self.predictor, self.pending = predictor, (None, None)
+        return tag
 
 
 @bentoml.service(workers=1, runner_connection=dict(RUNNER_CONNECTION), **_settings(MODEL_TIMEOUT_S))
@@ -329,6 +350,22 @@ class Deleted(BaseModel):
     deleted: str
 
 
+class Reloaded(BaseModel):
+    """What ``/reload`` did.
+
+    Attributes:
+        previous: The tags served before (primary, secondary).
+        current: The tags served now.
+        seconds: Time to load and check the new models (requests kept being answered).
+        paused_ms: Time new predictions waited while the models were switched.
+    """
+
+    previous: list[str]
+    current: list[str]
+    seconds: float
+    paused_ms: float
+
+
 PageNumber = Annotated[int, Field(ge=1, description="Page number, from 1.")]
 PageSize = Annotated[int, Field(ge=1, le=1000, description="Items per page (1 to 1000).")]
 
@@ -382,6 +419,13 @@ class PredictionService:
         # a system call per id (uuid4 took 8 % of the front's time on 1,000-row batches).
         self._id_prefix = uuid.uuid4().hex[:20]
         self._ids = itertools.count()
+        # The served models by role; /reload replaces them. Predictions in flight and the
+        # reload's switch never overlap (see _enter and reload).
+        self.served: dict[str, ServedModel] = dict(SERVED)
+        self._inflight = 0
+        self._gate: asyncio.Event | None = None  # set while a reload switches models
+        self._drained: asyncio.Event | None = None
+        self._reloading: asyncio.Lock | None = None
         logger.info("serving %s and %s; logs go to %s", PRIMARY.tag, SECONDARY.tag, self.store)
         freeze_startup_objects()
 
@@ -393,11 +437,28 @@ class PredictionService:
 
     # -- predictions ---------------------------------------------------------------------
 
+    async def _enter(self) -> None:
+        """Wait while a reload switches models, then count this prediction as in flight."""
+        while self._gate is not None:
+            await self._gate.wait()
+        self._inflight += 1
+
+    def _leave(self) -> None:
+        self._inflight -= 1
+        if self._inflight == 0 and self._drained is not None:
+            self._drained.set()
+
     async def _predict(
         self, role: str, rows: list[list[Any]], started: float
-    ) -> list[tuple[str, float, int, list[str]]]:
-        served = SERVED[role]
-        probabilities = await self.runners[role].to_async.predict_proba(rows)
+    ) -> tuple[ServedModel, list[tuple[str, float, int, list[str]]]]:
+        await self._enter()
+        try:
+            # Captured once: the answer, its log and the response name the same model even
+            # if a reload happens meanwhile.
+            served = self.served[role]
+            probabilities = await self.runners[role].to_async.predict_proba(rows)
+        finally:
+            self._leave()
         latency_ms = (time.perf_counter() - started) * 1000.0
         answers = []
         for values, probability in zip(rows, probabilities, strict=True):
@@ -417,12 +478,12 @@ class PredictionService:
                         "latency_ms": latency_ms,
                     }
                 )
-            answers.append((request_id, float(probability), prediction, CONTRACT.unseen(values)))
-        return answers
+            unseen = served.contract.unseen(values)
+            answers.append((request_id, float(probability), prediction, unseen))
+        return served, answers
 
     async def _one(self, role: str, features: BaseModel, started: float) -> Prediction:
-        served = SERVED[role]
-        ((request_id, probability, prediction, unseen),) = await self._predict(
+        served, ((request_id, probability, prediction, unseen),) = await self._predict(
             role, [CONTRACT.values(features)], started
         )
         return Prediction(
@@ -479,12 +540,14 @@ class PredictionService:
     ) -> BatchPrediction:
         """Predict up to 1000 rows with the primary model, in one call; each row is logged."""
         started = time.perf_counter()
-        answers = await self._predict("primary", [CONTRACT.values(r) for r in rows], started)
-        labels = PRIMARY.class_labels
+        served, answers = await self._predict(
+            "primary", [CONTRACT.values(r) for r in rows], started
+        )
+        labels = served.class_labels
         return BatchPrediction.model_construct(
             model="primary",
-            model_tag=PRIMARY.tag,
-            threshold=PRIMARY.threshold,
+            model_tag=served.tag,
+            threshold=served.threshold,
             predictions=[
                 BatchRow.model_construct(
                     request_id=request_id,
@@ -560,10 +623,80 @@ class PredictionService:
                     threshold=served.threshold,
                     metrics=served.metrics,
                 )
-                for served in SERVED.values()
+                for served in self.served.values()
             ],
             store=self.store,
         )
+
+    # -- reload --------------------------------------------------------------------------
+
+    @bentoml.api(route="/reload")
+    async def reload(self, primary: str, secondary: str, ctx: bentoml.Context) -> Reloaded:
+        """Serve other models (a promoted champion) without a restart (needs ``X-API-Key``).
+
+        ``primary`` and ``secondary`` are exact model-store tags. Both models are loaded and
+        checked while the current ones keep answering; then new predictions wait (a few
+        milliseconds) until those in flight are answered, the models are switched, and they
+        proceed: no request is refused or lost. A model whose inputs differ from the served
+        request schema needs a restart (409 says so); an unknown tag is a 404.
+        """
+        refused = self._refused(ctx)
+        if refused is not None:
+            ctx.response.status_code = refused.status_code
+            return refused
+        started = time.perf_counter()
+        new = {}
+        for role, tag in (("primary", primary), ("secondary", secondary)):
+            try:
+                new[role] = await asyncio.to_thread(served_model_from_tag, tag)
+            except Exception as exc:  # NotFound, or a model saved without a contract
+                return self._status(ctx, 404, f"{role}: cannot read model '{tag}' ({exc})", role)
+            problem = incompatible(CONTRACT, new[role].contract)
+            if new[role].role != role or new[role].dataset != DATASET:
+                problem = f"it is a {new[role].role} model of '{new[role].dataset}'"
+            if problem:
+                return self._status(
+                    ctx,
+                    409,
+                    f"{role}: {tag} cannot replace {self.served[role].tag}: {problem}",
+                    role,
+                )
+        self._reloading = self._reloading or asyncio.Lock()
+        async with self._reloading:
+            try:
+                await asyncio.gather(
+                    *(
+                        self.runners[r].to_async.load(tag=new[r].tag)
+                        for r in ("primary", "secondary")
+                    )
+                )
+            except Exception as exc:
+                return self._status(ctx, 409, f"loading the new models failed: {exc}", None)
+            loaded = time.perf_counter()
+            previous = [self.served[r].tag for r in ("primary", "secondary")]
+            self._gate, self._drained = asyncio.Event(), asyncio.Event()
+            try:
+                if self._inflight:
+                    await self._drained.wait()
+                await asyncio.gather(
+                    *(self.runners[r].to_async.activate(tag=new[r].tag) for r in new)
+                )
+                self.served = {**self.served, **new}
+            finally:
+                gate, self._gate, self._drained = self._gate, None, None
+                gate.set()
+        logger.info("reloaded: now serving %s and %s", primary, secondary)
+        return Reloaded(
+            previous=previous,
+            current=[new["primary"].tag, new["secondary"].tag],
+            seconds=round(loaded - started, 3),
+            paused_ms=round((time.perf_counter() - loaded) * 1000.0, 3),
+        )
+
+    @staticmethod
+    def _status(ctx: bentoml.Context, status: int, message: str, field: str | None):
+        ctx.response.status_code = status
+        return _error(status, message, field)
 
     # -- CRUD ----------------------------------------------------------------------------
 
@@ -733,6 +866,20 @@ class _LocalRunner:
         """Return the probability of class 1 for each row (no batching across requests)."""
         return self.predictor.predict_proba(rows).tolist()
 
+    async def load(self, tag: str) -> str:
+        """Load another model next to the served one (see ``_ModelRunner.load``)."""
+        from bentos.registry import served_model_from_tag
+        from bentos.runtime import load_predictor
+
+        served = served_model_from_tag(tag)
+        self.pending = (served.tag, await asyncio.to_thread(load_predictor, served))
+        return served.tag
+
+    async def activate(self, tag: str) -> str:
+        """Answer with the model loaded by ``load`` from now on."""
+        self.predictor = self.pending[1]
+        return tag
+
 
 @bentoml.service(workers=1, threads=4, **_settings(FRONT_TIMEOUT_S))
 class OneProcessService(PredictionService.inner):
@@ -755,7 +902,7 @@ class OneProcessService(PredictionService.inner):
 
 #: Routes that need the X-API-Key header.
 WRITE_ROUTES = ("/records/create", "/records/update", "/records/delete", "/logs/create",
-                "/logs/update", "/logs/delete")  # fmt: skip
+                "/logs/update", "/logs/delete", "/reload")  # fmt: skip
 
 
 def add_security_scheme(spec: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tabular.cli_args import positive_int
+from tabular.cli_args import column_method, positive_float, positive_int
 from tabular.config import DEFAULT_CONFIG
 from tabular.errors import UserError
 
@@ -33,6 +33,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="random seed (default: config's)")
     run.add_argument("--artifacts", default=None, help="parent folder of run folders")
     run.set_defaults(handler=_run)
+
+    monitor = commands.add_parser(
+        "monitor", help="check drift of the logged inputs once (Prefect flow drift-monitor)"
+    )
+    monitor.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
+    window = monitor.add_argument_group("window (default: the config's last window_rows logs)")
+    window.add_argument("--since", help="logs served at or after this time (ISO 8601, UTC)")
+    window.add_argument("--until", help="logs served before this time (ISO 8601, UTC)")
+    window.add_argument("--since-minutes", type=positive_float, help="logs of the last N minutes")
+    window.add_argument("--last", type=positive_int, help="at most the last N logs")
+    monitor.add_argument("--drift-share", type=positive_float, help="share of drifted columns")
+    monitor.add_argument(
+        "--method", type=column_method, action="append", default=[], metavar="COLUMN=METHOD",
+        help="drift method of a column (Evidently's names: psi, ks, wasserstein, ...); repeatable",
+    )  # fmt: skip
+    monitor.add_argument("--min-rows", type=positive_int, help="fewest logs to compare")
+    monitor.add_argument(
+        "--on-drift", choices=["retrain", "report", "off"], help="what dataset drift triggers"
+    )
+    monitor.add_argument("--margin", type=float, help="what the challenger must win by")
+    monitor.add_argument("--service-url", help="the running API to reload after a promotion")
+    monitor.add_argument("--artifacts", default=None, help="parent of run and monitoring folders")
+    monitor.add_argument("--workspace", default=None, help="the Evidently workspace folder")
+    monitor.set_defaults(handler=_monitor)
+
+    replay = commands.add_parser("replay", help="send a period of the dataset to a running API")
+    replay.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
+    replay.add_argument("--from", dest="start", required=True, help="first day (ISO 8601)")
+    replay.add_argument("--to", dest="end", required=True, help="last day, included")
+    replay.add_argument("--rate", type=positive_float, default=200.0, help="requests per second")
+    replay.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight")
+    replay.add_argument("--url", default="http://127.0.0.1:3000", help="the API's base URL")
+    replay.add_argument("--with-feedback", action="store_true", help="post each true outcome too")
+    replay.add_argument("--sample", type=positive_int, default=None, help="send N sampled rows")
+    replay.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    replay.set_defaults(handler=_replay)
 
     # Other stages add their subcommands here, one line each (their modules own the options).
     add_db_commands(commands)
@@ -71,6 +107,73 @@ def _run(args: argparse.Namespace) -> int:
         config_path=args.config, sample=args.sample, seed=args.seed, artifacts_dir=args.artifacts
     )
     print(f"run {result.run_id} finished: {result.run_dir}")
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from monitoring.check import Window
+
+    # A malformed window is reported before a flow run (and a Prefect server) starts.
+    Window.parse(
+        since=args.since,
+        until=args.until,
+        since_minutes=args.since_minutes,
+        last=args.last,
+        default_last=1,
+    )
+    from flows.monitor import drift_monitor
+
+    quiet_user_error_tracebacks()
+    result = drift_monitor(
+        config_path=args.config,
+        since=args.since,
+        until=args.until,
+        since_minutes=args.since_minutes,
+        last=args.last,
+        drift_share=args.drift_share,
+        methods=dict(args.method) or None,
+        min_rows=args.min_rows,
+        on_drift=args.on_drift,
+        margin=args.margin,
+        service_url=args.service_url,
+        artifacts_dir=args.artifacts,
+        workspace=args.workspace,
+    )
+    summary = result.summary
+    print(f"{summary.status}: {summary.message}")
+    for problem in summary.problems:
+        print(f"  refused {problem.rows:,} log(s): {problem.field}: {problem.message}")
+    for name, path in summary.outputs.items():
+        print(f"  {name}: {path}")
+    if result.action != "none":
+        print(result.note)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from monitoring.replay import api_contract, period_rows, replay
+    from tabular.config import load_config
+
+    config = load_config(args.config)
+    contract = api_contract(args.url)
+    rows = period_rows(config, args.start, args.end, sample=args.sample, seed=args.seed)
+    bodies = [contract.json_row(row) for row in rows.to_dict("records")]
+    outcomes = rows[config.target.name].tolist() if args.with_feedback else None
+    print(
+        f"replaying {len(bodies):,} {config.rows()} dated {args.start} to {args.end} to {args.url}"
+    )
+    with tqdm(total=len(bodies), unit="req", disable=None) as bar:
+        summary = replay(
+            args.url,
+            bodies,
+            outcomes,
+            rate=args.rate,
+            concurrency=args.concurrency,
+            progress=bar.update,
+        )
+    print("\n".join(summary.lines()))
     return 0
 
 

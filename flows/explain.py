@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from bentos.registry import ROLES, model_name, save_served_model
+from monitoring.reference import ReferenceInfo, build_reference, save_reference
 from tabular.contract import build_contract
 from tabular.datasets import Split
 from tabular.explain import ExplainStage, explain_and_select
@@ -27,8 +28,9 @@ def explain_task(
     out_dir: Path,
     run_id: str,
     data_hash: str,
-) -> tuple[ExplainStage, ExplainOutputs, list[str]]:
-    """Run the SHAP stage, write its report, and save the two served models to BentoML.
+    reference_path: Path,
+) -> tuple[ExplainStage, ExplainOutputs, list[str], ReferenceInfo]:
+    """Run the SHAP stage, write its report, save the monitoring reference and the two models.
 
     Args:
         result: The training result.
@@ -39,9 +41,11 @@ def explain_task(
         out_dir: The run's ``explain`` folder.
         run_id: The pipeline run id (model metadata).
         data_hash: Hash of the prepared data (model metadata).
+        reference_path: Where to save the monitoring reference (Parquet), before the models,
+            so that their metadata names it.
 
     Returns:
-        The stage outcome, the files written, and the saved model tags.
+        The stage outcome, the files written, the saved model tags and the reference.
     """
     logger = get_run_logger()
     stage = explain_and_select(
@@ -56,6 +60,22 @@ def explain_task(
     )
     # The pipelines take their columns in the plan's order; the contract lists them the same way.
     columns = plan.restrict(stage.selection.columns).input_columns
+    pipelines = {
+        role: stage.comparisons[key].selected.pipeline
+        for role, key in zip(ROLES, stage.served, strict=True)
+    }
+    reference = save_reference(
+        build_reference(
+            split.train,
+            columns,
+            config.target.name,
+            pipelines,
+            max_rows=config.monitoring.reference_rows,
+            seed=seed,
+        ),
+        reference_path,
+    )
+    logger.info("saved the monitoring reference (%d rows) to %s", reference.rows, reference.path)
     tags = []
     for role, key in zip(ROLES, stage.served, strict=True):
         comparison = stage.comparisons[key]
@@ -77,6 +97,7 @@ def explain_task(
             run_id=run_id,
             data_hash=data_hash,
             params=result.families[key].best_params,
+            reference=reference.metadata(),
         )
         tags.append(str(saved.tag))
         logger.info("saved %s (%s) to the BentoML model store", saved.tag, comparison.label)
@@ -90,4 +111,4 @@ def explain_task(
         key="explain-summary",
         markdown=outputs.markdown + "\n\nSaved models: " + ", ".join(f"`{t}`" for t in tags),
     )
-    return stage, outputs, tags
+    return stage, outputs, tags, reference

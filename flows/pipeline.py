@@ -20,6 +20,7 @@ from flows.bento import build_bento_task
 from flows.eda import eda_task
 from flows.explain import explain_task
 from flows.training import train_task
+from monitoring.reference import REFERENCE_FILE
 from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
 from tabular.datasets import (
     CleaningReport,
@@ -27,6 +28,7 @@ from tabular.datasets import (
     data_hash,
     load_raw,
     prepare,
+    rows_before,
     sample_rows,
     split_data,
 )
@@ -61,10 +63,11 @@ def load_task(config: DatasetConfig) -> pd.DataFrame:
 
 @task(name="prepare", cache_policy=NO_CACHE)
 def prepare_task(
-    raw: pd.DataFrame, config: DatasetConfig, sample: int | None, seed: int
+    raw: pd.DataFrame, config: DatasetConfig, sample: int | None, seed: int, until: str | None
 ) -> tuple[pd.DataFrame, CleaningReport]:
-    """Drop unusable rows, derive the target, and draw the sample if one is asked for."""
+    """Drop unusable rows, derive the target, keep rows before ``until``, and sample."""
     data, report = prepare(raw, config)
+    data = rows_before(data, config, until)
     return sample_rows(data, sample, seed, config.date_column), report
 
 
@@ -106,6 +109,9 @@ def training_pipeline(
     sample: int | None = None,
     seed: int | None = None,
     artifacts_dir: str | None = None,
+    overrides: dict | None = None,
+    until: str | None = None,
+    build_bento: bool = True,
 ) -> PipelineResult:
     """Run the pipeline on one dataset and write its run folder.
 
@@ -114,6 +120,12 @@ def training_pipeline(
         sample: Use a reproducible random sample of this many rows (``None``: all rows).
         seed: Random seed (``None``: the config's seed).
         artifacts_dir: Parent of the run folders (default ``artifacts``).
+        overrides: Config keys to replace for this run (see
+            :meth:`~tabular.config.DatasetConfig.with_overrides`); the drift monitor's
+            retraining moves the split and keeps the champion's inputs this way.
+        until: Use only rows dated before this date (ISO 8601).
+        build_bento: Build the Bento at the end. The monitor's retraining builds it only for
+            a challenger it promotes, so the latest Bento stays the champion's.
 
     Returns:
         The run id, folder and manifest.
@@ -123,7 +135,7 @@ def training_pipeline(
             records the failure before it is raised.
     """
     logger = get_run_logger()
-    config = load_config(config_path)
+    config = load_config(config_path).with_overrides(overrides)
     seed = config.seed if seed is None else seed
     run_id = new_run_id()
     run_dir = Path(artifacts_dir or DEFAULT_ARTIFACTS) / "runs" / run_id
@@ -135,6 +147,8 @@ def training_pipeline(
         config=config.model_dump(mode="json", exclude={"path"}),
         seed=seed,
         sample=sample,
+        until=until,
+        overrides=overrides or {},
     )
     manifest.write(run_dir)
     logger.info("run %s: writing to %s", run_id, run_dir)
@@ -142,7 +156,7 @@ def training_pipeline(
         with manifest.step("load"):
             raw = load_task(config)
         with manifest.step("prepare"):
-            data, cleaning = prepare_task(raw, config, sample, seed)
+            data, cleaning = prepare_task(raw, config, sample, seed, until)
         manifest.rows = {
             "loaded": cleaning.rows_in,
             "dropped": cleaning.dropped,
@@ -189,14 +203,28 @@ def training_pipeline(
         }
         manifest.models["best"] = training.best_family
         with manifest.step("explain"):
-            stage, explain_files, tags = explain_task(
-                training, split, config, plan, seed, run_dir / "explain", run_id, manifest.data_hash
+            stage, explain_files, tags, reference = explain_task(
+                training,
+                split,
+                config,
+                plan,
+                seed,
+                run_dir / "explain",
+                run_id,
+                manifest.data_hash,
+                run_dir / REFERENCE_FILE,
             )
         manifest.outputs["explain"] = str(explain_files.html.relative_to(run_dir))
         manifest.selected_features = stage.selection.columns
         manifest.served_models = tags
-        with manifest.step("bento"):
-            manifest.bento = build_bento_task(config.name, tags)
+        manifest.reference = {
+            "path": REFERENCE_FILE,
+            "sha256": reference.sha256,
+            "rows": reference.rows,
+        }
+        if build_bento:
+            with manifest.step("bento"):
+                manifest.bento = build_bento_task(config.name, tags)
         manifest.status = "succeeded"
     except Exception as exc:
         manifest.status = f"failed: {type(exc).__name__}"
@@ -221,7 +249,7 @@ def _publish_summary(manifest: RunManifest, run_dir: Path) -> None:
             f"- positive share {rows['positive_share']:.1%}\n"
             f"- split: {manifest.split} → {rows['split']}\n"
             f"- data hash `{manifest.data_hash[:16]}…`\n"
-            f"- Bento `{manifest.bento}` (`make serve`)\n"
+            f"- Bento `{manifest.bento or 'not built (a challenger)'}`\n"
             f"- run folder `{run_dir}`\n\n| step | seconds |\n|---|---|\n{steps}\n"
         ),
         description="Pipeline run summary",

@@ -24,3 +24,42 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """Parse a positive number for argparse, with a readable error.
+
+    Args:
+        text: The argument as typed.
+
+    Returns:
+        The number.
+
+    Raises:
+        argparse.ArgumentTypeError: If the text is not a number above 0.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def column_method(text: str) -> tuple[str, str]:
+    """Parse ``COLUMN=METHOD`` (a drift method override) for argparse.
+
+    Args:
+        text: The argument as typed.
+
+    Returns:
+        The column and the method.
+
+    Raises:
+        argparse.ArgumentTypeError: If the text is not ``COLUMN=METHOD``.
+    """
+    column, sep, method = text.partition("=")
+    if not sep or not column.strip() or not method.strip():
+        raise argparse.ArgumentTypeError(f"expected COLUMN=METHOD (e.g. dest=psi), got '{text}'")
+    return column.strip(), method.strip()

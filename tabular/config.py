@@ -8,8 +8,9 @@ leakage) is never restated elsewhere.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -281,6 +282,51 @@ class ExplainConfig(_Strict):
     min_features: int = Field(3, ge=1)
 
 
+class RetrainConfig(_Strict):
+    """How the monitor retrains when drift is flagged.
+
+    Attributes:
+        sample: Rows the retraining run samples (``None``: every row before the evaluation
+            window).
+        validation_months: Months before the test months used for validation (time split).
+        test_months: Months just before the evaluation window used as the run's test part.
+    """
+
+    sample: int | None = Field(None, ge=100)
+    validation_months: int = Field(1, ge=1)
+    test_months: int = Field(1, ge=1)
+
+
+class MonitoringConfig(_Strict):
+    """Drift monitoring of the served inputs and the champion/challenger gate.
+
+    Attributes:
+        drift_share: Share of compared columns that must drift to flag dataset drift.
+        methods: Drift method per column (Evidently's names: ``psi``, ``ks``,
+            ``jensenshannon``, ``wasserstein``, ...); others get Evidently's default.
+        min_rows: Fewest valid logged rows a check compares (fewer: "not enough data"); also
+            the fewest labelled rows for classification quality and for judging a challenger.
+        window_rows: The window when none is given: the last this many prediction logs.
+        reference_rows: Training rows kept in the reference frame (a fixed-seed sample).
+        on_drift: What dataset drift triggers: ``retrain`` (retrain, then the
+            champion/challenger gate), ``report`` (say that it would retrain) or ``off``.
+        margin: The challenger replaces the champion only if its score on the labelled
+            window beats the champion's by more than this (``training.metric``).
+        schedule: Cron schedule of the ``drift-monitor`` deployment (``make deploy``).
+        retrain: The retraining run's data.
+    """
+
+    drift_share: float = Field(0.5, gt=0, le=1)
+    methods: dict[str, str] = Field(default_factory=dict)
+    min_rows: int = Field(100, ge=1)
+    window_rows: int = Field(10_000, ge=1)
+    reference_rows: int = Field(100_000, ge=100)
+    on_drift: Literal["retrain", "report", "off"] = "report"
+    margin: float = Field(0.005, ge=0)
+    schedule: str = "0 * * * *"
+    retrain: RetrainConfig = RetrainConfig()
+
+
 class DatasetConfig(_Strict):
     """Everything the pipeline knows about one dataset.
 
@@ -310,6 +356,7 @@ class DatasetConfig(_Strict):
         features: Encoding choices shared by EDA and training.
         training: Model search, selection and verdict rules.
         explain: SHAP importance and feature-selection rules.
+        monitoring: Drift monitoring and the champion/challenger gate.
         seed: Default random seed.
         path: The file this config was read from (set by :func:`load_config`).
     """
@@ -334,6 +381,7 @@ class DatasetConfig(_Strict):
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
     explain: ExplainConfig = ExplainConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     seed: int = 42
     path: Path | None = None
 
@@ -448,6 +496,63 @@ class DatasetConfig(_Strict):
             return plural
         return f"{n:,} {singular if n == 1 else plural}"
 
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> DatasetConfig:
+        """Return a copy with some keys replaced, checked by the same rules as a config file.
+
+        Nested mappings are merged key by key (``{"training": {"n_iter": 2}}`` changes only
+        ``n_iter``); other values replace the config's.
+
+        Args:
+            overrides: Keys to replace, shaped like the YAML file (``None``: no change).
+
+        Returns:
+            The new config (``path`` unchanged).
+
+        Raises:
+            ConfigError: If the result breaks a rule; the message names the key.
+        """
+        if not overrides:
+            return self
+        merged = _merge(self.model_dump(mode="python"), overrides)
+        try:
+            return DatasetConfig.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"config '{self.name}' with overrides is invalid: {_problems(exc)}"
+            ) from None
+
+    def restricted_to(self, columns: Sequence[str]) -> dict[str, Any]:
+        """Overrides that keep only some feature columns, all of them through the selection.
+
+        The other categorical and numeric columns become ``id_columns`` (kept in the data,
+        never features), and the SHAP selection keeps every remaining column. The monitor's
+        retraining uses this so that a challenger takes the champion's inputs.
+
+        Args:
+            columns: The feature columns to keep (the date column is kept as configured).
+
+        Returns:
+            Overrides for :meth:`with_overrides`.
+
+        Raises:
+            ConfigError: If a column is not a categorical or numeric feature of this config.
+        """
+        features = set(self.categorical) | set(self.numeric)
+        unknown = [c for c in columns if c not in features and c != self.date_column]
+        if unknown:
+            raise ConfigError(
+                f"column(s) {', '.join(map(repr, unknown))} are not features of config '{self.name}'"
+            )
+        keep = set(columns)
+        dropped = [c for c in [*self.categorical, *self.numeric] if c not in keep]
+        count = len([c for c in columns if c != self.date_column]) + (self.date_column in keep)
+        return {
+            "categorical": [c for c in self.categorical if c in keep],
+            "numeric": [c for c in self.numeric if c in keep],
+            "id_columns": [*self.id_columns, *dropped],
+            "explain": {"top_k": count, "min_features": min(self.explain.min_features, count)},
+        }
+
     def csv_path(self) -> Path:
         """Return the CSV path resolved against the config file's folder.
 
@@ -490,8 +595,20 @@ def load_config(path: str | Path) -> DatasetConfig:
     try:
         return DatasetConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"config file {path} is invalid: {problems}") from exc
+        raise ConfigError(f"config file {path} is invalid: {_problems(exc)}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

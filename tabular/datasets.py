@@ -348,6 +348,35 @@ def parse_dates(values: pd.Series) -> pd.Series:
     return parsed
 
 
+def rows_before(data: pd.DataFrame, config: DatasetConfig, until: str | None) -> pd.DataFrame:
+    """Keep the rows dated before ``until`` (all rows when ``until`` is ``None``).
+
+    Args:
+        data: The cleaned frame.
+        config: The dataset config (names the date column).
+        until: An ISO 8601 date or time, exclusive.
+
+    Returns:
+        The earlier rows, with a fresh index.
+
+    Raises:
+        DatasetError: If the dataset has no date column, ``until`` is not a date, or no row
+            is left.
+    """
+    if until is None:
+        return data
+    if config.date_column is None:
+        raise DatasetError(f"until='{until}' needs a date, and dataset '{config.name}' has none")
+    try:
+        bound = pd.Timestamp(until)
+    except ValueError as exc:
+        raise DatasetError(f"until: '{until}' is not an ISO 8601 date ({exc})") from None
+    kept = data[data[config.date_column] < bound.tz_localize(None)]
+    if kept.empty:
+        raise DatasetError(f"no row of '{config.name}' is dated before {until}")
+    return kept.reset_index(drop=True)
+
+
 def sample_rows(
     data: pd.DataFrame, n: int | None, seed: int, date_column: str | None
 ) -> pd.DataFrame:

@@ -81,7 +81,12 @@ class RunManifest:
         models: Per family: verdict, best hyperparameters, threshold and scores; ``best``.
         selected_features: Columns kept by the SHAP selection.
         served_models: BentoML model-store tags of the two served models.
-        bento: Tag of the Bento built to serve them (``make serve`` serves the latest).
+        bento: Tag of the Bento built to serve them (``make serve`` serves the latest);
+            ``None`` when the run was asked not to build one (a challenger).
+        reference: The monitoring reference: ``path`` (relative to the run folder), ``sha256``
+            and ``rows``.
+        until: Only rows dated before this were used (a retraining run), else ``None``.
+        overrides: Config keys replaced for this run (a retraining run), else empty.
         packages: Versions of the main packages.
     """
 
@@ -103,6 +108,9 @@ class RunManifest:
     selected_features: list[str] = field(default_factory=list)
     served_models: list[str] = field(default_factory=list)
     bento: str | None = None
+    reference: dict = field(default_factory=dict)
+    until: str | None = None
+    overrides: dict = field(default_factory=dict)
     packages: dict[str, str] = field(default_factory=package_versions)
 
     @contextmanager

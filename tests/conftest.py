@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -206,3 +214,140 @@ def write_bookings_dataset(folder: Path, frame: pd.DataFrame | None = None, **ov
     """Write a bookings CSV and its dataset config into ``folder``; return the config path."""
     frame = make_bookings_frame() if frame is None else frame
     return write_dataset(folder, frame, bookings_config_dict(**overrides))
+
+
+def save_served_pair(
+    config,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    columns: list[str],
+    models: dict,
+    *,
+    reference_dir: Path,
+    run_id: str = "run-test",
+    seed: int = 3,
+) -> tuple[dict[str, str], dict]:
+    """Fit a primary and a secondary model on ``columns`` and save them as a run would.
+
+    The monitoring reference (training rows, both probabilities, target) is saved to
+    ``reference_dir`` first and named in both models' metadata, as the pipeline does.
+
+    Args:
+        models: ``{role: (family, params)}`` for ``primary`` and ``secondary``.
+
+    Returns:
+        The saved tags and the fitted pipelines, by role.
+    """
+    from bentos.registry import model_name, save_served_model
+    from monitoring.reference import REFERENCE_FILE, build_reference, save_reference
+    from tabular.contract import build_contract
+    from tabular.features import plan_encoding
+    from tabular.training import fit_final
+
+    plan = plan_encoding(train, config).restrict(columns)
+    fitted = {
+        role: fit_final(family, params, plan, train, validation, config, seed)
+        for role, (family, params) in models.items()
+    }
+    pipelines = {role: model.pipeline for role, model in fitted.items()}
+    frame = build_reference(
+        train, plan.input_columns, config.target.name, pipelines, max_rows=100_000, seed=seed
+    )
+    reference = save_reference(frame, reference_dir / REFERENCE_FILE)
+    tags = {}
+    for role, model in fitted.items():
+        family, params = models[role]
+        saved = save_served_model(
+            model_name(config.name, role),
+            model.pipeline,
+            family=family,
+            label=family,
+            role=role,
+            contract=build_contract(config, train, model.pipeline, plan.input_columns),
+            threshold=model.threshold,
+            metrics={"validation": model.metrics["validation"]},
+            config=config,
+            run_id=run_id,
+            data_hash="hash-test",
+            params=params,
+            reference=reference.metadata(),
+        )
+        tags[role] = str(saved.tag)
+    return tags, pipelines
+
+
+# -- BentoML servers (tests/test_service.py, tests/test_monitor_e2e.py) ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def post(self, route: str, body=None, *, key: str | None = None, raw: bytes | None = None,
+             content_type: str = "application/json") -> httpx.Response:  # fmt: skip
+        headers = {"Content-Type": content_type}
+        if key is not None:
+            headers["X-API-Key"] = key
+        content = raw if raw is not None else json.dumps(body).encode()
+        return httpx.post(self.url + route, content=content, headers=headers, timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(bento: str, folder: Path, **env: str) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    environment = {**os.environ, **env}
+    environment.setdefault("MLOPS_STORE_DIR", str(folder / "store"))
+    environment.setdefault("MLOPS_JOURNAL_PATH", str(folder / "journal.jsonl"))
+    for name in ("MLOPS_API_KEY",):
+        if name not in env:
+            environment.pop(name, None)
+    log = folder / f"server-{port}.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                bento,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],  # fmt: skip
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,  # its workers share its process group: stopped together
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return Server(url, process, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(Server(url, process, log))
+    raise RuntimeError(f"server not ready in 120 s:\n{log.read_text()[-3000:]}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(10)

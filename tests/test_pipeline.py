@@ -60,11 +60,24 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path):
     assert manifest["models"]["best"] in {"logistic", "xgboost", "mlp"}
     # Two models saved to the BentoML store, each listing exactly the selected features.
     assert len(manifest["served_models"]) == 2
+    reference = result.run_dir / manifest["reference"]["path"]
     for tag in manifest["served_models"]:
         metadata = bentoml.models.get(tag).info.metadata
         assert sorted(metadata["features"]) == sorted(manifest["selected_features"])
         assert metadata["run_id"] == manifest["run_id"]
         assert metadata["data_hash"] == manifest["data_hash"]
+        # The monitoring reference, saved before the models, is named in their metadata.
+        assert metadata["reference_path"] == str(reference.resolve())
+        assert metadata["reference_sha256"] == manifest["reference"]["sha256"]
+    frame = pd.read_parquet(reference)
+    assert list(frame.columns) == [
+        *metadata["features"],
+        "late",
+        "probability_primary",
+        "probability_secondary",
+    ]
+    assert len(frame) == manifest["reference"]["rows"] == manifest["rows"]["split"]["train"]
+    assert frame["probability_primary"].between(0, 1).all()
     # The last step built the Bento that serves exactly these two models.
     bento = bentoml.bentos.get(manifest["bento"])
     assert bento.info.args == {

@@ -1,8 +1,9 @@
 """The real BentoML server (``bentoml serve`` of a built Bento, in a subprocess on a free port).
 
-Two flights models are trained quickly on a sample, saved with their contracts, and built
-into a Bento as the pipeline's last step does. Each server runs with its own embedded store
-folder (or ``MONGODB_URI``'s server) and journal, and is stopped in teardown.
+Two flights models are trained quickly on a sample, saved with their contracts (and their
+monitoring reference, as a run saves them), and built into a Bento as the pipeline's last
+step does. Each server runs with its own embedded store folder (or ``MONGODB_URI``'s
+server) and journal, and is stopped in teardown.
 """
 
 from __future__ import annotations
@@ -10,10 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +20,10 @@ import pandas as pd
 import pytest
 
 from bentos.build import build_bento
-from bentos.registry import model_name, save_served_model, served_model
+from bentos.registry import served_model_from_tag
 from tabular.config import DEFAULT_CONFIG, load_config
-from tabular.contract import build_contract
 from tabular.datasets import load_raw, prepare, split_data
-from tabular.features import plan_encoding
-from tabular.training import fit_final
+from tests.conftest import free_port, save_served_pair, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -67,8 +62,6 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Served:
-    import bentoml
-
     root = tmp_path_factory.mktemp("service")
     config = load_config(DEFAULT_CONFIG)
     config = config.model_copy(
@@ -77,26 +70,14 @@ def served(tmp_path_factory) -> Served:
     data, _ = prepare(load_raw(config), config)
     sample = data.sample(8000, random_state=3).sort_values(config.date_column)
     split = split_data(sample, config, seed=3)
-    plan = plan_encoding(split.train, config).restrict(COLUMNS)
-    tags, pipelines = {}, {}
-    for role, family in (("primary", "mlp"), ("secondary", "xgboost")):
-        fitted = fit_final(family, PARAMS[family], plan, split.train, split.validation, config, 3)
-        saved = save_served_model(
-            model_name(config.name, role),
-            fitted.pipeline,
-            family=family,
-            label=family,
-            role=role,
-            contract=build_contract(config, split.train, fitted.pipeline, plan.input_columns),
-            threshold=fitted.threshold,
-            metrics={"validation": fitted.metrics["validation"]},
-            config=config,
-            run_id="run-test",
-            data_hash="hash-test",
-            params=PARAMS[family],
-        )
-        tags[role] = str(saved.tag)
-        pipelines[role] = bentoml.sklearn.load_model(saved.tag)
+    tags, pipelines = save_served_pair(
+        config,
+        split.train,
+        split.validation,
+        COLUMNS,
+        {"primary": ("mlp", PARAMS["mlp"]), "secondary": ("xgboost", PARAMS["xgboost"])},
+        reference_dir=root / "run",
+    )
     bento = build_bento(config.name, tags["primary"], tags["secondary"])
     return Served(
         config=config,
@@ -104,86 +85,9 @@ def served(tmp_path_factory) -> Served:
         bento=bento,
         tags=tags,
         pipelines=pipelines,
-        contract=served_model(config.name, "primary").contract,
+        contract=served_model_from_tag(tags["primary"]).contract,
         store_root=root,
     )
-
-
-# -- servers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def post(self, route: str, body=None, *, key: str | None = None, raw: bytes | None = None,
-             content_type: str = "application/json") -> httpx.Response:  # fmt: skip
-        headers = {"Content-Type": content_type}
-        if key is not None:
-            headers["X-API-Key"] = key
-        content = raw if raw is not None else json.dumps(body).encode()
-        return httpx.post(self.url + route, content=content, headers=headers, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(bento: str, folder: Path, **env: str) -> Server:
-    folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    environment = {**os.environ, **env}
-    environment.setdefault("MLOPS_STORE_DIR", str(folder / "store"))
-    environment.setdefault("MLOPS_JOURNAL_PATH", str(folder / "journal.jsonl"))
-    for name in ("MLOPS_API_KEY",):
-        if name not in env:
-            environment.pop(name, None)
-    log = folder / f"server-{port}.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                bento,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],  # fmt: skip
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,  # its workers share its process group: stopped together
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return Server(url, process, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(Server(url, process, log))
-    raise RuntimeError(f"server not ready in 120 s:\n{log.read_text()[-3000:]}")
-
-
-def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -512,7 +416,7 @@ def test_predictions_survive_a_mongodb_outage_and_are_replayed_once(served, stor
 
     folder = served.store_root / "outage"
     journal = folder / "journal.jsonl"
-    dead_port = _free_port()
+    dead_port = free_port()
     dead = start_server(
         served.bento,
         folder,

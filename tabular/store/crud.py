@@ -24,6 +24,7 @@ from tabular.store.documents import (
     DatasetSchema,
     Feedback,
     PredictionLog,
+    PromotionDecision,
     build,
     decode_key,
     encode_key,
@@ -832,6 +833,104 @@ def delete_feedback(request_id: str) -> None:
         raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
 
 
+# -- champion/challenger decisions ----------------------------------------------------------
+
+
+class DecisionOut(BaseModel):
+    """A stored champion/challenger decision (see :class:`PromotionDecision`).
+
+    Attributes:
+        decision_id: The decision's id.
+        dataset: The dataset of both models.
+        decided_at: When it was taken (UTC).
+        promoted: Whether the challenger replaced the champion.
+        reason: The decision in one sentence.
+        metric: The metric compared.
+        margin: The margin the challenger had to beat.
+        champion: The champion's model tags (primary, secondary).
+        challenger: The challenger's model tags.
+        champion_score: The champion's score on the labelled window.
+        challenger_score: The challenger's score on the same rows.
+        window: The labelled window.
+        challenger_run: The retraining run's id.
+        drift_check: The drift check that triggered it.
+        bento: The Bento built for a promoted challenger.
+        service_reload: The service's answer to ``/reload``, if it was called.
+    """
+
+    decision_id: str
+    dataset: str
+    decided_at: dt.datetime
+    promoted: bool
+    reason: str
+    metric: str
+    margin: float
+    champion: list[str]
+    challenger: list[str]
+    champion_score: float | None = None
+    challenger_score: float | None = None
+    window: dict[str, Any]
+    challenger_run: str | None = None
+    drift_check: str | None = None
+    bento: str | None = None
+    service_reload: str | None = None
+
+
+def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
+    """Store a champion/challenger decision.
+
+    Args:
+        decision: Its fields by name (see :class:`DecisionOut`); ``decision_id`` and
+            ``decided_at`` default to a new id and now (UTC).
+
+    Returns:
+        The stored decision.
+
+    Raises:
+        InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    data = dict(decision)
+    data.setdefault("decision_id", uuid.uuid4().hex)
+    when = data.get("decided_at")
+    when = utcnow() if when is None else parse_timestamp(when, "decided_at")
+    # MongoDB keeps milliseconds: return what a later read gives back.
+    data["decided_at"] = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    document = build(PromotionDecision, data, "promotion decision")
+    with _reachable("record a promotion decision"):
+        document.save(force_insert=True, validate=False)
+    return _decision_out(document.to_mongo().to_dict())
+
+
+def _decision_out(document: Mapping[str, Any]) -> DecisionOut:
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    return DecisionOut(decision_id=document["_id"], **fields)
+
+
+def find_decisions(dataset: str, *, page: int = 1, page_size: int = 50) -> Page[DecisionOut]:
+    """List a dataset's champion/challenger decisions, newest first.
+
+    Args:
+        dataset: The dataset's name.
+        page: Page number, from 1.
+        page_size: Decisions per page (1 to 1000).
+
+    Returns:
+        The page and the total count.
+
+    Raises:
+        InvalidRecord: If the paging is invalid.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    skip, limit = _paging(page, page_size)
+    decisions = PromotionDecision.objects(dataset=dataset)
+    with _reachable("list promotion decisions"):
+        total = decisions.count()
+        newest = decisions.order_by("-decided_at").skip(skip).limit(limit).as_pymongo()
+        items = [_decision_out(document) for document in newest]
+    return Page[DecisionOut](items=items, total=total, page=page, page_size=page_size)
+
+
 # -- frames for monitoring -------------------------------------------------------------------
 
 #: Columns of :func:`prediction_logs_frame` besides the features.
@@ -840,6 +939,7 @@ LOG_COLUMNS = (
     "timestamp",
     "model_name",
     "model_version",
+    "run_id",
     "prediction",
     "probability",
     "latency_ms",
@@ -854,6 +954,7 @@ def prediction_logs_frame(
     since: Any = None,
     until: Any = None,
     limit: int | None = None,
+    feature_dicts: bool = False,
 ) -> pd.DataFrame:
     """Load prediction logs as a frame for the drift monitor, oldest first.
 
@@ -864,11 +965,14 @@ def prediction_logs_frame(
         since: Keep logs at or after this time.
         until: Keep logs before this time.
         limit: Keep only the most recent ``limit`` logs.
+        feature_dicts: Keep each log's features as stored, one dict per row in a
+            ``features`` column, instead of one column per feature (a check can then tell
+            a feature the request did not send from one sent as ``null``).
 
     Returns:
         One row per log: the :data:`LOG_COLUMNS`, then one column per input feature (named
-        ``feature.<name>`` only if a feature's name clashes with a log column). Features a
-        request did not send are missing (NaN).
+        ``feature.<name>`` only if a feature's name clashes with a log column), or the
+        ``features`` column. Features a request did not send are missing (NaN).
 
     Raises:
         InvalidRecord: If a filter has the wrong type.
@@ -889,11 +993,15 @@ def prediction_logs_frame(
             "timestamp": pd.to_datetime([d["timestamp"] for d in documents]),
             "model_name": [d["model_name"] for d in documents],
             "model_version": [d["model_version"] for d in documents],
+            "run_id": [d.get("run_id") for d in documents],
             "prediction": pd.array([d["prediction"] for d in documents], dtype="int64"),
             "probability": pd.array([d.get("probability") for d in documents], dtype="float64"),
             "latency_ms": pd.array([d["latency_ms"] for d in documents], dtype="float64"),
         }
     )
+    if feature_dicts:
+        meta["features"] = pd.Series([d["features"] for d in documents], dtype=object)
+        return meta
     features = pd.DataFrame.from_records([d["features"] for d in documents])
     features.columns = [
         f"feature.{name}" if name in LOG_COLUMNS else str(name) for name in features.columns
@@ -917,14 +1025,24 @@ def labelled_predictions_frame(**filters: Any) -> pd.DataFrame:
     """
     import pandas as pd
 
+    from tabular.store.connection import is_embedded
+
     logs = prediction_logs_frame(**filters)
     ids = logs["request_id"].tolist()
     found: dict[str, Mapping[str, Any]] = {}
     with _reachable("read feedback"):
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            for document in Feedback.objects(request_id__in=chunk).as_pymongo():
-                found[document["_id"]] = document
+        if is_embedded():
+            # The embedded store answers every query by scanning the collection: one scan
+            # of all feedback beats one scan per chunk of ids (100 scans for 100,000 logs).
+            wanted = set(ids)
+            for document in Feedback.objects.as_pymongo():
+                if document["_id"] in wanted:
+                    found[document["_id"]] = document
+        else:
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                for document in Feedback.objects(request_id__in=chunk).as_pymongo():
+                    found[document["_id"]] = document
     logs["actual"] = pd.array([found.get(i, {}).get("actual") for i in ids], dtype="Int64")
     logs["feedback_at"] = pd.to_datetime([found.get(i, {}).get("received_at") for i in ids])
     return logs

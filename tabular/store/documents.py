@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mongoengine import (
+    BooleanField,
     DateTimeField,
     DictField,
     Document,
@@ -211,12 +212,60 @@ class Feedback(Document):
     }
 
 
+class PromotionDecision(Document):
+    """One champion/challenger decision of the drift monitor, with both scores and the window.
+
+    Attributes:
+        decision_id: The decision's id (primary key).
+        dataset: The dataset of both models.
+        decided_at: When the decision was taken (UTC).
+        promoted: Whether the challenger replaced the champion.
+        reason: The decision in one sentence, with both scores and the margin.
+        metric: The metric compared (the config's ``training.metric``).
+        margin: How much the challenger had to beat the champion by.
+        champion: Tags of the champion's models (primary, secondary) when the decision was taken.
+        challenger: Tags of the challenger's models (primary, secondary).
+        champion_score: The champion primary's score on the labelled window.
+        challenger_score: The challenger primary's score on the same rows.
+        window: The labelled window the models were judged on: ``rows``, ``positives``,
+            ``source`` (``feedback`` or ``dataset``), logged-time and data-date bounds.
+        challenger_run: The run id of the retraining run.
+        drift_check: The drift check that triggered the retraining (its folder name).
+        bento: The Bento built for a promoted challenger.
+        service_reload: What the running service answered to ``/reload``, if it was called.
+    """
+
+    decision_id = StringField(primary_key=True, min_length=1, max_length=64)
+    dataset = StringField(required=True, regex=DATASET_NAME, max_length=100)
+    decided_at = DateTimeField(required=True)
+    promoted = BooleanField(required=True)
+    reason = StringField(required=True, min_length=1)
+    metric = StringField(required=True, min_length=1)
+    margin = StrictFloatField(required=True, min_value=0.0)
+    champion = ListField(StringField(min_length=1), required=True)
+    challenger = ListField(StringField(min_length=1), required=True)
+    champion_score = StrictFloatField()
+    challenger_score = StrictFloatField()
+    window = DictField(required=True)
+    challenger_run = StringField(max_length=100)
+    drift_check = StringField(max_length=200)
+    bento = StringField(max_length=200)
+    service_reload = StringField()
+
+    meta = {
+        "collection": "promotion_decisions",
+        "indexes": [("dataset", "-decided_at")],
+        "auto_create_index": False,
+    }
+
+
 #: Every document class of the store, for index creation and status reports.
 DOCUMENTS: tuple[type[Document], ...] = (
     DatasetRecord,
     DatasetSchema,
     PredictionLog,
     Feedback,
+    PromotionDecision,
 )
 
 # Full-width look-alikes, as the MongoDB manual suggests for keys that cannot be stored as is.

@@ -1,0 +1,332 @@
+"""The ``drift-monitor`` Prefect flow: a drift check, and retraining behind a champion/challenger gate.
+
+Thin wrappers around :mod:`monitoring`: the check task reads the window's logs, compares
+them with the reference and writes the report, the summary and the workspace snapshot;
+the flow publishes them as artifacts. When dataset drift is flagged and ``on_drift`` is
+``retrain``, it runs the ``training-pipeline`` flow as a subflow on the dataset's rows
+before the most recent labelled window, judges the challenger against the champion on that
+window, records the decision (artifact and store) and, for a promoted challenger, builds
+its Bento and asks the running service to reload.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.bento import build_bento_task
+from flows.pipeline import DEFAULT_ARTIFACTS, training_pipeline
+from monitoring.champion import (
+    Champion,
+    NoLabelledWindow,
+    current_champion,
+    decide,
+    labelled_window,
+    reload_service,
+    retraining_plan,
+    score_model,
+)
+from monitoring.check import CheckResult, DriftSummary, Window, run_check
+from monitoring.drift import DriftSettings
+from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
+from tabular.store import DecisionOut
+
+OnDrift = Literal["retrain", "report", "off"]
+
+
+@dataclass
+class MonitorResult:
+    """What a ``drift-monitor`` run returns.
+
+    Attributes:
+        summary: The drift check's summary.
+        action: What the drift led to: ``none`` (no dataset drift), ``off``, ``report``
+            (retraining is off), ``no-window`` (no labelled window to judge on), or
+            ``decided``.
+        decision: The recorded champion/challenger decision, when one was taken.
+        note: One sentence about the action.
+    """
+
+    summary: DriftSummary
+    action: str
+    decision: DecisionOut | None = None
+    note: str = ""
+
+
+@task(name="drift-check", cache_policy=NO_CACHE)
+def check_task(
+    config: DatasetConfig, window: Window, settings: DriftSettings, out_root: Path, workspace: Path
+) -> CheckResult:
+    """Connect to the store and run one drift check (see :func:`monitoring.check.run_check`)."""
+    from tabular.store import connect
+
+    connect()
+    result = run_check(config, window, settings, out_root=out_root, workspace=workspace)
+    get_run_logger().info("%s: %s", result.summary.status, result.summary.message)
+    return result
+
+
+def publish_check(summary: DriftSummary) -> None:
+    """Publish a check's summary as a markdown artifact and its column tests as a table."""
+    rows = summary.rows
+    lines = [
+        f"## Drift check `{summary.check_id}`: **{summary.status}**",
+        "",
+        summary.message,
+        "",
+        f"- model `{summary.model}` (run `{summary.run_id}`), window: {summary.window.description}",
+        f"- logs {rows.logged:,} (other versions left out {rows.other_versions:,}), refused "
+        f"{rows.refused:,}, compared {rows.compared:,}, with feedback {rows.labelled:,}",
+    ]
+    if summary.prediction_drift is not None:
+        p = summary.prediction_drift
+        lines.append(f"- prediction drift: {p.drifted} ({p.method} {p.score:.4g})")
+    if summary.performance is not None:
+        quality = ", ".join(f"{k} {v:.3f}" for k, v in summary.performance.current.items())
+        lines.append(f"- quality on {summary.performance.rows:,} labelled logs: {quality}")
+    elif summary.performance_note:
+        lines.append(f"- quality: {summary.performance_note}")
+    lines += [f"- refused: {p.rows:,} × {p.field}: {p.message}" for p in summary.problems]
+    lines += [f"- `{name}`: {path}" for name, path in summary.outputs.items()]
+    seconds = ", ".join(f"{part} {value:.2f} s" for part, value in summary.seconds.items())
+    lines.append(f"- time: {seconds}")
+    create_markdown_artifact(
+        key="drift-summary", markdown="\n".join(lines), description="Drift check summary"
+    )
+    if summary.columns:
+        create_table_artifact(
+            key="drift-columns",
+            table=[column.model_dump() for column in summary.columns],
+            description="Per-column drift tests (Evidently)",
+        )
+
+
+@task(name="judge-challenger", cache_policy=NO_CACHE)
+def judge_task(
+    champion: Champion, challenger: Champion, rows, target: str, metric: str, margin: float
+):
+    """Score both primary models on the labelled window and decide."""
+    champion_score = score_model(champion.primary, rows, target, metric)
+    challenger_score = score_model(challenger.primary, rows, target, metric)
+    return decide(champion_score, challenger_score, margin, metric)
+
+
+@task(name="record-decision", cache_policy=NO_CACHE)
+def record_task(decision: dict) -> DecisionOut:
+    """Store the decision and publish it as a markdown artifact and a table."""
+    from tabular.store import connect, record_decision
+
+    connect()
+    stored = record_decision(decision)
+    window = stored.window
+    create_markdown_artifact(
+        key="promotion-decision",
+        markdown=(
+            f"## Champion/challenger: **{'promoted' if stored.promoted else 'kept'}**\n\n"
+            f"{stored.reason}\n\n"
+            f"- champion {', '.join(f'`{t}`' for t in stored.champion)}: "
+            f"{stored.metric} {stored.champion_score:.4f}\n"
+            f"- challenger {', '.join(f'`{t}`' for t in stored.challenger)} (run "
+            f"`{stored.challenger_run}`): {stored.metric} {stored.challenger_score:.4f}\n"
+            f"- window: {window['rows']:,} labelled rows from {window['source']}, dated "
+            f"{window.get('date_from')} to {window.get('date_to')}, logged "
+            f"{window.get('logged_from')} to {window.get('logged_to')}\n"
+            f"- Bento: {stored.bento or 'none (kept)'}; service reload: "
+            f"{stored.service_reload or 'not asked'}\n"
+            f"- stored as decision `{stored.decision_id}` (collection promotion_decisions)"
+        ),
+        description="Champion/challenger decision",
+    )
+    create_table_artifact(
+        key="promotion-scores",
+        table=[
+            {
+                "model": "champion",
+                "tags": ", ".join(stored.champion),
+                "score": stored.champion_score,
+            },
+            {
+                "model": "challenger",
+                "tags": ", ".join(stored.challenger),
+                "score": stored.challenger_score,
+            },
+        ],
+        description=f"{stored.metric} on the labelled window ({window['rows']} rows)",
+    )
+    return stored
+
+
+def retrain_and_decide(
+    config_path: str,
+    config: DatasetConfig,
+    check: CheckResult,
+    *,
+    margin: float,
+    artifacts_dir: str | None,
+    service_url: str | None,
+) -> MonitorResult:
+    """Retrain on the rows before the labelled window, judge the challenger, record the decision.
+
+    Args:
+        config_path: The dataset config's path (the retraining run reads it).
+        config: The dataset config.
+        check: The drift check that flagged dataset drift.
+        margin: How much better the challenger must score.
+        artifacts_dir: Parent of the run folders.
+        service_url: The running service to reload after a promotion (``None``: do not).
+
+    Returns:
+        The result with the recorded decision, or why no decision was taken.
+    """
+    logger = get_run_logger()
+    monitoring = config.monitoring
+    try:
+        window, rows = labelled_window(check, config, monitoring.min_rows)
+    except NoLabelledWindow as exc:
+        note = f"dataset drift, but no retraining: {exc}"
+        logger.warning(note)
+        create_markdown_artifact(key="promotion-decision", markdown=f"## No decision\n\n{note}")
+        return MonitorResult(summary=check.summary, action="no-window", note=note)
+    champion = current_champion(config.name, check.summary.model)
+    from bentos.registry import served_model_from_tag
+
+    inputs = served_model_from_tag(champion.primary).contract.names
+    overrides, until = retraining_plan(config, window, inputs)
+    logger.info(
+        "retraining on %s rows before %s (champion %s), judged on %d labelled rows (%s)",
+        config.name,
+        until or "(no date: random split)",
+        champion.primary,
+        window.rows,
+        window.source,
+    )
+    run = training_pipeline(
+        config_path=config_path,
+        sample=monitoring.retrain.sample,
+        artifacts_dir=artifacts_dir,
+        overrides=overrides,
+        until=until,
+        build_bento=False,
+    )
+    challenger = Champion(*run.manifest.served_models)
+    metric = config.training.metric
+    decision = judge_task(champion, challenger, rows, config.target.name, metric, margin)
+    bento = reload = None
+    if decision.promoted:
+        bento = build_bento_task(config.name, challenger.tags)
+        if service_url:
+            reload = reload_service(service_url, challenger, os.environ.get("MLOPS_API_KEY"))
+            logger.info("asked %s to reload: %s", service_url, reload)
+    stored = record_task(
+        {
+            "dataset": config.name,
+            "promoted": decision.promoted,
+            "reason": decision.reason,
+            "metric": metric,
+            "margin": margin,
+            "champion": champion.tags,
+            "challenger": challenger.tags,
+            "champion_score": decision.champion_score,
+            "challenger_score": decision.challenger_score,
+            "window": window.model_dump(mode="json"),
+            "challenger_run": run.run_id,
+            "drift_check": check.summary.check_id,
+            "bento": bento,
+            "service_reload": reload,
+        }
+    )
+    logger.info(stored.reason)
+    return MonitorResult(
+        summary=check.summary, action="decided", decision=stored, note=stored.reason
+    )
+
+
+@flow(name="drift-monitor", log_prints=True)
+def drift_monitor(
+    config_path: str = str(DEFAULT_CONFIG),
+    since: str | None = None,
+    until: str | None = None,
+    since_minutes: float | None = None,
+    last: int | None = None,
+    drift_share: float | None = None,
+    methods: dict[str, str] | None = None,
+    min_rows: int | None = None,
+    on_drift: OnDrift | None = None,
+    margin: float | None = None,
+    service_url: str | None = None,
+    artifacts_dir: str | None = None,
+    workspace: str | None = None,
+) -> MonitorResult:
+    """Check the drift of the served inputs once; on dataset drift, act as ``on_drift`` says.
+
+    Every parameter left ``None`` takes the config's ``monitoring`` value.
+
+    Args:
+        config_path: Path of the dataset config (YAML).
+        since: Check the logs served at or after this time (ISO 8601, UTC).
+        until: Check the logs served before this time.
+        since_minutes: Check the logs of the last this many minutes (instead of ``since``).
+        last: Check at most the most recent this many logs (alone: ``window_rows``).
+        drift_share: Share of drifted columns that flags dataset drift.
+        methods: Drift method per column, e.g. ``{"dest": "psi"}``.
+        min_rows: Fewest valid logs to compare (and labelled rows to judge on).
+        on_drift: ``retrain``, ``report`` (say it would retrain) or ``off``.
+        margin: How much the challenger must beat the champion by.
+        service_url: The running service to reload after a promotion.
+        artifacts_dir: Parent of the run and monitoring folders (default ``artifacts``).
+        workspace: The Evidently workspace (default ``<artifacts>/monitoring/workspace``).
+
+    Returns:
+        The check's summary and what the drift led to.
+
+    Raises:
+        UserError: For a bad config, window or drift setting, or an unreachable store.
+    """
+    logger = get_run_logger()
+    config = load_config(config_path)
+    monitoring = config.monitoring
+    if min_rows is not None:
+        # One minimum for the check and the judging window, as in the config.
+        config = config.with_overrides({"monitoring": {"min_rows": min_rows}})
+        monitoring = config.monitoring
+    settings = DriftSettings(
+        drift_share=monitoring.drift_share if drift_share is None else drift_share,
+        methods={**monitoring.methods, **(methods or {})},
+        min_rows=monitoring.min_rows,
+    )
+    window = Window.parse(
+        since=since,
+        until=until,
+        since_minutes=since_minutes,
+        last=last,
+        default_last=monitoring.window_rows,
+    )
+    root = Path(artifacts_dir or DEFAULT_ARTIFACTS) / "monitoring"
+    check = check_task(config, window, settings, root, Path(workspace or root / "workspace"))
+    publish_check(check.summary)
+    if not check.summary.dataset_drift:
+        return MonitorResult(summary=check.summary, action="none", note=check.summary.message)
+    mode = on_drift or monitoring.on_drift
+    if mode != "retrain":
+        note = (
+            "dataset drift; retraining is off (on_drift=off)"
+            if mode == "off"
+            else "dataset drift: on_drift=retrain would retrain now and judge the challenger "
+            "against the champion (on_drift=report only reports it)"
+        )
+        logger.warning(note)
+        return MonitorResult(summary=check.summary, action=mode, note=note)
+    return retrain_and_decide(
+        config_path,
+        config,
+        check,
+        margin=monitoring.margin if margin is None else margin,
+        artifacts_dir=artifacts_dir,
+        service_url=service_url,
+    )

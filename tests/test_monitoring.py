@@ -1,0 +1,435 @@
+"""Drift monitoring on controlled data: Evidently's verdicts, the check's statuses, the gate.
+
+The drift tests build reference and current frames whose differences are known; the check
+tests save a small served model (with its reference) to the BentoML store and write its
+prediction logs to a fresh store (embedded, or ``MONGODB_URI``'s server).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bentos.runtime import incompatible
+from flows.cli import main
+from monitoring.champion import LabelledWindow, decide, retraining_plan
+from monitoring.check import Window, WindowError, run_check
+from monitoring.drift import DriftSettings, DriftSettingsError, compare
+from monitoring.reference import ReferenceError, load_reference
+from monitoring.replay import replay
+from tabular.config import load_config
+from tabular.contract import FieldSpec, InputContract
+from tabular.datasets import load_raw, prepare, split_data
+from tabular.errors import ConfigError
+from tabular.store.journal import insert_documents, to_prediction_document
+from tests.conftest import make_toy_frame, save_served_pair, write_toy_dataset
+from tests.test_store import fresh_store
+
+ROLES = {"number": ["x", "y"], "category": ["c", "d"], "datetime": []}
+TARGET = "label"
+
+
+def controlled(rows: int, seed: int, shift: float = 0.0, mix=(0.5, 0.3, 0.2)) -> pd.DataFrame:
+    """Two numbers, two categories, a probability and a label, drawn from known laws."""
+    rng = np.random.default_rng(seed)
+    probability = rng.uniform(0, 1, rows)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(shift, 1.0, rows),
+            "y": rng.normal(10.0, 2.0, rows),
+            "c": rng.choice(["a", "b", "c"], rows, p=list(mix)),
+            "d": rng.choice(["u", "v"], rows),
+            "predicted_probability": probability,
+            TARGET: (rng.uniform(0, 1, rows) < probability).astype(float),
+        }
+    )
+
+
+def test_identical_distributions_show_no_drift():
+    found = compare(
+        controlled(2000, seed=1),
+        controlled(5000, seed=2),
+        ROLES,
+        DriftSettings(drift_share=0.3, min_rows=50),
+        target=TARGET,
+        threshold=0.5,
+    )
+    assert [c.column for c in found.columns] == ["x", "y", "c", "d", "predicted_probability"]
+    assert not any(c.drifted for c in found.columns), [c.model_dump() for c in found.columns]
+    assert found.drifted_share == 0 and found.dataset_drift is False
+    assert found.prediction is not None and found.prediction.drifted is False
+
+
+def test_a_shifted_number_and_a_changed_mix_flag_exactly_those_columns():
+    found = compare(
+        controlled(2000, seed=1, shift=1.0, mix=(0.2, 0.3, 0.5)),
+        controlled(5000, seed=2),
+        ROLES,
+        DriftSettings(drift_share=0.3, min_rows=50),
+        target=TARGET,
+        threshold=0.5,
+    )
+    assert {c.column for c in found.columns if c.drifted} == {"x", "c"}
+    assert found.drifted_share == pytest.approx(2 / 5) and found.dataset_drift is True
+    by_column = {c.column: c for c in found.columns}
+    # Large samples: Evidently's distances (drift at or above the threshold).
+    assert (
+        by_column["x"].score_kind == "distance" and by_column["x"].score >= by_column["x"].threshold
+    )
+    assert by_column["c"].kind == "category" and by_column["x"].kind == "number"
+    # Feedback on every row: quality is measured at the model's threshold.
+    assert found.performance is not None and found.performance.rows == 2000
+    assert 0.5 < found.performance.current["roc_auc"] <= 1
+    assert set(found.snapshots) == {"drift", "performance"}
+    # The dataset flag follows the threshold: 2 of 5 columns is not half of them.
+    higher = compare(
+        controlled(2000, seed=1, shift=1.0, mix=(0.2, 0.3, 0.5)),
+        controlled(5000, seed=2),
+        ROLES,
+        DriftSettings(drift_share=0.5, min_rows=50),
+        target=TARGET,
+        threshold=0.5,
+    )
+    assert higher.dataset_drift is False and {c.column for c in higher.columns if c.drifted} == {
+        "x",
+        "c",
+    }
+
+
+def test_method_overrides_statistical_tests_and_bad_settings():
+    current = controlled(300, seed=3, shift=0.5)
+    current.loc[:, TARGET] = np.nan  # no feedback
+    settings = DriftSettings(drift_share=0.5, methods={"x": "ks", "c": "psi"}, min_rows=50)
+    found = compare(
+        current, controlled(3000, seed=4), ROLES, settings, target=TARGET, threshold=0.5
+    )
+    x = next(c for c in found.columns if c.column == "x")
+    assert x.method == "ks" and x.score_kind == "p_value" and x.drifted and x.score < 0.05
+    assert found.performance is None and found.performance_note == "no feedback in the window"
+    with pytest.raises(DriftSettingsError, match="unknown column.*'colour'"):
+        compare(
+            current,
+            controlled(3000, seed=4),
+            ROLES,
+            DriftSettings(drift_share=0.5, methods={"colour": "psi"}),
+            target=TARGET,
+            threshold=0.5,
+        )
+    with pytest.raises(DriftSettingsError, match="No stattest found of name nonsense"):
+        compare(
+            current,
+            controlled(3000, seed=4),
+            ROLES,
+            DriftSettings(drift_share=0.5, methods={"x": "nonsense"}),
+            target=TARGET,
+            threshold=0.5,
+        )
+
+
+def test_a_column_without_values_in_the_window_is_skipped_not_a_crash():
+    current = controlled(300, seed=5)
+    current["y"] = np.nan
+    found = compare(
+        current,
+        controlled(3000, seed=6),
+        ROLES,
+        DriftSettings(drift_share=0.5, min_rows=500),
+        target=TARGET,
+        threshold=0.5,
+    )
+    assert found.skipped == {"y": "no value in the window"}
+    assert "y" not in {c.column for c in found.columns}
+    assert found.performance_note == "not enough feedback (300 < 500 labelled rows)"
+
+
+# -- the check on a served model and its logs ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """Two small models of a toy shop dataset, saved with their reference, as a run does."""
+    folder = tmp_path_factory.mktemp("shop")
+    config = load_config(write_toy_dataset(folder / "data", make_toy_frame(1500), name="shop"))
+    data, _ = prepare(load_raw(config), config)
+    split = split_data(data, config, seed=7)
+    params = {"C": 1.0, "l1_ratio": 0.0, "class_weight": None}
+    tags, pipelines = save_served_pair(
+        config,
+        split.train,
+        split.validation,
+        ["order_date", "channel", "region", "price", "quantity"],
+        {"primary": ("logistic", params), "secondary": ("logistic", {**params, "C": 0.1})},
+        reference_dir=folder / "run",
+    )
+    return config, split, tags, pipelines
+
+
+def write_logs(config, rows: pd.DataFrame, tag: str, pipeline, *, start: dt.datetime, edits=None):
+    """Store one prediction log per row, as the service writes them; ``edits`` spoils some."""
+    from bentos.registry import served_model_from_tag
+
+    contract = served_model_from_tag(tag).contract
+    name, version = tag.split(":")
+    probabilities = pipeline.predict_proba(rows[contract.names])[:, 1]
+    documents = []
+    for i, (record, probability) in enumerate(
+        zip(rows.to_dict("records"), probabilities, strict=True)
+    ):
+        features = contract.coerce(contract.json_row(record))
+        if edits and i in edits:
+            features = edits[i](features)
+        documents.append(
+            to_prediction_document(
+                {
+                    "request_id": f"{version}-{start:%H%M%S}-{i:05d}",
+                    "timestamp": start + dt.timedelta(seconds=i),
+                    "model_name": name,
+                    "model_version": version,
+                    "features": features,
+                    "prediction": int(probability >= 0.5),
+                    "probability": float(probability),
+                    "latency_ms": 1.0,
+                    "dataset": config.name,
+                    "run_id": "run-test",
+                }
+            )
+        )
+    assert insert_documents(documents).inserted == len(rows)
+    return [d["_id"] for d in documents]
+
+
+def test_thin_window_is_a_status_with_its_count(shop, tmp_path, monkeypatch):
+    config, split, tags, pipelines = shop
+    for _ in fresh_store(tmp_path, monkeypatch):
+        write_logs(config, split.test.head(5), tags["primary"], pipelines["primary"],
+                   start=dt.datetime(2026, 1, 1))  # fmt: skip
+        result = run_check(
+            config,
+            Window(last=100),
+            DriftSettings(drift_share=0.5, min_rows=50),
+            out_root=tmp_path / "monitoring",
+            workspace=tmp_path / "workspace",
+        )
+        summary = result.summary
+        assert summary.status == "not_enough_data"
+        assert summary.message.startswith("not enough data (5 < 50)")
+        assert summary.rows.logged == 5 and summary.model == tags["primary"]
+        written = json.loads((result.folder / "summary.json").read_text())
+        assert (
+            written["status"] == "not_enough_data" and not (result.folder / "report.html").exists()
+        )
+        # No log at all: the same status, with 0.
+        empty = run_check(
+            config,
+            Window(since=dt.datetime(2030, 1, 1)),
+            DriftSettings(drift_share=0.5, min_rows=50),
+            out_root=tmp_path / "monitoring",
+            workspace=None,
+        )
+        assert empty.summary.message.startswith("not enough data (0 < 50)")
+
+
+def test_bad_logs_are_counted_and_the_rest_compared(shop, tmp_path, monkeypatch):
+    config, split, tags, pipelines = shop
+    rows = pd.concat([split.validation, split.test]).head(260)
+    spoiled = {i: (lambda f: {k: v for k, v in f.items() if k != "price"}) for i in range(7)}
+    spoiled.update({i: (lambda f: {**f, "price": "cheap"}) for i in range(7, 12)})
+    spoiled[12] = lambda f: {**f, "colour": "red"}
+    for _ in fresh_store(tmp_path, monkeypatch):
+        ids = write_logs(config, rows, tags["primary"], pipelines["primary"],
+                         start=dt.datetime(2026, 1, 1), edits=spoiled)  # fmt: skip
+        result = run_check(
+            config,
+            Window(last=1000),
+            DriftSettings(drift_share=0.5, min_rows=50),
+            out_root=tmp_path / "monitoring",
+            workspace=tmp_path / "workspace",
+        )
+    summary = result.summary
+    assert summary.status in ("ok", "drift"), summary.message
+    assert summary.rows.logged == 260 and summary.rows.refused == 13
+    assert summary.rows.compared == 247 and summary.rows.labelled == 0
+    problems = {(p.field, p.message): p for p in summary.problems}
+    assert problems[("price", "required field is missing")].rows == 7
+    assert problems[("price", "Input should be a valid number")].rows == 5
+    assert problems[("colour", "not an input of this model")].examples == [ids[12]]
+    assert {c.column for c in summary.columns} == {"channel", "region", "price", "quantity",
+                                                   "predicted_probability"}  # fmt: skip
+    assert summary.prediction_drift is not None
+    assert summary.performance is None and summary.performance_note == "no feedback in the window"
+    assert set(summary.seconds) == {"read", "coerce", "report", "write"}
+    assert (result.folder / "report.html").stat().st_size > 10_000
+    assert json.loads((result.folder / "summary.json").read_text())["rows"]["refused"] == 13
+    # The Evidently workspace holds the dataset's project with this check's snapshot.
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace(str(tmp_path / "workspace"))
+    (project,) = workspace.search_project("shop")
+    assert [str(run) for run in workspace.list_runs(project.id)] == [
+        summary.outputs["workspace_drift"]
+    ]
+
+
+def test_a_model_without_its_reference_is_a_status(shop, tmp_path, monkeypatch):
+    config, split, tags, pipelines = shop
+    from bentos.registry import served_model_from_tag
+
+    served = served_model_from_tag(tags["primary"])
+    with pytest.raises(ReferenceError, match="changed since its run saved it"):
+        load_reference(served.reference_path, "0" * 64)
+    with pytest.raises(ReferenceError, match="saved without a reference frame"):
+        load_reference(None, None)
+    moved = tmp_path / "moved"
+    import shutil
+
+    original = served.reference_path
+    shutil.move(original, moved)
+    try:
+        for _ in fresh_store(tmp_path, monkeypatch):
+            write_logs(config, split.test.head(120), tags["primary"], pipelines["primary"],
+                       start=dt.datetime(2026, 1, 2))  # fmt: skip
+            result = run_check(
+                config,
+                Window(last=500),
+                DriftSettings(drift_share=0.5, min_rows=50),
+                out_root=tmp_path / "monitoring",
+                workspace=None,
+            )
+    finally:
+        shutil.move(moved, original)
+    assert result.summary.status == "no_reference"
+    assert "does not exist" in result.summary.message and tags["primary"] in result.summary.message
+
+
+# -- windows, settings, the gate --------------------------------------------------------------
+
+
+def test_windows_are_parsed_or_refused_in_one_sentence():
+    now = dt.datetime(2026, 1, 1, 12)
+    assert Window.parse(default_last=500) == Window(last=500)
+    assert Window.parse(since_minutes=60, default_last=500, now=now) == Window(
+        since=dt.datetime(2026, 1, 1, 11)
+    )
+    assert Window.parse(since="2026-01-01T10:00:00+01:00", last=10, default_last=5).since == (
+        dt.datetime(2026, 1, 1, 9)
+    )
+    with pytest.raises(WindowError, match="either since or since_minutes"):
+        Window.parse(since="2026-01-01", since_minutes=5, default_last=1)
+    with pytest.raises(WindowError, match="since: expected an ISO 8601"):
+        Window.parse(since="yesterday", default_last=1)
+    with pytest.raises(WindowError, match="must be before until"):
+        Window.parse(since="2026-01-02", until="2026-01-01", default_last=1)
+
+
+def test_cli_reports_a_bad_window_in_one_line(capsys):
+    assert main(["monitor", "--since", "yesterday"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: since: expected an ISO 8601") and err.count("\n") == 1
+    assert main(["replay", "--from", "2013-12-01", "--to", "2013-12-02", "--url",
+                 "http://127.0.0.1:9"]) == 2  # fmt: skip
+    assert "cannot read http://127.0.0.1:9/info" in capsys.readouterr().err
+
+
+def test_the_gate_promotes_only_beyond_the_margin():
+    assert decide(0.70, 0.71, 0.005, "roc_auc").promoted is True
+    kept = decide(0.70, 0.704, 0.005, "roc_auc")
+    assert kept.promoted is False and "0.7040 does not beat the champion's 0.7000" in kept.reason
+    assert decide(0.70, 0.69, 0.0, "roc_auc").promoted is False
+
+
+def test_retraining_uses_rows_before_the_window_and_the_champions_inputs(toy_config):
+    config = load_config(toy_config).with_overrides(
+        {"monitoring": {"retrain": {"validation_months": 2, "test_months": 1}}}
+    )
+    window = LabelledWindow(
+        source="feedback", rows=100, positives=30, date_from=dt.datetime(2021, 5, 17, 6)
+    )
+    overrides, until = retraining_plan(config, window, ["order_date", "channel", "price"])
+    assert until == "2021-05-17"
+    assert overrides["split"] == {
+        "method": "time",
+        "validation_start": "2021-02-17",
+        "test_start": "2021-04-17",
+    }
+    restricted = config.with_overrides(overrides)
+    assert restricted.feature_columns == ["order_date", "channel", "price"]
+    assert restricted.id_columns == ["order_id", "region", "quantity"]
+    assert restricted.explain.top_k == 3
+    with pytest.raises(ConfigError, match="'colour' are not features"):
+        config.restricted_to(["colour"])
+
+
+def test_reload_needs_the_same_request_schema():
+    def contract(*fields):
+        return InputContract(dataset="d", fields=[FieldSpec(**f) for f in fields])
+
+    served = contract(
+        {"name": "a", "kind": "number", "nullable": True}, {"name": "b", "kind": "category"}
+    )
+    assert incompatible(served, served) is None
+    stricter = contract({"name": "a", "kind": "number"}, {"name": "b", "kind": "category"})
+    assert "never saw a null" in incompatible(served, stricter)
+    assert incompatible(stricter, served) is None  # the new model also imputes: fine
+    other = contract({"name": "a", "kind": "number", "nullable": True})
+    assert "restart the service" in incompatible(served, other)
+
+
+# -- replay: bounded rate and concurrency ----------------------------------------------------------
+
+
+class _Counting(BaseHTTPRequestHandler):
+    lock = threading.Lock()
+    inflight = peak = 0
+    bodies: list = []
+
+    def do_POST(self):  # noqa: N802 - the handler's API
+        cls = type(self)
+        with cls.lock:
+            cls.inflight += 1
+            cls.peak = max(cls.peak, cls.inflight)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        threading.Event().wait(0.02)
+        with cls.lock:
+            cls.inflight -= 1
+            cls.bodies.append((self.path, body))
+        status = 200 if self.path == "/feedback" or body.get("ok", True) else 400
+        answer = json.dumps({"request_id": f"r{len(cls.bodies)}"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_replay_bounds_rate_and_concurrency_and_posts_feedback():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        bodies = [{"i": i, "ok": i != 3} for i in range(40)]
+        started = dt.datetime.now()
+        summary = replay(
+            f"http://127.0.0.1:{server.server_port}",
+            bodies,
+            [i % 2 for i in range(40)],
+            rate=100,
+            concurrency=3,
+        )
+        elapsed = (dt.datetime.now() - started).total_seconds()
+    finally:
+        server.shutdown()
+    assert (summary.sent, summary.succeeded, summary.errors) == (40, 39, 1)
+    assert summary.statuses == {"400": 1} and summary.feedback_sent == 39
+    # Request 39 may not leave before 39/100 s, and never more than 3 were in flight.
+    assert elapsed >= 0.39 and _Counting.peak <= 3
+    feedback = [body for path, body in _Counting.bodies if path == "/feedback"]
+    assert sorted(b["actual"] for b in feedback) == sorted(i % 2 for i in range(40) if i != 3)
