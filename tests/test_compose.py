@@ -207,8 +207,12 @@ def test_only_the_api_and_the_uis_are_published_on_localhost():
     for name, ports in published.items():
         assert ports == [f"127.0.0.1:{PUBLISHED[name]}:{PUBLISHED[name]}"], name
         assert not SERVICES[name].get("network_mode"), name
+    # The same ports as `make serve`, `make prefect-server` and `make monitor-ui`.
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^PORT\s*\?=\s*3000$", makefile, re.M), "the API's documented port"
+    for variable, service in (("PORT", "api"), ("PREFECT_PORT", "prefect-server"),
+                              ("UI_PORT", "evidently-ui")):  # fmt: skip
+        default = re.search(rf"^{variable}\s*\?=\s*(\d+)$", makefile, re.M)
+        assert default and int(default.group(1)) == PUBLISHED[service], variable
 
 
 # -- compose: secrets and the store ----------------------------------------------------------
@@ -403,3 +407,27 @@ def test_bentofile_docker_options_match_the_dockerfile():
         assert env.get(name) == str(value), (
             f"bentofile docker.env {name} differs from the Dockerfile"
         )
+
+
+# -- the deployment guide --------------------------------------------------------------------
+
+#: How the code reads a variable: os.environ.get("X"), env["X"], or a constant X_ENV = "X".
+READS = re.compile(
+    r"(?:environ|env)(?:\.get\(|\[)\s*[\"']([A-Z][A-Z0-9_]+)[\"']|_ENV\s*=\s*[\"']([A-Z][A-Z0-9_]+)[\"']"
+)
+
+
+def test_the_deployment_guide_lists_every_variable():
+    code = set()
+    for package in ("tabular", "flows", "bentos", "validation", "monitoring"):
+        for path in (ROOT / package).rglob("*.py"):
+            code.update(filter(None, (n for pair in READS.findall(path.read_text()) for n in pair)))
+    assert {"MONGODB_URI", "MLOPS_API_KEY", "MLOPS_ARTIFACTS", "PREFECT_API_URL"} <= code
+    compose = {key for name in SERVICES for key in environment(name)}
+    compose |= {
+        name for name, _, _ in INTERPOLATION.findall((ROOT / "docker-compose.yml").read_text())
+    }
+    script = set(re.findall(r"\$\{(\w+):-", (ROOT / "docker" / "train.sh").read_text()))
+    guide = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", (ROOT / "docs" / "deploy.md").read_text()))
+    missing = (code | compose | script | set(env_example()) | set(dockerfile_env())) - guide
+    assert not missing, f"docs/deploy.md does not describe {sorted(missing)}"
