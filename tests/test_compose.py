@@ -402,11 +402,13 @@ def test_bentofile_docker_options_match_the_dockerfile():
     apt = re.findall(r"apt-get install[^&;]*", run)
     packages = {w for line in apt for w in line.split()[2:] if not w.startswith("-")}
     assert packages == set(docker.get("system_packages") or [])
+    # BentoML 1.4 ignores docker.env for a new-style service; the top-level envs reach the image.
+    assert "env" not in docker, "use the top-level envs: BentoML 1.4 ignores docker.env"
     env = dockerfile_env()
-    for name, value in docker["env"].items():
-        assert env.get(name) == str(value), (
-            f"bentofile docker.env {name} differs from the Dockerfile"
-        )
+    envs = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["envs"]
+    assert {"MLOPS_REQUIRE_MONGODB"} <= {item["name"] for item in envs}
+    for item in envs:
+        assert env.get(item["name"]) == item["value"], f"bentofile envs {item['name']} differs"
 
 
 # -- the deployment guide --------------------------------------------------------------------
