@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--from", dest="start", required=True, help="first day (ISO 8601)")
     replay.add_argument("--to", dest="end", required=True, help="last day, included")
     replay.add_argument("--rate", type=positive_float, default=200.0, help="requests per second")
-    replay.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight")
+    replay.add_argument("--concurrency", type=positive_int, default=8, help="concurrent requests")
     replay.add_argument("--url", default="http://127.0.0.1:3000", help="the API's base URL")
     replay.add_argument("--with-feedback", action="store_true", help="post each true outcome too")
     replay.add_argument("--sample", type=positive_int, default=None, help="send N sampled rows")

@@ -48,9 +48,7 @@ def explain_task(
         The stage outcome, the files written, the saved model tags and the reference.
     """
     logger = get_run_logger()
-    stage = explain_and_select(
-        result, split.train, split.validation, split.test, config, plan, seed
-    )
+    stage = explain_and_select(result, split, config, plan, seed)
     outputs = write_explain_report(
         [stage.shap[key] for key in stage.served],
         stage.selection,

@@ -191,13 +191,17 @@ def training_pipeline(
             )
         manifest.outputs["eda"] = str(eda.html_path.relative_to(run_dir))
         with manifest.step("train"):
-            training, training_files = train_task(split, config, plan, seed, run_dir / "training")
+            training, training_files = train_task(
+                split, config, plan, seed, run_dir / "training", raw=raw, sample=sample
+            )
         manifest.outputs["training"] = str(training_files.html.relative_to(run_dir))
         manifest.models = {
             key: {
                 "verdict": family.verdict.label,
                 "best_params": family.best_params,
                 "threshold": round(family.threshold, 4),
+                "fold_scores": [round(v, 4) for v in family.folds.validation_scores],
+                "calibrated": family.calibration.applied,
                 **{
                     f"{split_name}_{training.metric}": round(m[training.metric], 4)
                     for split_name, m in family.metrics.items()

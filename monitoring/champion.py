@@ -184,8 +184,11 @@ def retraining_plan(
     validation_start = test_start - pd.DateOffset(
         months=config.monitoring.retrain.validation_months
     )
+    # One validation period just before the test window (the configured rolling folds, if
+    # any, would end months before the recent data the challenger must be judged on).
     overrides["split"] = {
         "method": "time",
+        "folds": None,
         "validation_start": validation_start.date().isoformat(),
         "test_start": test_start.date().isoformat(),
     }

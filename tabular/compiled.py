@@ -30,7 +30,14 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-from tabular.features import MISSING, OTHER, CategoryText, DateParts, RareCategoryGrouper
+from tabular.features import (
+    MISSING,
+    OTHER,
+    CalibratedModel,
+    CategoryText,
+    DateParts,
+    RareCategoryGrouper,
+)
 
 Columns = list  # one list of values per input column
 Step = Callable[[Any], Any]
@@ -221,6 +228,15 @@ def _hidden(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _estimator(model) -> Callable[[np.ndarray], np.ndarray]:
+    if type(model) is CalibratedModel:
+        # The served probability is the calibrated one: the inner model replayed, then its
+        # fitted map (a few microseconds on a batch, so it stays in scikit-learn).
+        inner, mapping = _estimator(model.model), model.calibration
+
+        def calibrated(X: np.ndarray) -> np.ndarray:
+            return mapping.transform(inner(X))
+
+        return calibrated
     if type(model) is MLPClassifier:
         if model.out_activation_ != "logistic" or len(model.classes_) != 2:
             raise NotCompilable("only binary networks are replayed")

@@ -73,45 +73,75 @@ class TargetConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    """How rows are split into train, validation and test.
+    """How rows are split into development rows (folds) and test rows.
 
-    ``time``: chronological by the date column; train is everything before
-    ``validation_start``, validation is ``[validation_start, test_start)``, test is from
-    ``test_start`` on. ``random``: stratified by the target with the given shares.
+    ``time``: chronological by the date column. The test rows are those from
+    ``test_start`` on; every earlier row is a development row. Selection uses rolling-origin
+    folds over the development rows: each fold validates on the period from one of
+    ``folds`` (dates) to the next (the last one to ``test_start``) and trains on every row
+    before it (an expanding window). ``validation_start`` alone is one fold.
+    ``random``: stratified by the target with the given shares; the validation rows are the
+    one fold.
     """
 
     method: Literal["time", "random"] = "time"
     validation_start: dt.date | None = None
+    folds: list[dt.date] | None = None
     test_start: dt.date | None = None
     validation_size: float = Field(0.15, gt=0, lt=0.5)
     test_size: float = Field(0.2, gt=0, lt=0.5)
+
+    @property
+    def fold_starts(self) -> list[dt.date]:
+        """The first day of each validation fold of a time split, in order (empty if random)."""
+        if self.method != "time":
+            return []
+        return list(self.folds) if self.folds is not None else [self.validation_start]
 
     def part(self, name: Literal["training", "validation", "test"]) -> str:
         """Name a part of the split for reports, with its dates when the split is by time.
 
         Args:
-            name: ``training``, ``validation`` or ``test``.
+            name: ``training`` (the development rows, on which the final models are
+                fitted), ``validation`` (the rows the folds are scored on) or ``test``.
 
         Returns:
             E.g. ``"the test period (from 2013-10-01)"``, or ``"the test rows"`` for a random
             split.
         """
         if self.method != "time":
-            return f"the {name} rows"
+            return {
+                "training": "the training and validation rows",
+                "validation": "the validation rows",
+                "test": "the test rows",
+            }[name]
+        first = self.fold_starts[0]
         dates = {
-            "training": f"before {self.validation_start}",
-            "validation": f"from {self.validation_start} to before {self.test_start}",
+            "training": f"before {self.test_start}",
+            "validation": f"from {first} to before {self.test_start}",
             "test": f"from {self.test_start}",
         }
-        return f"the {name} period ({dates[name]})"
+        noun = {"training": "development", "validation": "validation", "test": "test"}[name]
+        return f"the {noun} period ({dates[name]})"
 
     @model_validator(mode="after")
     def _dates_for_time_split(self) -> SplitConfig:
         if self.method == "time":
-            if self.validation_start is None or self.test_start is None:
-                raise ValueError("a 'time' split needs 'validation_start' and 'test_start'")
-            if self.validation_start >= self.test_start:
-                raise ValueError("'validation_start' must come before 'test_start'")
+            if self.test_start is None:
+                raise ValueError("a 'time' split needs 'test_start'")
+            if (self.validation_start is None) == (self.folds is None):
+                raise ValueError(
+                    "a 'time' split needs exactly one of 'validation_start' (one validation "
+                    "period) or 'folds' (the first day of each rolling-origin fold)"
+                )
+            starts = self.fold_starts
+            if not starts:
+                raise ValueError("'folds' must list at least one date")
+            if any(a >= b for a, b in zip(starts, starts[1:], strict=False)):
+                raise ValueError("'folds' must be dates in increasing order")
+            if starts[-1] >= self.test_start:
+                label = "'validation_start'" if self.folds is None else "every date of 'folds'"
+                raise ValueError(f"{label} must come before 'test_start'")
         return self
 
 
@@ -230,21 +260,48 @@ def _default_models() -> dict[str, ModelSearch]:
     }
 
 
+class HorizonStudyConfig(_Strict):
+    """The study of the champion's score against the prediction horizon.
+
+    It needs a source that can recompute the point-in-time columns for another horizon
+    (the built-in loader); for a CSV it is skipped and the report says why.
+
+    Attributes:
+        horizons: Horizons to compare, in hours (0 = schedule only).
+        rows: Fit the study's models on a fixed-seed sample of this many development rows
+            (``None``: all of them, as the main run).
+    """
+
+    horizons: list[float] = Field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0])
+    rows: int | None = Field(None, ge=100)
+
+    @model_validator(mode="after")
+    def _horizons(self) -> HorizonStudyConfig:
+        if any(h < 0 for h in self.horizons):
+            raise ValueError("horizons must be 0 or more hours")
+        return self
+
+
 class TrainingConfig(_Strict):
-    """How models are tuned, selected and judged.
+    """How models are tuned, selected, calibrated and judged.
 
     Attributes:
         metric: Primary metric for selection (both are insensitive to the class balance's
             effect on accuracy and need no threshold).
         search: ``random`` samples ``n_iter`` configurations of each grid; ``grid`` tries all.
         n_iter: Configurations per family for the random search.
-        search_rows: Training rows (a fixed-seed sample) used to fit each configuration during
-            the search; the chosen configuration is then refitted on all training rows.
+        search_rows: Rows (a fixed-seed sample of each fold's training rows) used to fit each
+            configuration during the search; the chosen configuration is then refitted on
+            all development rows.
         max_epochs: Epoch cap for the neural network.
         patience: Epochs without validation improvement before the network stops.
         max_gap: Train minus validation score above which a model is called overfitting.
         min_lift: Validation score must beat the constant baseline by this much, or the
             model is called underfitting.
+        calibration: How a family's probabilities would be calibrated (``sigmoid``: Platt
+            scaling, which keeps the ranking; ``isotonic``); whether they are is decided per
+            family on the folds.
+        horizon_study: The score-against-horizon study.
         models: Grid per family (``logistic``, ``xgboost``, ``mlp``).
     """
 
@@ -256,6 +313,8 @@ class TrainingConfig(_Strict):
     patience: int = Field(4, ge=1)
     max_gap: float = Field(0.05, gt=0)
     min_lift: float = Field(0.02, ge=0)
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    horizon_study: HorizonStudyConfig = HorizonStudyConfig()
     models: dict[Literal["logistic", "xgboost", "mlp"], ModelSearch] = Field(
         default_factory=_default_models
     )
@@ -344,8 +403,14 @@ class DatasetConfig(_Strict):
             reports' wording; a single word gets an "s" for its plural.
         missing_markers: Text read as a missing value in a CSV (exactly these; an empty
             cell is the empty string).
+        prediction_horizon: Hours before the date column's moment at which a prediction
+            is made (its cutoff); 0 means from the schedule only, without the
+            ``point_in_time`` columns.
         categorical: Categorical feature columns.
-        numeric: Numeric feature columns.
+        numeric: Numeric feature columns known in advance.
+        point_in_time: Numeric feature columns that describe events before the cutoff
+            (features only when ``prediction_horizon`` is above 0); the built-in loader
+            computes them for any horizon, a CSV must hold them for its horizon.
         id_columns: Identifiers kept for lookups but never used as features.
         leakage: Columns known only after the event: never features.
         drop_rows_missing: Rows missing any of these columns are dropped (and counted).
@@ -370,8 +435,10 @@ class DatasetConfig(_Strict):
     date_from: DateFromConfig | None = None
     row_noun: tuple[str, str] = ("row", "rows")
     missing_markers: tuple[str, ...] = DEFAULT_MISSING_MARKERS
+    prediction_horizon: float = Field(0.0, ge=0)
     categorical: list[str] = Field(default_factory=list)
     numeric: list[str] = Field(default_factory=list)
+    point_in_time: list[str] = Field(default_factory=list)
     id_columns: list[str] = Field(default_factory=list)
     leakage: list[str] = Field(default_factory=list)
     drop_rows_missing: list[str] = Field(default_factory=list)
@@ -426,6 +493,7 @@ class DatasetConfig(_Strict):
         roles = {
             "categorical": self.categorical,
             "numeric": self.numeric,
+            "point_in_time": self.point_in_time,
             "id_columns": self.id_columns,
             "leakage": self.leakage,
         }
@@ -441,7 +509,7 @@ class DatasetConfig(_Strict):
             if special is None:
                 continue
             role = seen.get(special)
-            if role in ("categorical", "numeric"):
+            if role in ("categorical", "numeric", "point_in_time"):
                 raise ValueError(
                     f"column '{special}' is the target or date column; "
                     f"it cannot be a {role} feature"
@@ -449,10 +517,15 @@ class DatasetConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _descriptions_name_columns(self) -> DatasetConfig:
+    def _horizon_and_descriptions(self) -> DatasetConfig:
+        if self.prediction_horizon > 0 and self.date_column is None:
+            raise ValueError(
+                "prediction_horizon counts hours before each row's date: set 'date_column' "
+                "or 'date_from', or leave prediction_horizon at 0"
+            )
         known = {self.date_column, self.target.name, self.target.column}
-        known.update(self.categorical, self.numeric, self.id_columns, self.leakage)
-        known.update(self.drop_rows_missing)
+        known.update(self.categorical, self.numeric, self.point_in_time, self.id_columns)
+        known.update(self.leakage, self.drop_rows_missing)
         unknown = sorted(set(self.descriptions) - known)
         if unknown:
             raise ValueError(
@@ -462,10 +535,34 @@ class DatasetConfig(_Strict):
         return self
 
     @property
+    def numeric_features(self) -> list[str]:
+        """Numeric feature columns: ``numeric``, plus ``point_in_time`` above horizon 0."""
+        return [*self.numeric, *(self.point_in_time if self.prediction_horizon > 0 else [])]
+
+    @property
     def feature_columns(self) -> list[str]:
         """All feature columns fed to the models: date (if any), categorical, numeric."""
         date = [self.date_column] if self.date_column else []
-        return [*date, *self.categorical, *self.numeric]
+        return [*date, *self.categorical, *self.numeric_features]
+
+    def at_horizon(self, hours: float) -> DatasetConfig:
+        """Return the same config with another prediction horizon.
+
+        Args:
+            hours: The horizon (0 = schedule only).
+
+        Returns:
+            A copy whose ``prediction_horizon`` is ``hours``.
+
+        Raises:
+            ConfigError: If the horizon is negative or the config has no date.
+        """
+        raw = self.model_dump(exclude={"path"})
+        try:
+            copy = DatasetConfig.model_validate({**raw, "prediction_horizon": hours})
+        except ValidationError as exc:
+            raise ConfigError(f"prediction horizon {hours}: {exc.errors()[0]['msg']}") from exc
+        return copy.model_copy(update={"path": self.path})
 
     @property
     def required_columns(self) -> list[str]:
@@ -477,7 +574,7 @@ class DatasetConfig(_Strict):
             date = self.date_from.columns
         else:
             date = [self.date_column] if self.date_column else []
-        columns = [*date, self.target.column, *self.categorical, *self.numeric]
+        columns = [*date, self.target.column, *self.categorical, *self.numeric_features]
         columns += [*self.id_columns, *self.drop_rows_missing]
         return list(dict.fromkeys(columns))
 
@@ -535,23 +632,27 @@ class DatasetConfig(_Strict):
             Overrides for :meth:`with_overrides`.
 
         Raises:
-            ConfigError: If a column is not a categorical or numeric feature of this config.
+            ConfigError: If a column is not a feature of this config (categorical, numeric or
+                point-in-time).
         """
-        features = set(self.categorical) | set(self.numeric)
+        features = set(self.categorical) | set(self.numeric_features)
         unknown = [c for c in columns if c not in features and c != self.date_column]
         if unknown:
             raise ConfigError(
                 f"column(s) {', '.join(map(repr, unknown))} are not features of config '{self.name}'"
             )
         keep = set(columns)
-        dropped = [c for c in [*self.categorical, *self.numeric] if c not in keep]
+        dropped = [c for c in [*self.categorical, *self.numeric_features] if c not in keep]
         count = len([c for c in columns if c != self.date_column]) + (self.date_column in keep)
-        return {
+        overrides: dict[str, Any] = {
             "categorical": [c for c in self.categorical if c in keep],
             "numeric": [c for c in self.numeric if c in keep],
             "id_columns": [*self.id_columns, *dropped],
             "explain": {"top_k": count, "min_features": min(self.explain.min_features, count)},
         }
+        if self.prediction_horizon > 0:  # at horizon 0 no point-in-time column is a feature
+            overrides["point_in_time"] = [c for c in self.point_in_time if c in keep]
+        return overrides
 
     def csv_path(self) -> Path:
         """Return the CSV path resolved against the config file's folder.

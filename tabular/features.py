@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
@@ -172,6 +174,133 @@ class DateParts(BaseEstimator, TransformerMixin):
         return np.asarray([f"{column}_{part}" for part in self.parts], dtype=object)
 
 
+class ProbabilityMap(BaseEstimator):
+    """A monotone map from a model's probability of class 1 to a calibrated one.
+
+    ``sigmoid`` is Platt scaling (a logistic regression on the log-odds: strictly
+    increasing, so the ranking and the ROC-AUC are kept); ``isotonic`` is scikit-learn's
+    ``IsotonicRegression`` (a step function: more flexible, may tie close scores).
+
+    Args:
+        method: ``sigmoid`` or ``isotonic``.
+    """
+
+    def __init__(self, method: str = "sigmoid"):
+        self.method = method
+
+    def fit(self, proba: np.ndarray, y: np.ndarray) -> ProbabilityMap:
+        """Fit the map on predicted probabilities and the true labels.
+
+        Args:
+            proba: Predicted probabilities of class 1 (rows the model did not fit on).
+            y: 0/1 labels.
+
+        Returns:
+            self
+        """
+        proba = np.asarray(proba, dtype=float)
+        if len(np.unique(y)) < 2:  # nothing to learn from one class: keep the probabilities
+            self.map_ = None
+        elif self.method == "isotonic":
+            self.map_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            self.map_.fit(proba, y)
+        else:
+            self.map_ = LogisticRegression(C=1e6).fit(_log_odds(proba), y)
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        """Map probabilities of class 1 to calibrated ones.
+
+        Args:
+            proba: Predicted probabilities of class 1.
+
+        Returns:
+            The calibrated probabilities.
+        """
+        proba = np.asarray(proba, dtype=float)
+        if self.map_ is None:
+            return proba
+        if self.method == "isotonic":
+            return self.map_.predict(proba)
+        return self.map_.predict_proba(_log_odds(proba))[:, 1]
+
+
+def _log_odds(proba: np.ndarray) -> np.ndarray:
+    clipped = np.clip(proba, 1e-6, 1 - 1e-6)
+    return np.log(clipped / (1 - clipped)).reshape(-1, 1)
+
+
+class CalibratedModel(BaseEstimator, ClassifierMixin):
+    """A fitted classifier whose probabilities go through a fitted :class:`ProbabilityMap`.
+
+    scikit-learn's ``CalibratedClassifierCV`` fits its map on out-of-fold predictions of
+    folds that partition the rows (or serves an average of the fold models); here the map
+    is fitted on the rolling-origin folds' predictions, which do not cover the earliest
+    rows, and applied to the model refitted on every development row. As the last step of
+    a pipeline, it makes the served probability the calibrated one.
+
+    Args:
+        model: The fitted classifier.
+        calibration: The fitted map.
+    """
+
+    def __init__(self, model, calibration: ProbabilityMap):
+        self.model = model
+        self.calibration = calibration
+
+    def fit(self, X, y=None):
+        """Refuse to refit: both parts are fitted before they are put together.
+
+        Raises:
+            TypeError: Always.
+        """
+        raise TypeError("CalibratedModel wraps an already fitted model and map; it is not refitted")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # built from fitted parts only (see fit)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The wrapped model's classes."""
+        return self.model.classes_
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Return calibrated probabilities of both classes.
+
+        Args:
+            X: The model's input matrix.
+
+        Returns:
+            An ``(n, 2)`` array.
+        """
+        positive = self.calibration.transform(self.model.predict_proba(X)[:, 1])
+        return np.column_stack([1 - positive, positive])
+
+    def predict(self, X) -> np.ndarray:
+        """Return the class whose calibrated probability is the larger.
+
+        Args:
+            X: The model's input matrix.
+
+        Returns:
+            Class labels.
+        """
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+
+def base_estimator(pipeline):
+    """Return a pipeline's fitted estimator, without its calibration map if it has one.
+
+    Args:
+        pipeline: A fitted ``Pipeline`` whose last step is ``model``.
+
+    Returns:
+        The estimator (e.g. the ``XGBClassifier``), for SHAP values or coefficients.
+    """
+    model = pipeline.named_steps["model"]
+    return model.model if isinstance(model, CalibratedModel) else model
+
+
 def _frame(X, columns=None) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X
@@ -327,7 +456,7 @@ def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
     return EncodingPlan(
         date_column=config.date_column if date_parts else None,
         date_parts=date_parts,
-        numeric=list(config.numeric),
+        numeric=list(config.numeric_features),
         categorical=plans,
         rare_share=rules.rare_share,
     )

@@ -164,7 +164,7 @@ def describe_columns(data, config) -> dict:
         "names": [str(c) for c in data.columns],
         "datetime": datetime_columns,
         "categorical": list(config.categorical),
-        "numeric": list(config.numeric),
+        "numeric": list(config.numeric_features),
         "features": len(config.feature_columns),
         "leakage_excluded": list(config.leakage),
         "target": config.target.name,

@@ -164,9 +164,13 @@ def data_section(run: RunResults) -> Section:
         f"{len(columns['categorical'])} categorical ({', '.join(columns['categorical'])}), "
         f"{len(columns['numeric'])} numeric; {columns['features']} feature columns. "
         f"Excluded as leakage (known only after the event): {leakage}.",
-        f"**Split:** {manifest.split}: "
-        + ", ".join(f"{part} {n:,}" for part, n in rows["split"].items())
-        + f" rows. EDA and every choice use the training part only ({eda.rows:,} rows).",
+        f"**Split:** {manifest.split}. Rows: "
+        + ", ".join(
+            f"{part} {n:,}"
+            for part, n in rows["split"].items()
+            if part in ("train", "validation", "test")
+        )
+        + f". EDA and every choice use the training part only ({eda.rows:,} rows).",
         f"**Quality gate (Great Expectations):** {run.validation.summary().splitlines()[0]}.",
     ]
     for key, label in (("missing", "Missing values"), ("outliers", "Extreme values")):

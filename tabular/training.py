@@ -1,19 +1,22 @@
 """Training stage: three model families, each tuned over three hyperparameters, judged honestly.
 
-Method (see also :data:`SELECTION_METHOD`):
+Method (see also :func:`selection_method`):
 
-* every configuration is fitted on a fixed-seed sample of the **training** rows and scored
-  on the **validation** rows (with a time split, the period that follows training: never
-  a random split of time-ordered rows); the best configuration per family maximises the
-  primary metric;
-* the winner of each family is refitted on all training rows (the neural network stops
-  early on the validation rows), its decision threshold is the one that maximises F1 on
-  validation, and the best family is the one with the highest validation score;
+* **rolling-origin folds** (:class:`tabular.datasets.Fold`): each fold fits on the rows
+  before a validation period and is scored on that period, so a model is always judged on
+  rows that come after the ones it learnt from (a random split has one fold, its
+  validation rows). Every configuration is fitted on each fold, on a fixed-seed sample of
+  the fold's training rows (``search_rows``), and scored on all of its validation rows;
+* each family's configuration with the best **mean fold score** is chosen, the spread
+  across folds is reported, and the champion is the family with the best mean;
+* the chosen configuration's pooled fold predictions decide whether its probabilities are
+  calibrated (:func:`decide_calibration`) and where its decision threshold lies; it is then
+  refitted on all development rows;
 * the test rows are only read by :func:`evaluate_on_test`, once, after every choice.
 
 Every model is a scikit-learn ``Pipeline`` (the shared preprocessing from
-:mod:`tabular.features` + the estimator), so one pickled object turns raw rows into
-probabilities.
+:mod:`tabular.features` + the estimator, wrapped with its calibration map when calibrated),
+so one pickled object turns raw rows into the served probabilities.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.calibration import calibration_curve
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     precision_recall_curve,
@@ -38,12 +44,20 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import ParameterGrid, ParameterSampler
+from sklearn.model_selection import ParameterGrid, ParameterSampler, StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
-from tabular.features import EncodingPlan, build_preprocessor
+from tabular.datasets import Fold, Split
+from tabular.features import (
+    CalibratedModel,
+    EncodingPlan,
+    ProbabilityMap,
+    base_estimator,
+    build_preprocessor,
+    plan_encoding,
+)
 
 FAMILY_LABELS = {
     "logistic": "Logistic regression",
@@ -51,70 +65,91 @@ FAMILY_LABELS = {
     "mlp": "Neural network (MLP)",
 }
 
-SELECTION_METHOD = (
-    "Each configuration is fitted on a fixed-seed sample of {training} and scored on "
-    "{validation}{holdout}. The primary metric is {metric}: it measures how well the model "
-    "ranks '{positive}' {rows} above '{negative}' ones, without a threshold, and unlike "
-    "accuracy it cannot be won by always predicting the majority class "
-    "({majority:.0%} of validation rows). The best configuration of each family is refitted "
-    "on all training rows; the best family has the highest validation score. The decision "
-    "threshold maximises F1 on validation. {test} {are} scored once, at the end."
-)
 
-
-def selection_method(config, metric: str, majority: float) -> str:
+def selection_method(config, metric: str, majority: float, search_rows: int) -> str:
     """State the selection method in the dataset's words (its rows, labels and split).
 
     Args:
         config: The dataset config.
         metric: Primary metric name, as printed.
-        majority: Share of the larger class among validation rows.
+        majority: Share of the larger class among the validation rows of the folds.
+        search_rows: The largest number of a fold's training rows a search fit uses.
 
     Returns:
-        :data:`SELECTION_METHOD` filled in.
+        The method, in plain English.
     """
     split = config.split
-    time_split = split.method == "time"
-    holdout = (
-        " that follows it (a time-aware hold-out: the model never sees rows from after the "
-        "period it is judged on)"
-        if time_split
-        else " (a random hold-out, stratified by the target)"
-    )
+    rows = config.rows()
+    if split.method == "time":
+        starts = [str(start) for start in split.fold_starts]
+        folds = (
+            f"{len(starts)} rolling-origin folds over {split.part('training')}: each fold is "
+            f"scored on one period (starting {', '.join(starts)}; each runs to the next, the "
+            f"last to {split.test_start}) and fitted on every {config.row_noun[0]} before it, "
+            "an expanding window, so a model is always judged on "
+            f"{rows} that come after the ones it learnt from"
+            if len(starts) > 1
+            else f"one fold: fitted on the {rows} before {starts[0]} and scored on "
+            f"{split.part('validation')} (a time-aware hold-out)"
+        )
+    else:
+        folds = (
+            "one fold: fitted on the training rows and scored on the validation rows (a "
+            "random hold-out, stratified by the target)"
+        )
     test = split.part("test")
-    return SELECTION_METHOD.format(
-        training=split.part("training"),
-        validation=split.part("validation"),
-        holdout=holdout,
-        metric=metric,
-        positive=config.target.labels[1],
-        negative=config.target.labels[0],
-        rows=config.rows(),
-        majority=majority,
-        test=test[0].upper() + test[1:],
-        are="is" if time_split else "are",
+    return (
+        f"Selection uses {folds}. Every configuration is fitted on each fold, on a "
+        f"fixed-seed sample of at most {search_rows:,} of the fold's training {rows} (to keep "
+        f"the search within its time budget), and scored on all of the fold's validation "
+        f"{rows}. The primary metric is {metric}: it measures how well the model ranks "
+        f"'{config.target.labels[1]}' {rows} above '{config.target.labels[0]}' ones, without "
+        "a threshold, and unlike accuracy it cannot be won by always predicting the majority "
+        f"class ({majority:.0%} of validation {rows}). Each family's configuration with the "
+        "best mean fold score is chosen (the spread across folds is reported), and the "
+        "champion is the family with the best mean. The chosen configuration's pooled fold "
+        "predictions decide whether its probabilities are calibrated and set its decision "
+        "threshold (maximum F1); it is then refitted on all of "
+        f"{split.part('training')}. {test[0].upper() + test[1:]} "
+        f"{'is' if split.method == 'time' else 'are'} scored once, at the end."
     )
 
 
 @dataclass
 class Trial:
-    """One configuration tried during the search.
+    """One configuration tried during the search, with its score on every fold.
 
     Attributes:
         family: Model family key.
         params: Hyperparameters.
-        train_score: Primary metric on the rows the configuration was fitted on.
-        validation_score: Primary metric on the validation split.
-        fit_seconds: Wall time of the fit.
-        epochs: Epochs run (neural network only).
+        fold_train: Primary metric on the rows each fold's model was fitted on.
+        fold_validation: Primary metric on each fold's validation rows.
+        fit_seconds: Wall time of the fits, summed over the folds (a fit shared by several
+            numbers of trees is counted for each; folds fitted side by side overlap).
+        epochs: Epochs run on each fold (neural network only).
     """
 
     family: str
     params: dict
-    train_score: float
-    validation_score: float
+    fold_train: list[float]
+    fold_validation: list[float]
     fit_seconds: float
-    epochs: int | None = None
+    epochs: list[int] | None = None
+
+    @property
+    def train_score(self) -> float:
+        """Mean primary metric on the folds' training rows."""
+        return float(np.mean(self.fold_train))
+
+    @property
+    def validation_score(self) -> float:
+        """Mean primary metric over the folds' validation rows: the selection score."""
+        return float(np.mean(self.fold_validation))
+
+    @property
+    def spread(self) -> float:
+        """Standard deviation of the fold validation scores."""
+        return float(np.std(self.fold_validation))
 
 
 @dataclass
@@ -136,7 +171,7 @@ class Curve:
 
 @dataclass
 class LossCurve:
-    """Per-epoch training loss and validation score of the neural network.
+    """Per-epoch training loss and validation score of the neural network (last fold).
 
     Attributes:
         loss: Training log-loss after each epoch.
@@ -155,8 +190,8 @@ class Verdict:
 
     Attributes:
         label: ``"overfitting"``, ``"underfitting"`` or ``"OK"``.
-        train_score: Primary metric on training rows.
-        validation_score: Primary metric on validation rows.
+        train_score: Primary metric on training rows (mean over folds).
+        validation_score: Primary metric on validation rows (mean over folds).
         baseline_score: Score of a constant prediction (0.5 for ROC-AUC, the positive
             rate for average precision).
         gap: ``train_score - validation_score``.
@@ -176,23 +211,145 @@ class Verdict:
 
 
 @dataclass
+class FoldPredictions:
+    """One configuration's predictions on every fold's validation rows.
+
+    Attributes:
+        names: Fold names.
+        positions: Each fold's validation rows (positions in the development rows).
+        y: Each fold's validation labels.
+        proba: Each fold's predicted probabilities of class 1 (uncalibrated).
+        train_scores: Primary metric on the rows each fold fitted on.
+        validation_scores: Primary metric on each fold's validation rows.
+        fit_rows: Rows each fold's model was fitted on.
+        epochs: Epochs kept on each fold (neural network only).
+        loss_curve: The last fold's per-epoch curve (neural network only).
+    """
+
+    names: list[str]
+    positions: list[np.ndarray]
+    y: list[np.ndarray]
+    proba: list[np.ndarray]
+    train_scores: list[float]
+    validation_scores: list[float]
+    fit_rows: list[int]
+    epochs: list[int] | None = None
+    loss_curve: LossCurve | None = None
+
+    @property
+    def pooled_y(self) -> np.ndarray:
+        """Every fold's validation labels, in fold order."""
+        return np.concatenate(self.y)
+
+    @property
+    def pooled_proba(self) -> np.ndarray:
+        """Every fold's predicted probabilities, in fold order."""
+        return np.concatenate(self.proba)
+
+
+@dataclass
+class TestCalibration:
+    """Calibration of one family's final model, measured on the test rows.
+
+    Attributes:
+        brier_raw: Brier score of the model's own probabilities.
+        brier_calibrated: Brier score after the calibration map fitted on the folds.
+        raw_curve: Reliability curve of the raw probabilities (mean predicted, observed
+            share of class 1, per bin of equal size).
+        calibrated_curve: The same after calibration.
+    """
+
+    brier_raw: float
+    brier_calibrated: float
+    raw_curve: tuple[list[float], list[float]]
+    calibrated_curve: tuple[list[float], list[float]]
+
+
+@dataclass
+class Calibration:
+    """Whether a family's probabilities are calibrated, and the evidence.
+
+    Attributes:
+        method: ``sigmoid`` or ``isotonic``.
+        applied: Whether the served model uses the calibrated probability.
+        held_out_raw: Brier score of the raw fold predictions, on the held-out part of
+            the check (see :func:`decide_calibration`).
+        held_out_calibrated: Brier score there after a map fitted on the other part.
+        check: How the held-out part was chosen, in one phrase.
+        mapping: The map fitted on all pooled fold predictions.
+        test: Calibration on the test rows (filled in by :func:`evaluate_on_test`).
+    """
+
+    method: str
+    applied: bool
+    held_out_raw: float
+    held_out_calibrated: float
+    check: str
+    mapping: ProbabilityMap
+    test: TestCalibration | None = None
+
+    @property
+    def evidence(self) -> str:
+        """The decision in one sentence, with its numbers."""
+        change = self.held_out_calibrated - self.held_out_raw
+        verb = "calibrated" if self.applied else "not calibrated"
+        return (
+            f"{verb}: {self.check}, {self.method} calibration moves the Brier score from "
+            f"{self.held_out_raw:.4f} to {self.held_out_calibrated:.4f} ({change:+.4f})"
+        )
+
+
+@dataclass
+class FittedModel:
+    """A configuration refitted on all development rows, with its threshold and scores.
+
+    Attributes:
+        pipeline: Preprocessing + estimator (+ calibration map when applied).
+        threshold: Decision threshold maximising F1 on the pooled fold predictions.
+        metrics: Standard metrics on ``train`` (the development rows, which it was fitted
+            on) and ``validation`` (the pooled fold predictions), at the threshold.
+        folds: The fold predictions behind the threshold and calibration.
+        calibration: The calibration decision.
+        train_score: Primary metric on the development rows.
+        validation_score: Mean fold score.
+        fit_seconds: Wall time of preprocessing + final fit.
+        feature_names: Encoded feature names, in the estimator's input order.
+        epochs: Epochs of the final fit (neural network only).
+    """
+
+    pipeline: Pipeline
+    threshold: float
+    metrics: dict[str, dict]
+    folds: FoldPredictions
+    calibration: Calibration
+    train_score: float
+    validation_score: float
+    fit_seconds: float
+    feature_names: list[str]
+    epochs: int | None = None
+
+
+@dataclass
 class FamilyResult:
     """Everything learnt about one model family.
 
     Attributes:
         family: Family key.
         label: Human name.
-        best_params: Hyperparameters chosen on validation.
+        best_params: Hyperparameters chosen by mean fold score.
         trials: Every configuration tried.
-        pipeline: Preprocessing + estimator, refitted on all training rows.
-        threshold: Decision threshold chosen on validation (max F1).
+        pipeline: Preprocessing + estimator (+ calibration), refitted on all development rows.
+        threshold: Decision threshold chosen on the pooled fold predictions (max F1).
         metrics: Standard metrics per split (``train``, ``validation``, later ``test``).
-        verdict: Over/underfitting verdict.
-        learning_curve: Scores against training rows.
-        validation_curve: Scores against one hyperparameter.
-        loss_curve: Per-epoch curve (neural network only).
+        verdict: Over/underfitting verdict (from the fold scores).
+        learning_curve: Scores against training rows (last fold).
+        validation_curve: Scores against one hyperparameter (mean over folds).
+        loss_curve: Per-epoch curve (neural network only, last fold).
         fit_seconds: Wall time of the final refit.
         feature_names: Encoded feature names, in the estimator's input order.
+        folds: The chosen configuration's fold predictions.
+        calibration: The calibration decision and, after the test, its effect there.
+        final_epochs: Epochs of the final refit (neural network only).
     """
 
     family: str
@@ -208,6 +365,9 @@ class FamilyResult:
     loss_curve: LossCurve | None
     fit_seconds: float
     feature_names: list[str] = field(default_factory=list)
+    folds: FoldPredictions | None = None
+    calibration: Calibration | None = None
+    final_epochs: int | None = None
 
 
 @dataclass
@@ -217,9 +377,10 @@ class TrainingResult:
     Attributes:
         metric: Primary metric name.
         families: Result per family, in training order.
-        best_family: Key of the family with the best validation score.
+        best_family: Key of the family with the best mean fold score (the champion).
         method: The selection method, in plain English.
         target: Target column name.
+        folds: Name and description of each fold.
         seconds: Wall time of the whole stage.
         test_evaluated: Whether :func:`evaluate_on_test` has run.
     """
@@ -229,12 +390,13 @@ class TrainingResult:
     best_family: str
     method: str
     target: str
+    folds: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     test_evaluated: bool = False
 
     @property
     def ranking(self) -> list[str]:
-        """Family keys from best to worst validation score."""
+        """Family keys from best to worst mean fold score."""
         return sorted(self.families, key=lambda k: -self.families[k].verdict.validation_score)
 
 
@@ -377,12 +539,13 @@ def fit_estimator(
     params: dict,
     X: np.ndarray,
     y: np.ndarray,
-    X_val: np.ndarray,
-    y_val: np.ndarray,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
     seed: int,
     metric: str,
     max_epochs: int,
     patience: int,
+    epochs: int | None = None,
 ):
     """Fit one configuration; the neural network stops early on the validation rows.
 
@@ -391,12 +554,14 @@ def fit_estimator(
         params: Hyperparameters.
         X: Encoded training matrix.
         y: Training labels.
-        X_val: Encoded validation matrix.
+        X_val: Encoded validation matrix (``None`` with ``epochs``).
         y_val: Validation labels.
         seed: Random seed.
         metric: Primary metric (the network's early-stopping criterion).
         max_epochs: Epoch cap for the network.
         patience: Epochs without improvement before the network stops.
+        epochs: Train the network for exactly this many epochs, without validation rows
+            (the final refit, whose every row is a training row).
 
     Returns:
         The fitted estimator and, for the network, its :class:`LossCurve` (else ``None``).
@@ -411,9 +576,14 @@ def fit_estimator(
     classes = np.array([0, 1])
     losses: list[float] = []
     scores: list[float] = []
+    if epochs is not None:
+        for _ in range(epochs):
+            model.partial_fit(X, y, classes=classes)  # one shuffled pass over the rows
+            losses.append(float(model.loss_))
+        return model, LossCurve(loss=losses, validation=[], best_epoch=epochs)
     best, best_state, best_epoch, stale = -np.inf, None, 0, 0
     for epoch in range(1, max_epochs + 1):
-        model.partial_fit(X, y, classes=classes)  # one shuffled pass over the rows
+        model.partial_fit(X, y, classes=classes)
         losses.append(float(model.loss_))
         scores.append(score(metric, y_val, model.predict_proba(X_val)[:, 1]))
         if scores[-1] > best + 1e-4:
@@ -425,6 +595,29 @@ def fit_estimator(
                 break
     model.coefs_, model.intercepts_ = best_state
     return model, LossCurve(loss=losses, validation=scores, best_epoch=best_epoch)
+
+
+def predict_positive(family: str, model, params: dict, X: np.ndarray) -> np.ndarray:
+    """Return a fitted estimator's probabilities of class 1 for a configuration.
+
+    An XGBoost model fitted with more trees than ``params["n_estimators"]`` predicts with
+    its first ``n_estimators`` trees: boosting adds trees one after the other with the same
+    random stream, so these are exactly the trees a fit with that number would build (a
+    test checks it). The search fits the largest number once per fold and reads the smaller
+    ones from it.
+
+    Args:
+        family: Model family key.
+        model: The fitted estimator.
+        params: The configuration being scored.
+        X: Encoded matrix.
+
+    Returns:
+        Probabilities of class 1.
+    """
+    if family == "xgboost":
+        return model.predict_proba(X, iteration_range=(0, int(params["n_estimators"])))[:, 1]
+    return model.predict_proba(X)[:, 1]
 
 
 def candidate_configs(grid: dict[str, list], search: str, n_iter: int, seed: int) -> list[dict]:
@@ -491,152 +684,398 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
 
 
 def train_models(
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
+    development: pd.DataFrame,
+    folds: list[Fold],
     config,
     plan: EncodingPlan,
     seed: int,
     log=print,
 ) -> TrainingResult:
-    """Tune, refit, judge and rank every enabled model family.
+    """Tune, refit, judge and rank every enabled model family on rolling-origin folds.
 
-    The test split is deliberately not a parameter: nothing here can look at it.
+    The test rows are deliberately not a parameter: nothing here can look at them.
 
     Args:
-        train: Training rows (raw columns + target).
-        validation: Validation rows.
+        development: Development rows (raw columns + target): every fold's rows, and the
+            rows the final models are fitted on.
+        folds: The selection folds (positions in ``development``).
         config: The dataset config (:class:`tabular.config.DatasetConfig`).
-        plan: The encoding plan fitted on the training rows.
+        plan: The encoding plan decided on the development rows (the final models').
         seed: Random seed.
         log: Callable receiving progress lines.
 
     Returns:
         The training result (test metrics not yet filled in).
+
+    Raises:
+        ValueError: If no model family is enabled.
     """
     started = time.perf_counter()
     rules = config.training
     families: dict[str, FamilyResult] = {}
+    encoded: dict[tuple[bool, int], list[FoldMatrices]] = {}
     for family, search in rules.models.items():
-        if search.enabled:
-            rng = np.random.default_rng(seed)
-            search_rows = min(search.search_rows or rules.search_rows, len(train))
-            search_index = np.sort(rng.choice(len(train), size=search_rows, replace=False))
-            families[family] = _train_family(
-                family, search, train, validation, config, plan, seed, search_index, log
+        if not search.enabled:
+            continue
+        rows = search.search_rows or rules.search_rows
+        scale = family != "xgboost"  # trees are scale-invariant
+        if (scale, rows) not in encoded:
+            encoded[scale, rows] = encode_folds(
+                development, folds, config, plan.input_columns, scale, rows, seed
             )
-
+        with one_blas_thread():
+            families[family] = _train_family(
+                family, search, encoded[scale, rows], development, config, plan, seed, log
+            )
     if not families:
         raise ValueError("no model family is enabled in the config's 'training.models'")
     best_family = max(families, key=lambda k: families[k].verdict.validation_score)
-    y_val = validation[config.target.name].to_numpy()
+    y_val = development[config.target.name].to_numpy()[
+        np.concatenate([f.validation for f in folds])
+    ]
     majority = max(np.mean(y_val), 1 - np.mean(y_val))
+    search_rows = max(m.fit_rows for matrices in encoded.values() for m in matrices)
     return TrainingResult(
         metric=rules.metric,
         families=families,
         best_family=best_family,
-        method=selection_method(config, _metric_name(rules.metric), majority),
+        method=selection_method(config, _metric_name(rules.metric), majority, search_rows),
         target=config.target.name,
+        folds=[(fold.name, fold.description) for fold in folds],
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def one_blas_thread():
+    """Limit BLAS (numpy's matrix products) to one thread for the block it guards.
+
+    The network and the linear model multiply small matrices (a batch of 256 rows by a few
+    dozen columns): a second BLAS thread only adds hand-offs, and on a busy 2-core machine
+    its spinning made an epoch 10 to 20 times slower (3-4 s instead of 0.15-0.5 s, measured
+    with 30,000 rows). XGBoost's OpenMP threads are not BLAS threads and keep both cores.
+
+    Returns:
+        A context manager (``threadpoolctl.threadpool_limits``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+@dataclass
+class FoldMatrices:
+    """One fold's encoded rows: a sample of its training rows and all its validation rows.
+
+    Attributes:
+        name: Fold name.
+        positions: The validation rows' positions in the development rows.
+        X: Encoded training sample.
+        y: Its labels.
+        X_val: Encoded validation rows.
+        y_val: Their labels.
+        fit_rows: Rows in the training sample.
+    """
+
+    name: str
+    positions: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    fit_rows: int
+
+
+def encode_folds(
+    development: pd.DataFrame,
+    folds: list[Fold],
+    config,
+    columns: list[str],
+    scale: bool,
+    rows: int,
+    seed: int,
+) -> list[FoldMatrices]:
+    """Encode each fold: the plan and the preprocessing are decided on its training rows only.
+
+    Args:
+        development: Development rows.
+        folds: The folds.
+        config: The dataset config.
+        columns: Input columns to use (all of the plan's, or the selected ones).
+        scale: Standardise numeric outputs.
+        rows: Fit on a fixed-seed sample of at most this many of a fold's training rows.
+        seed: Random seed (the sample and the target encoder's folds).
+
+    Returns:
+        One :class:`FoldMatrices` per fold.
+    """
+    target = config.target.name
+    matrices = []
+    for fold in folds:
+        fitted = development.iloc[fold.train]
+        plan = fold_plan(fitted, config, columns)
+        n = min(rows, len(fitted))
+        sample = np.sort(np.random.default_rng(seed).choice(len(fitted), size=n, replace=False))
+        fitted = fitted.iloc[sample]
+        validation = development.iloc[fold.validation]
+        pre = build_preprocessor(plan, scale=scale, seed=seed)
+        X = pre.fit_transform(fitted[plan.input_columns], fitted[target].to_numpy())
+        matrices.append(
+            FoldMatrices(
+                name=fold.name,
+                positions=fold.validation,
+                X=X,
+                y=fitted[target].to_numpy(),
+                X_val=pre.transform(validation[plan.input_columns]),
+                y_val=validation[target].to_numpy(),
+                fit_rows=n,
+            )
+        )
+    return matrices
+
+
+def fold_plan(rows: pd.DataFrame, config, columns: list[str]) -> EncodingPlan:
+    """Decide the encoding on one fold's training rows, limited to some input columns.
+
+    Args:
+        rows: The fold's training rows.
+        config: The dataset config.
+        columns: The input columns wanted.
+
+    Returns:
+        The plan (a column the fold's rows cannot encode, such as a date whose parts never
+        change there, is left out).
+    """
+    plan = plan_encoding(rows, config)
+    return plan.restrict([c for c in columns if c in plan.input_columns])
+
+
+class FoldSearch:
+    """Fit and score configurations of one family on every fold, fitting each model once.
+
+    Args:
+        family: Model family key.
+        grid: The family's grid (an XGBoost grid over ``n_estimators`` is fitted at its
+            largest value and read at the others, see :func:`predict_positive`).
+        matrices: The encoded folds.
+        rules: The config's ``training`` section.
+        seed: Random seed.
+    """
+
+    def __init__(self, family: str, grid: dict, matrices: list[FoldMatrices], rules, seed: int):
+        self.family = family
+        self.matrices = matrices
+        self.rules = rules
+        self.seed = seed
+        self.most_trees = (
+            max(grid["n_estimators"]) if family == "xgboost" and "n_estimators" in grid else None
+        )
+        self._models: dict[tuple[int, str], tuple] = {}
+        self._done: dict[str, tuple[Trial, FoldPredictions]] = {}
+
+    def _key(self, index: int, params: dict) -> tuple[int, str, dict]:
+        fit_params = dict(params)
+        if self.most_trees is not None and int(params["n_estimators"]) <= self.most_trees:
+            fit_params["n_estimators"] = self.most_trees
+        return index, repr(sorted(fit_params.items())), fit_params
+
+    def _fit_one(self, index: int, fit_params: dict) -> tuple:
+        m = self.matrices[index]
+        start = time.perf_counter()
+        model, loss = fit_estimator(
+            self.family,
+            fit_params,
+            m.X,
+            m.y,
+            m.X_val,
+            m.y_val,
+            seed=self.seed,
+            metric=self.rules.metric,
+            max_epochs=self.rules.max_epochs,
+            patience=self.rules.patience,
+        )
+        return model, loss, time.perf_counter() - start
+
+    def _fit_all(self, params: dict) -> list[tuple]:
+        """Fit (or reuse) one configuration's model on every fold."""
+        keys = [self._key(index, params) for index in range(len(self.matrices))]
+        missing = [
+            (index, fit_params)
+            for index, key, fit_params in keys
+            if (index, key) not in self._models
+        ]
+        # XGBoost uses every core by itself; the other families fit one fold per core
+        # (their solvers release the GIL: 1.4-2x faster on 2 cores, same models).
+        jobs = 1 if self.family == "xgboost" else min(len(missing), os.cpu_count() or 1)
+        fitted = Parallel(n_jobs=max(jobs, 1), backend="threading")(
+            delayed(self._fit_one)(index, fit_params) for index, fit_params in missing
+        )
+        for (index, fit_params), result in zip(missing, fitted, strict=True):
+            self._models[index, self._key(index, fit_params)[1]] = result
+        return [self._models[index, key] for index, key, _ in keys]
+
+    def run(self, params: dict) -> tuple[Trial, FoldPredictions]:
+        """Fit (or reuse) and score one configuration on every fold.
+
+        Args:
+            params: The configuration.
+
+        Returns:
+            Its trial (scores per fold) and its fold predictions.
+        """
+        key = repr(sorted(params.items()))
+        if key in self._done:
+            return self._done[key]
+        metric = self.rules.metric
+        train, validation, proba, epochs, seconds = [], [], [], [], 0.0
+        loss = None
+        for m, (model, loss, fit_seconds) in zip(self.matrices, self._fit_all(params), strict=True):
+            seconds += fit_seconds
+            proba.append(predict_positive(self.family, model, params, m.X_val))
+            train.append(score(metric, m.y, predict_positive(self.family, model, params, m.X)))
+            validation.append(score(metric, m.y_val, proba[-1]))
+            if loss is not None:
+                epochs.append(loss.best_epoch)
+        trial = Trial(
+            family=self.family,
+            params=params,
+            fold_train=train,
+            fold_validation=validation,
+            fit_seconds=round(seconds, 3),
+            epochs=epochs or None,
+        )
+        predictions = FoldPredictions(
+            names=[m.name for m in self.matrices],
+            positions=[m.positions for m in self.matrices],
+            y=[m.y_val for m in self.matrices],
+            proba=proba,
+            train_scores=train,
+            validation_scores=validation,
+            fit_rows=[m.fit_rows for m in self.matrices],
+            epochs=epochs or None,
+            loss_curve=loss,
+        )
+        self._done[key] = (trial, predictions)
+        return self._done[key]
+
+    def learning_curve(self, params: dict) -> Curve:
+        """Score a configuration fitted on growing parts of the last fold's training sample.
+
+        Args:
+            params: The configuration.
+
+        Returns:
+            Train and validation scores against training rows (the last point is the
+            search's own fit).
+        """
+        m = self.matrices[-1]
+        metric = self.rules.metric
+        order = np.random.default_rng(self.seed + 1).permutation(m.fit_rows)
+        sizes = sorted({max(200, m.fit_rows // 8), max(200, m.fit_rows // 3)})
+        curve = Curve(x_label="training rows", x=[], train=[], validation=[])
+        for n in [n for n in sizes if n < m.fit_rows]:
+            rows = np.sort(order[:n])
+            model, _ = fit_estimator(
+                self.family,
+                params,
+                m.X[rows],
+                m.y[rows],
+                m.X_val,
+                m.y_val,
+                seed=self.seed,
+                metric=metric,
+                max_epochs=self.rules.max_epochs,
+                patience=self.rules.patience,
+            )
+            curve.x.append(int(n))
+            curve.train.append(score(metric, m.y[rows], model.predict_proba(m.X[rows])[:, 1]))
+            curve.validation.append(score(metric, m.y_val, model.predict_proba(m.X_val)[:, 1]))
+        trial, _ = self.run(params)
+        curve.x.append(int(m.fit_rows))
+        curve.train.append(trial.fold_train[-1])
+        curve.validation.append(trial.fold_validation[-1])
+        return curve
+
+
+def predict_folds(
+    family: str,
+    params: dict,
+    plan: EncodingPlan,
+    development: pd.DataFrame,
+    folds: list[Fold],
+    config,
+    seed: int,
+    rows: int | None = None,
+) -> FoldPredictions:
+    """Fit one configuration on every fold as the search does, and return its predictions.
+
+    Args:
+        family: Model family key.
+        params: Hyperparameters.
+        plan: The encoding plan (its input columns are used).
+        development: Development rows.
+        folds: The folds.
+        config: The dataset config.
+        seed: Random seed.
+        rows: Fit each fold on a sample of at most this many rows (default: the search's).
+
+    Returns:
+        The fold predictions (with the default ``rows``, same samples and encodings as the
+        search's).
+    """
+    rules = config.training
+    rows = rows or rules.models[family].search_rows or rules.search_rows
+    matrices = encode_folds(
+        development, folds, config, plan.input_columns, family != "xgboost", rows, seed
+    )
+    return FoldSearch(family, {}, matrices, rules, seed).run(params)[1]
 
 
 def _train_family(
     family: str,
     search,
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
+    matrices: list[FoldMatrices],
+    development: pd.DataFrame,
     config,
     plan: EncodingPlan,
     seed: int,
-    search_index: np.ndarray,
     log,
 ) -> FamilyResult:
     """Search, refit, draw the curves of and judge one family (see :func:`train_models`)."""
     rules = config.training
-    target = config.target.name
-    columns = plan.input_columns
-    y_train = train[target].to_numpy()
-    y_val = validation[target].to_numpy()
-    search_rows = len(search_index)
-    fit_kwargs = {
-        "seed": seed,
-        "metric": rules.metric,
-        "max_epochs": rules.max_epochs,
-        "patience": rules.patience,
-    }
-    scale = family != "xgboost"  # trees are scale-invariant
-    # Search: encode once on the search sample, then fit every configuration on it.
-    pre = build_preprocessor(plan, scale=scale, seed=seed)
-    X_search = pre.fit_transform(train.iloc[search_index][columns], y_train[search_index])
-    y_search = y_train[search_index]
-    X_val_search = pre.transform(validation[columns])
-    cache: dict[str, Trial] = {}
-
-    def run_trial(params: dict, rows: np.ndarray | None = None) -> Trial:
-        X, y = (X_search, y_search) if rows is None else (X_search[rows], y_search[rows])
-        start = time.perf_counter()
-        model, loss = fit_estimator(family, params, X, y, X_val_search, y_val, **fit_kwargs)
-        return Trial(
-            family=family,
-            params=params,
-            train_score=score(rules.metric, y, model.predict_proba(X)[:, 1]),
-            validation_score=score(rules.metric, y_val, model.predict_proba(X_val_search)[:, 1]),
-            fit_seconds=round(time.perf_counter() - start, 3),
-            epochs=None if loss is None else len(loss.loss),
-        )
-
-    def cached_trial(params: dict) -> Trial:
-        key = repr(sorted(params.items()))
-        if key not in cache:
-            cache[key] = run_trial(params)
-        return cache[key]
-
+    searcher = FoldSearch(family, search.grid, matrices, rules, seed)
     configs = candidate_configs(search.grid, rules.search, rules.n_iter, seed)
-    trials = [cached_trial(params) for params in configs]
+    trials = [searcher.run(params)[0] for params in configs]
     best = max(trials, key=lambda t: t.validation_score)
     log(
-        f"{family}: {len(trials)} configurations, best validation {rules.metric} "
-        f"{best.validation_score:.4f} with {best.params}"
+        f"{family}: {len(trials)} configurations on {len(matrices)} folds, best mean "
+        f"{rules.metric} {best.validation_score:.4f} (spread {best.spread:.4f}) with {best.params}"
     )
 
-    # Validation curve: vary one hyperparameter around the best configuration.
+    # Validation curve: vary one hyperparameter around the best configuration, on every fold.
     curve_values = search.grid[search.curve_param]
-    curve_trials = [cached_trial({**best.params, search.curve_param: v}) for v in curve_values]
+    curve_trials = [searcher.run({**best.params, search.curve_param: v})[0] for v in curve_values]
     validation_curve = Curve(
         x_label=search.curve_param,
         x=[str(v) for v in curve_values],
         train=[t.train_score for t in curve_trials],
         validation=[t.validation_score for t in curve_trials],
     )
+    learning_curve = searcher.learning_curve(best.params)
+    predictions = searcher.run(best.params)[1]
 
-    # Final refit of the best configuration on all training rows.
-    final = fit_final(family, best.params, plan, train, validation, config, seed)
-    train_score, val_score = final.train_score, final.validation_score
-
-    # Learning curve: growing slices of the search sample, then all training rows.
-    order = np.random.default_rng(seed + 1).permutation(len(y_search))
-    sizes = sorted({max(200, search_rows // 8), max(200, search_rows // 3)} - {search_rows})
-    points = [run_trial(best.params, np.sort(order[:n])) for n in sizes if n < search_rows]
-    points.append(best)
-    learning_curve = Curve(
-        x_label="training rows",
-        x=[*[int(n) for n in sizes if n < search_rows], search_rows, len(y_train)],
-        train=[p.train_score for p in points] + [train_score],
-        validation=[p.validation_score for p in points] + [val_score],
-    )
-    if len(y_train) == search_rows:  # the last two points are the same fit size
-        for series in (learning_curve.x, learning_curve.train, learning_curve.validation):
-            series.pop(-2)
-
+    final = fit_final(family, best.params, plan, development, config, seed, predictions)
     verdict = judge(
-        train_score,
-        val_score,
-        baseline_score(rules.metric, y_val),
+        best.train_score,
+        best.validation_score,
+        baseline_score(rules.metric, predictions.pooled_y),
         rules.max_gap,
         rules.min_lift,
         rules.metric,
     )
-    log(f"{family}: refit on {len(y_train):,} rows in {final.fit_seconds:.1f}s, {verdict.label}")
+    log(
+        f"{family}: refit on {len(development):,} rows in {final.fit_seconds:.1f}s, "
+        f"{verdict.label}, {final.calibration.evidence}"
+    )
     return FamilyResult(
         family=family,
         label=FAMILY_LABELS[family],
@@ -648,97 +1087,199 @@ def _train_family(
         verdict=verdict,
         learning_curve=learning_curve,
         validation_curve=validation_curve,
-        loss_curve=final.loss_curve,
+        loss_curve=predictions.loss_curve,
         fit_seconds=final.fit_seconds,
         feature_names=final.feature_names,
+        folds=predictions,
+        calibration=final.calibration,
+        final_epochs=final.epochs,
     )
 
 
-@dataclass
-class FittedModel:
-    """A configuration refitted on all training rows, with its threshold and scores.
+def decide_calibration(folds: FoldPredictions, method: str, seed: int) -> Calibration:
+    """Decide whether calibrating a model's probabilities helps, on its fold predictions only.
 
-    Attributes:
-        pipeline: Preprocessing + estimator.
-        threshold: Decision threshold maximising F1 on validation.
-        metrics: Standard metrics on ``train`` and ``validation``.
-        train_score: Primary metric on training rows (cross-fitted encodings).
-        validation_score: Primary metric on validation rows.
-        fit_seconds: Wall time of preprocessing + fit.
-        loss_curve: Per-epoch curve (neural network only).
-        feature_names: Encoded feature names, in the estimator's input order.
+    With several folds the check runs forward in time: a map fitted on the earlier folds'
+    predictions is scored on each following fold, as the final map (fitted on all folds) will
+    be on the rows after them. With one fold, the map is cross-fitted in five parts of its
+    validation rows. The probabilities are calibrated when the map lowers the held-out
+    Brier score.
+
+    Args:
+        folds: The configuration's fold predictions.
+        method: ``sigmoid`` or ``isotonic``.
+        seed: Seed of the five parts (one fold only).
+
+    Returns:
+        The decision, its evidence and the map fitted on all fold predictions.
     """
+    held_y, held_raw, held_calibrated = [], [], []
+    if len(folds.proba) >= 2:
+        for k in range(1, len(folds.proba)):
+            mapping = ProbabilityMap(method).fit(
+                np.concatenate(folds.proba[:k]), np.concatenate(folds.y[:k])
+            )
+            held_y.append(folds.y[k])
+            held_raw.append(folds.proba[k])
+            held_calibrated.append(mapping.transform(folds.proba[k]))
+        check = (
+            "fitted on the earlier folds and scored on each following one "
+            f"({', '.join(folds.names[1:])})"
+        )
+    else:
+        y, proba = folds.pooled_y, folds.pooled_proba
+        parts = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        for fit, held in parts.split(proba.reshape(-1, 1), y):
+            mapping = ProbabilityMap(method).fit(proba[fit], y[fit])
+            held_y.append(y[held])
+            held_raw.append(proba[held])
+            held_calibrated.append(mapping.transform(proba[held]))
+        check = "cross-fitted in five parts of the validation rows"
+    y = np.concatenate(held_y)
+    raw = float(brier_score_loss(y, np.concatenate(held_raw)))
+    calibrated = float(brier_score_loss(y, np.concatenate(held_calibrated)))
+    return Calibration(
+        method=method,
+        applied=calibrated < raw,
+        held_out_raw=raw,
+        held_out_calibrated=calibrated,
+        check=check,
+        mapping=ProbabilityMap(method).fit(folds.pooled_proba, folds.pooled_y),
+    )
 
-    pipeline: Pipeline
-    threshold: float
-    metrics: dict[str, dict]
-    train_score: float
-    validation_score: float
-    fit_seconds: float
-    loss_curve: LossCurve | None
-    feature_names: list[str]
+
+def fit_on_split(
+    family: str, params: dict, plan: EncodingPlan, split: Split, config, seed: int
+) -> FittedModel:
+    """Fit one configuration as training does: on every fold, then on all development rows.
+
+    Its threshold and calibration come from the fold predictions; the test rows are not read.
+
+    Args:
+        family: Model family key.
+        params: Hyperparameters.
+        plan: Encoding plan (possibly restricted to selected features).
+        split: The development rows with their folds.
+        config: The dataset config.
+        seed: Random seed.
+
+    Returns:
+        The fitted model.
+    """
+    folds = predict_folds(family, params, plan, split.train, split.folds, config, seed)
+    return fit_final(family, params, plan, split.train, config, seed, folds)
 
 
 def fit_final(
     family: str,
     params: dict,
     plan: EncodingPlan,
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
+    development: pd.DataFrame,
     config,
     seed: int,
+    folds: FoldPredictions,
 ) -> FittedModel:
-    """Refit one configuration on all training rows and choose its threshold on validation.
+    """Refit one configuration on all development rows; calibrate and threshold it on the folds.
+
+    The neural network cannot stop early here (every row is a training row): it runs the
+    mean number of epochs its fold fits kept.
 
     Args:
         family: Model family key.
         params: Hyperparameters.
         plan: Encoding plan (possibly restricted to selected features).
-        train: Training rows.
-        validation: Validation rows.
+        development: Development rows.
         config: The dataset config.
         seed: Random seed.
+        folds: The configuration's fold predictions (see :func:`predict_folds`).
 
     Returns:
-        The fitted model with its threshold and train/validation metrics.
+        The fitted model with its calibration, threshold and train/validation metrics.
     """
     rules = config.training
-    target = config.target.name
-    y_train = train[target].to_numpy()
-    y_val = validation[target].to_numpy()
+    y = development[config.target.name].to_numpy()
     start = time.perf_counter()
     pre = build_preprocessor(plan, scale=family != "xgboost", seed=seed)
     # fit_transform cross-fits the target encoder, so train scores are not inflated.
-    X_train = pre.fit_transform(train[plan.input_columns], y_train)
-    X_val = pre.transform(validation[plan.input_columns])
-    model, loss_curve = fit_estimator(
+    X = pre.fit_transform(development[plan.input_columns], y)
+    epochs = max(1, int(round(np.mean(folds.epochs)))) if family == "mlp" else None
+    model, _ = fit_estimator(
         family,
         params,
-        X_train,
-        y_train,
-        X_val,
-        y_val,
+        X,
+        y,
+        None,
+        None,
         seed=seed,
         metric=rules.metric,
         max_epochs=rules.max_epochs,
         patience=rules.patience,
+        epochs=epochs,
     )
     fit_seconds = round(time.perf_counter() - start, 3)
-    train_proba = model.predict_proba(X_train)[:, 1]
-    val_proba = model.predict_proba(X_val)[:, 1]
-    threshold = choose_threshold(y_val, val_proba)
+    calibration = decide_calibration(folds, rules.calibration, seed)
+    served = CalibratedModel(model, calibration.mapping) if calibration.applied else model
+    train_proba = served.predict_proba(X)[:, 1]
+    pooled = folds.pooled_proba
+    if calibration.applied:
+        pooled = calibration.mapping.transform(pooled)
+    threshold = choose_threshold(folds.pooled_y, pooled)
     return FittedModel(
-        pipeline=Pipeline([("preprocess", pre), ("model", model)]),
+        pipeline=Pipeline([("preprocess", pre), ("model", served)]),
         threshold=threshold,
         metrics={
-            "train": classification_metrics(y_train, train_proba, threshold),
-            "validation": classification_metrics(y_val, val_proba, threshold),
+            "train": classification_metrics(y, train_proba, threshold),
+            "validation": classification_metrics(folds.pooled_y, pooled, threshold),
         },
-        train_score=score(rules.metric, y_train, train_proba),
-        validation_score=score(rules.metric, y_val, val_proba),
+        folds=folds,
+        calibration=calibration,
+        train_score=score(rules.metric, y, train_proba),
+        validation_score=float(np.mean(folds.validation_scores)),
         fit_seconds=fit_seconds,
-        loss_curve=loss_curve,
         feature_names=[str(n) for n in pre.get_feature_names_out()],
+        epochs=epochs,
+    )
+
+
+def raw_and_served(pipeline: Pipeline, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Return a pipeline's uncalibrated and served probabilities of class 1.
+
+    Args:
+        pipeline: A final pipeline (with or without a calibration map).
+        rows: Raw rows.
+
+    Returns:
+        ``(raw, served)``; equal when the pipeline is not calibrated.
+    """
+    served = pipeline.predict_proba(rows)[:, 1]
+    if not isinstance(pipeline.named_steps["model"], CalibratedModel):
+        return served, served
+    X = pipeline.named_steps["preprocess"].transform(rows)
+    return base_estimator(pipeline).predict_proba(X)[:, 1], served
+
+
+def measure_calibration(y: np.ndarray, raw: np.ndarray, mapping: ProbabilityMap) -> TestCalibration:
+    """Measure a model's calibration on test rows, with and without the fold-fitted map.
+
+    Args:
+        y: Test labels.
+        raw: The model's uncalibrated probabilities.
+        mapping: The map fitted on its fold predictions.
+
+    Returns:
+        Brier scores and reliability curves (ten bins of equal size).
+    """
+    calibrated = mapping.transform(raw)
+
+    def curve(proba):
+        observed, predicted = calibration_curve(y, proba, n_bins=10, strategy="quantile")
+        return predicted.tolist(), observed.tolist()
+
+    return TestCalibration(
+        brier_raw=float(brier_score_loss(y, raw)),
+        brier_calibrated=float(brier_score_loss(y, calibrated)),
+        raw_curve=curve(raw),
+        calibrated_curve=curve(calibrated),
     )
 
 
@@ -750,7 +1291,8 @@ def evaluate_on_test(result: TrainingResult, test: pd.DataFrame) -> TrainingResu
         test: Test rows (raw columns + target).
 
     Returns:
-        The same result, with ``metrics["test"]`` filled in for every family.
+        The same result, with ``metrics["test"]`` and the test calibration filled in for
+        every family.
 
     Raises:
         RuntimeError: If called twice on the same result.
@@ -759,8 +1301,9 @@ def evaluate_on_test(result: TrainingResult, test: pd.DataFrame) -> TrainingResu
         raise RuntimeError("the test split has already been evaluated for this result")
     y_test = test[result.target].to_numpy()
     for family in result.families.values():
-        proba = family.pipeline.predict_proba(test)[:, 1]
-        family.metrics["test"] = classification_metrics(y_test, proba, family.threshold)
+        raw, served = raw_and_served(family.pipeline, test)
+        family.metrics["test"] = classification_metrics(y_test, served, family.threshold)
+        family.calibration.test = measure_calibration(y_test, raw, family.calibration.mapping)
     result.test_evaluated = True
     return result
 
@@ -772,7 +1315,8 @@ def trials_table(result: TrainingResult) -> pd.DataFrame:
         result: The training result.
 
     Returns:
-        Columns: family, params (one column per hyperparameter), scores, fit seconds.
+        Columns: family, one column per hyperparameter, the validation score of each fold,
+        their mean and spread, the mean train score, fit seconds, epochs, chosen.
     """
     rows = []
     for family in result.families.values():
@@ -781,14 +1325,78 @@ def trials_table(result: TrainingResult) -> pd.DataFrame:
             row.update({k: _plain(v) for k, v in trial.params.items()})
             row.update(
                 {
-                    f"train_{result.metric}": round(trial.train_score, 4),
+                    f"fold {name}": round(value, 4)
+                    for (name, _), value in zip(result.folds, trial.fold_validation, strict=True)
+                }
+            )
+            row.update(
+                {
                     f"validation_{result.metric}": round(trial.validation_score, 4),
+                    "validation_spread": round(trial.spread, 4),
+                    f"train_{result.metric}": round(trial.train_score, 4),
                     "fit_seconds": trial.fit_seconds,
-                    "epochs": trial.epochs,
+                    "epochs": None if trial.epochs is None else float(np.mean(trial.epochs)),
                     "chosen": trial.params == family.best_params,
                 }
             )
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fold_table(result: TrainingResult) -> pd.DataFrame:
+    """Return each family's chosen configuration's score on every fold.
+
+    Args:
+        result: The training result.
+
+    Returns:
+        One row per family: the fold scores, their mean, spread, lowest and highest.
+    """
+    rows = []
+    for family in result.families.values():
+        scores = family.folds.validation_scores
+        row = {"family": family.label}
+        row.update(
+            {f"fold {n}": round(v, 4) for n, v in zip(family.folds.names, scores, strict=True)}
+        )
+        row.update(
+            {
+                "mean": round(float(np.mean(scores)), 4),
+                "spread": round(float(np.std(scores)), 4),
+                "lowest": round(float(np.min(scores)), 4),
+                "highest": round(float(np.max(scores)), 4),
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def calibration_table(result: TrainingResult) -> pd.DataFrame:
+    """Return each family's calibration decision and its effect on the folds and the test rows.
+
+    Args:
+        result: The training result (test rows scored).
+
+    Returns:
+        One row per family: method, applied, held-out Brier scores on the folds, test Brier
+        scores without and with the map.
+    """
+    rows = []
+    for family in result.families.values():
+        c = family.calibration
+        rows.append(
+            {
+                "family": family.label,
+                "method": c.method,
+                "calibrated": c.applied,
+                "folds_brier_raw": round(c.held_out_raw, 5),
+                "folds_brier_calibrated": round(c.held_out_calibrated, 5),
+                "test_brier_raw": None if c.test is None else round(c.test.brier_raw, 5),
+                "test_brier_calibrated": (
+                    None if c.test is None else round(c.test.brier_calibrated, 5)
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -825,7 +1433,7 @@ def linear_coefficients(family: FamilyResult, top: int = 20) -> pd.DataFrame:
     Returns:
         Columns ``feature``, ``coefficient`` (on standardised inputs), sorted by |value|.
     """
-    coefficients = family.pipeline.named_steps["model"].coef_.ravel()
+    coefficients = base_estimator(family.pipeline).coef_.ravel()
     table = pd.DataFrame({"feature": family.feature_names, "coefficient": coefficients})
     table = table.reindex(table["coefficient"].abs().sort_values(ascending=False).index)
     return table.head(top).reset_index(drop=True)

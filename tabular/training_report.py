@@ -12,18 +12,23 @@ from pathlib import Path
 
 import joblib
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from tabular.horizon import HorizonStudy
 from tabular.page import Table, one_block_section, render_html
 from tabular.training import (
     TrainingResult,
+    calibration_table,
+    fold_table,
     linear_coefficients,
     metrics_table,
     trials_table,
 )
 
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "average_precision": "Average precision"}
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
 
 
 @dataclass
@@ -183,13 +188,133 @@ def plot_coefficients(
     return _save(fig, path)
 
 
-def write_training_report(result: TrainingResult, out_dir: Path, config) -> TrainingOutputs:
+def plot_fold_scores(result: TrainingResult, path: Path) -> Path:
+    """Draw each family's chosen configuration's score on every fold, with its mean.
+
+    Args:
+        result: The training result.
+        path: PNG to write.
+
+    Returns:
+        The path written.
+    """
+    metric = METRIC_NAMES[result.metric]
+    names = [name for name, _ in result.folds]
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for family, colour in zip(result.families.values(), PALETTE, strict=False):
+        scores = family.folds.validation_scores
+        ax.plot(
+            names, scores, "o-", color=colour, label=f"{family.label} (mean {np.mean(scores):.3f})"
+        )
+        ax.axhline(np.mean(scores), color=colour, linestyle=":", linewidth=1)
+    ax.set_xlabel("fold (first day of its validation period)")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(f"{metric} of each family's chosen configuration on every fold\n(dotted: mean)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_reliability(result: TrainingResult, path: Path) -> Path | None:
+    """Draw each family's reliability curve on the test rows, without and with calibration.
+
+    Args:
+        result: The training result, test rows scored.
+        path: PNG to write.
+
+    Returns:
+        The path written, or ``None`` before the test rows are scored.
+    """
+    families = [f for f in result.families.values() if f.calibration.test is not None]
+    if not families:
+        return None
+    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 4.8), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        c = family.calibration
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+        ax.plot(
+            *c.test.raw_curve, "o-", color="#1f77b4", label=f"model (Brier {c.test.brier_raw:.4f})"
+        )
+        ax.plot(
+            *c.test.calibrated_curve,
+            "s-",
+            color="#d62728",
+            label=f"{c.method} map (Brier {c.test.brier_calibrated:.4f})",
+        )
+        served = "calibrated map served" if c.applied else "model served uncalibrated"
+        ax.set_title(f"{family.label}\n{served}", fontsize=11)
+        ax.set_xlabel("mean predicted probability (10 equal bins)")
+        ax.set_ylabel("observed share of class 1")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle("Reliability on the test rows", fontsize=13)
+    return _save(fig, path)
+
+
+def plot_horizons(study: HorizonStudy, path: Path, full_test: float | None) -> Path | None:
+    """Draw the champion's validation mean (with the fold range) and test score by horizon.
+
+    Args:
+        study: The horizon study.
+        path: PNG to write.
+        full_test: The main run's test score at the default horizon, drawn as a reference
+            when the study used samples.
+
+    Returns:
+        The path written, or ``None`` when the study was skipped.
+    """
+    if not study.points:
+        return None
+    metric = METRIC_NAMES[study.metric]
+    hours = [p.hours for p in study.points]
+    mean = np.array([p.validation_mean for p in study.points])
+    low = mean - np.array([min(p.fold_scores) for p in study.points])
+    high = np.array([max(p.fold_scores) for p in study.points]) - mean
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ax.errorbar(
+        hours,
+        mean,
+        yerr=[low, high],
+        fmt="o-",
+        color="#1f77b4",
+        capsize=4,
+        label="validation: mean of the folds (bars: lowest to highest fold)",
+    )
+    ax.plot(hours, [p.test_score for p in study.points], "s-", color="#d62728", label="test")
+    if full_test is not None and study.final_rows is not None:
+        ax.plot(
+            [study.default_hours],
+            [full_test],
+            "*",
+            color="#d62728",
+            markersize=14,
+            label=f"test, main run on all rows ({full_test:.3f})",
+        )
+    ax.axvline(study.default_hours, color="grey", linestyle=":", label="the config's horizon")
+    ax.set_xticks(hours, [f"{h:g}" + ("\n(schedule only)" if h == 0 else "") for h in hours])
+    ax.set_xlabel("prediction horizon (hours before the event)")
+    ax.set_ylabel(metric)
+    sampled = (
+        f"\nfitted on samples of {study.final_rows:,} rows per fit (the main run uses more)"
+        if study.final_rows is not None
+        else ""
+    )
+    ax.set_title(f"{study.label} ({_params_text(study.params)}): {metric} against horizon{sampled}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    return _save(fig, path)
+
+
+def write_training_report(
+    result: TrainingResult, out_dir: Path, config, study: HorizonStudy | None = None
+) -> TrainingOutputs:
     """Write tables, figures, models, verdicts and ``training.html`` into a folder.
 
     Args:
         result: The training result, with test metrics filled in.
         out_dir: The training folder (created if needed).
         config: The dataset config: the report speaks of its rows, labels and split.
+        study: The score-against-horizon study, if it ran.
 
     Returns:
         The paths written and a Markdown summary.
@@ -204,6 +329,13 @@ def write_training_report(result: TrainingResult, out_dir: Path, config) -> Trai
     trials.to_csv(outputs.tables["trials"], index=False)
     outputs.tables["metrics"] = out_dir / "metrics.csv"
     metrics.to_csv(outputs.tables["metrics"], index=False)
+    outputs.tables["folds"] = out_dir / "folds.csv"
+    fold_table(result).to_csv(outputs.tables["folds"], index=False)
+    outputs.tables["calibration"] = out_dir / "calibration.csv"
+    calibration_table(result).to_csv(outputs.tables["calibration"], index=False)
+    if study is not None and study.points:
+        outputs.tables["horizons"] = out_dir / "horizons.csv"
+        study.table().to_csv(outputs.tables["horizons"], index=False)
     if "logistic" in result.families:
         outputs.tables["coefficients"] = out_dir / "coefficients.csv"
         linear_coefficients(result.families["logistic"], top=10_000).to_csv(
@@ -216,7 +348,15 @@ def write_training_report(result: TrainingResult, out_dir: Path, config) -> Trai
     outputs.figures["validation_curves"] = plot_validation_curves(
         result, out_dir / "validation_curves.png"
     )
+    outputs.figures["fold_scores"] = plot_fold_scores(result, out_dir / "fold_scores.png")
+    best = result.families[result.best_family]
     written = {
+        "reliability": plot_reliability(result, out_dir / "reliability.png"),
+        "horizons": None
+        if study is None
+        else plot_horizons(
+            study, out_dir / "horizons.png", best.metrics.get("test", {}).get(result.metric)
+        ),
         "loss_curve": plot_loss_curve(result, out_dir / "loss_curve.png"),
         "coefficients": plot_coefficients(
             result, out_dir / "coefficients.png", config.target.labels[1]
@@ -234,6 +374,9 @@ def write_training_report(result: TrainingResult, out_dir: Path, config) -> Trai
             "evidence": f.verdict.evidence,
             "best_params": {k: _jsonable(v) for k, v in f.best_params.items()},
             "threshold": f.threshold,
+            "fold_scores": dict(zip(f.folds.names, f.folds.validation_scores, strict=True)),
+            "calibrated": f.calibration.applied,
+            "calibration": f.calibration.evidence,
         }
         for key, f in result.families.items()
     }
@@ -241,25 +384,30 @@ def write_training_report(result: TrainingResult, out_dir: Path, config) -> Trai
         "metric": result.metric,
         "best_family": result.best_family,
         "method": result.method,
+        "folds": dict(result.folds),
+        "prediction_horizon": config.prediction_horizon,
         "seconds": result.seconds,
         "families": verdicts,
+        "horizons": None if study is None or not study.points else study.table().to_dict("records"),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
-    sections = _sections(result, trials, metrics, outputs, config)
+    sections = _sections(result, trials, metrics, outputs, config, study)
     outputs.html.write_text(_html(result, sections, config, out_dir), encoding="utf-8")
-    outputs.markdown = _markdown(result)
+    outputs.markdown = _markdown(result, study)
     return outputs
 
 
-def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str | None, list, str]]:
+def _sections(
+    result, trials, metrics, outputs, config, study
+) -> list[tuple[str, str | None, list, str]]:
     """Return (title, figure file, tables, comment) per section."""
     metric = METRIC_NAMES[result.metric]
     positive = config.target.labels[1]
     test_part = config.split.part("test")
     families = result.families
     best = families[result.best_family]
-    sections = []
+    sections = [_fold_section(result, outputs, metric)]
 
     counts = trials.groupby("family").size()
     varied = {
@@ -274,7 +422,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
         for f in families.values()
     }
     comment = " ".join(
-        f"{label}: {counts[label]} configurations varying {', '.join(varied[label])}; validation "
+        f"{label}: {counts[label]} configurations varying {', '.join(varied[label])}; mean fold "
         f"{metric} from {low:.3f} to {high:.3f}."
         for label, (low, high) in spread.items()
     )
@@ -292,8 +440,8 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
                 for label, rows in trials.groupby("family", sort=False)
             ],
             f"{result.method} {comment} The chosen row of each family is marked "
-            f"`chosen`; the winner overall is {best.label} "
-            f"(validation {metric} {best.verdict.validation_score:.3f}).",
+            f"`chosen`; the champion is {best.label} "
+            f"(mean fold {metric} {best.verdict.validation_score:.3f}).",
         )
     )
 
@@ -303,26 +451,28 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
         ranking = test_rows[metric_col].sort_values(ascending=False)
         best_test = ranking.index[0]
         test_comment = (
-            f"On {test_part}, scored once at the end, {best_test} ranks best with {metric} "
-            f"{ranking.iloc[0]:.3f} (validation {best.verdict.validation_score:.3f} for "
-            f"{best.label}). "
+            f"'train' is the {config.rows()} each final model was fitted on, 'validation' the "
+            "pooled predictions of the folds (the rows its threshold and calibration were "
+            f"chosen on). On {test_part}, scored once at the end, {best_test} ranks best with "
+            f"{metric} {ranking.iloc[0]:.3f} (mean fold score {best.verdict.validation_score:.3f} "
+            f"for the champion, {best.label}). "
         )
         drops = {
-            f.label: f.metrics["validation"][metric_col] - f.metrics["test"][metric_col]
+            f.label: f.verdict.validation_score - f.metrics["test"][metric_col]
             for f in families.values()
         }
         worst = max(drops, key=drops.get)
         test_comment += (
-            f"Every model scores lower on the test rows than on validation (largest drop: "
-            f"{worst}, {drops[worst]:.3f}), so the validation score is an optimistic estimate"
+            f"Every model scores lower on the test rows than its mean fold score (largest drop: "
+            f"{worst}, {drops[worst]:.3f}), so the fold scores are an optimistic estimate"
             + _why_test_differs(best, config)
             if all(d > 0 for d in drops.values())
-            else f"The validation-to-test change is at most {max(drops.values()):.3f}: the "
-            "validation score was a fair estimate."
+            else f"The change from the mean fold score to the test score is at most "
+            f"{max(drops.values()):.3f}: the folds were a fair estimate."
         )
         f1 = test_rows["f1"]
         test_comment += (
-            f" At the thresholds chosen on validation, test F1 ranges from {f1.min():.3f} to "
+            f" At the thresholds chosen on the folds, test F1 ranges from {f1.min():.3f} to "
             f"{f1.max():.3f}, with recall {test_rows.loc[best.label, 'recall']:.1%} and precision "
             f"{test_rows.loc[best.label, 'precision']:.1%} for {best.label}: of the "
             f"{config.rows()} it flags as '{positive}', "
@@ -332,7 +482,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
         test_comment = "The test rows have not been scored."
     sections.append(
         (
-            "Metrics of each family's best model (train, validation, test)",
+            "Metrics of each family's final model (train, pooled folds, test)",
             None,
             [Table(metrics, float_format=".4f")],
             test_comment,
@@ -344,8 +494,8 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             {
                 "family": f.label,
                 "verdict": f.verdict.label,
-                f"train {metric}": round(f.verdict.train_score, 4),
-                f"validation {metric}": round(f.verdict.validation_score, 4),
+                f"train {metric} (fold mean)": round(f.verdict.train_score, 4),
+                f"validation {metric} (fold mean)": round(f.verdict.validation_score, 4),
                 "gap": round(f.verdict.gap, 4),
                 "evidence": f.verdict.evidence,
             }
@@ -358,7 +508,8 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             "Verdict per family: overfitting, underfitting or OK",
             None,
             [Table(verdict_rows)],
-            f"Rule: {rule}. "
+            f"Rule, on the fold scores (each fold's model on the rows it was fitted on against "
+            f"its validation rows, averaged): {rule}. "
             + " ".join(
                 f"{f.label}: **{f.verdict.label}** ({f.verdict.evidence})."
                 + _overfit_tradeoff(f, metric)
@@ -366,6 +517,8 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             ),
         )
     )
+    sections.append(_calibration_section(result, outputs, config))
+    sections.append(_horizon_section(study, best, outputs, config))
 
     lc_comment = []
     for f in families.values():
@@ -382,7 +535,13 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             )
         )
     sections.append(
-        ("Learning curves", outputs.figures["learning_curves"].name, [], " ".join(lc_comment))
+        (
+            "Learning curves (last fold)",
+            outputs.figures["learning_curves"].name,
+            [],
+            f"Each family's chosen configuration, fitted on growing parts of the last fold's "
+            f"training sample ({result.folds[-1][1]}). " + " ".join(lc_comment),
+        )
     )
 
     vc_comment = []
@@ -396,7 +555,12 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             f"{min(c.train):.3f}–{max(c.train):.3f}."
         )
     sections.append(
-        ("Validation curves", outputs.figures["validation_curves"].name, [], " ".join(vc_comment))
+        (
+            "Validation curves (mean over the folds)",
+            outputs.figures["validation_curves"].name,
+            [],
+            " ".join(vc_comment),
+        )
     )
 
     if "loss_curve" in outputs.figures:
@@ -404,7 +568,7 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
         c = f.loss_curve
         sections.append(
             (
-                "Neural network: loss curve",
+                "Neural network: loss curve (last fold)",
                 outputs.figures["loss_curve"].name,
                 [],
                 f"The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
@@ -416,7 +580,10 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
                     else "is still rising when the epoch cap is reached"
                 )
                 + f". Training stopped after {len(c.loss)} epochs (patience "
-                f"{len(c.loss) - c.best_epoch}) and kept the weights of epoch {c.best_epoch}.",
+                f"{len(c.loss) - c.best_epoch}) and kept the weights of epoch {c.best_epoch}. "
+                f"The final refit has no validation rows to stop on (every development "
+                f"{config.row_noun[0]} is a training one): it runs the mean number of epochs the "
+                f"folds kept ({np.mean(f.folds.epochs):.2f}, rounded: {f.final_epochs}).",
             )
         )
 
@@ -437,6 +604,174 @@ def _sections(result, trials, metrics, outputs, config) -> list[tuple[str, str |
             )
         )
     return sections
+
+
+def _fold_section(result: TrainingResult, outputs, metric: str) -> tuple:
+    """The fold scores of each family's chosen configuration, with a computed comment."""
+    table = fold_table(result)
+    folds = pd.DataFrame(
+        [{"fold": name, "rows": description} for name, description in result.folds]
+    )
+    families = list(result.families.values())
+    best = result.families[result.best_family]
+    names = best.folds.names
+    scores = np.array([f.folds.validation_scores for f in families])
+    hardest = names[int(np.argmin(scores.mean(axis=0)))]
+    easiest = names[int(np.argmax(scores.mean(axis=0)))]
+    comment = (
+        f"The champion, {best.label}, has the best mean fold {metric} "
+        f"({best.verdict.validation_score:.3f}, spread {np.std(best.folds.validation_scores):.3f})."
+    )
+    if len(families) > 1 and len(names) > 1:
+        wins = int((scores[families.index(best)] >= scores.max(axis=0) - 1e-12).sum())
+        means = sorted((f.verdict.validation_score for f in families), reverse=True)
+        comment += (
+            f" It is best on {wins} of the {len(names)} folds. The families' means lie "
+            f"{means[0] - means[-1]:.3f} apart (best to worst, {means[0] - means[1]:.3f} from "
+            f"the first to the second), while a family's score moves by up to "
+            f"{(scores.max(axis=1) - scores.min(axis=1)).max():.3f} from one fold to another: "
+            f"fold {hardest} is the hardest for the families on average and fold {easiest} "
+            "the easiest, which is why one fold alone would be a noisy judge."
+        )
+    return (
+        "Fold scores of each family's chosen configuration",
+        outputs.figures["fold_scores"].name,
+        [Table(folds), Table(table, float_format=".4f")],
+        comment,
+    )
+
+
+def _calibration_section(result: TrainingResult, outputs, config) -> tuple:
+    """Reliability on the test rows and the calibration decision of each family."""
+    families = list(result.families.values())
+    parts = []
+    for f in families:
+        c = f.calibration
+        text = f"{f.label}: {c.evidence}."
+        if c.test is not None:
+            change = c.test.brier_calibrated - c.test.brier_raw
+            text += (
+                f" On the test rows the map would move the Brier score from {c.test.brier_raw:.4f} "
+                f"to {c.test.brier_calibrated:.4f} ({change:+.4f}): "
+                + (
+                    "the decision taken on the folds holds there."
+                    if (change < 0) == c.applied
+                    else "the opposite of what the folds said, a sign that the test period "
+                    "differs from the validation periods."
+                )
+            )
+        parts.append(text)
+    applied = [f.label for f in families if f.calibration.applied]
+    served = (
+        f"Calibrated: {', '.join(applied)}; for these the served probability, the threshold "
+        "and the pooled validation metrics are the calibrated ones. "
+        if applied
+        else "No family is calibrated: the served probabilities are the models' own. "
+    )
+    rule = (
+        "Rule: a family's probabilities are calibrated when a map fitted on its fold "
+        "predictions lowers the Brier score (the mean squared error of the probability) on "
+        "fold predictions it was not fitted on. "
+    )
+    shares = ""
+    best = result.families[result.best_family]
+    if "test" in best.metrics:
+        m = best.metrics
+        share = {k: (m[k]["tp"] + m[k]["fn"]) / m[k]["rows"] for k in ("validation", "test")}
+        shares = (
+            f" '{config.target.labels[1]}' makes up {share['validation']:.1%} of the folds' "
+            f"validation {config.rows()} and {share['test']:.1%} of the test {config.rows()}: "
+            "a map fitted on the first carries that rate to the second."
+        )
+    figure = outputs.figures.get("reliability")
+    return (
+        "Calibration: reliability and Brier score",
+        figure.name if figure else None,
+        [Table(calibration_table(result), na_rep="")],
+        rule + served + " ".join(parts) + shares,
+    )
+
+
+def _horizon_section(study: HorizonStudy | None, best, outputs, config) -> tuple:
+    """The champion's score against the prediction horizon, with a computed comment."""
+    title = "Score against the prediction horizon"
+    if study is None:
+        return (title, None, [], "The horizon study was not run.")
+    if not study.points:
+        return (title, None, [], f"The horizon study does not apply: {study.skipped}.")
+    metric = METRIC_NAMES[study.metric]
+    points = {p.hours: p for p in study.points}
+    hours = sorted(points)
+    sampled = study.final_rows is not None
+    comment = (
+        f"{study.label} with its chosen configuration ({_params_text(study.params)}), refitted "
+        f"at each horizon with the same folds and method; a prediction made h hours before "
+        f"'{config.date_column}' sees only what had happened by then"
+        + (
+            ", and horizon 0 is the schedule-only model (no point-in-time column)"
+            if 0 in points
+            else ""
+        )
+        + ". "
+    )
+    if sampled:
+        full = best.metrics.get("test", {}).get(study.metric)
+        comment += (
+            f"To fit the time budget every fit of the study uses a fixed-seed sample of at most "
+            f"{study.final_rows:,} {config.rows()}, so its scores sit below the main run's"
+            + (f" (test {full:.3f} at {study.default_hours:g} h on all rows)" if full else "")
+            + "; the horizons compare with each other. "
+        )
+    timed = [h for h in hours if h > 0]
+    if 0 in points and timed:
+        base = points[0]
+        gains = ", ".join(
+            f"{points[h].test_score - base.test_score:+.3f} at {h:g} h" for h in timed
+        )
+        comment += (
+            f"Against the schedule-only model (test {base.test_score:.3f}, fold mean "
+            f"{base.validation_mean:.3f}), knowing how the day is going adds {gains} on test. "
+        )
+    if len(timed) > 1:
+        steps = [
+            (
+                a,
+                b,
+                (points[a].test_score - points[b].test_score) / (b - a),
+                (points[a].validation_mean - points[b].validation_mean) / (b - a),
+            )
+            for a, b in zip(timed, timed[1:], strict=False)
+        ]
+        comment += "Each extra hour of notice costs " + "; ".join(
+            f"{t:.3f} of test {metric} per hour from {a:g} to {b:g} h ({v:.3f} on the folds)"
+            for a, b, t, v in steps
+        )
+        per_hour = (points[timed[0]].test_score - points[timed[-1]].test_score) / (
+            timed[-1] - timed[0]
+        )
+        comment += (
+            f": on average {per_hour:.3f} per hour between {timed[0]:g} and {timed[-1]:g} h. "
+        )
+        order = [points[h].test_score for h in timed]
+        if all(a >= b for a, b in zip(order, order[1:], strict=False)):
+            comment += "The shorter the notice, the better the ranking, at every step."
+        else:
+            comment += "The scores do not fall at every step: some differences are within noise."
+    figure = outputs.figures.get("horizons")
+    return (
+        title,
+        figure.name if figure else None,
+        [Table(study.table(), float_format=".4f")],
+        comment,
+    )
+
+
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k} {_plain_value(v)}" for k, v in params.items())
+
+
+def _plain_value(value) -> str:
+    return str(tuple(value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _why_test_differs(family, config) -> str:
@@ -484,9 +819,18 @@ def _overfit_tradeoff(family, metric: str) -> str:
 
 
 def _html(result: TrainingResult, sections, config, out_dir: Path) -> str:
+    horizon = (
+        [
+            f"Predictions are made {config.prediction_horizon:g} hours before each row's "
+            f"'{config.date_column}'."
+        ]
+        if config.prediction_horizon > 0
+        else []
+    )
     intro = [
         f"**Question:** {config.question}",
-        f"Best family: **{result.families[result.best_family].label}**. "
+        *horizon,
+        f"Champion: **{result.families[result.best_family].label}**. "
         f"Stage time {result.seconds:.0f} s.",
     ]
     page = [
@@ -497,21 +841,28 @@ def _html(result: TrainingResult, sections, config, out_dir: Path) -> str:
     return render_html("Training report", heading, page, out_dir, intro=intro)
 
 
-def _markdown(result: TrainingResult) -> str:
+def _markdown(result: TrainingResult, study: HorizonStudy | None = None) -> str:
     metric = METRIC_NAMES[result.metric]
     lines = [
-        f"## Training: best family {result.families[result.best_family].label}",
+        f"## Training: champion {result.families[result.best_family].label}",
         "",
-        f"| family | verdict | train {metric} | validation {metric} | test {metric} | test F1 |",
-        "|---|---|---|---|---|---|",
+        f"| family | verdict | mean fold {metric} | fold spread | test {metric} | test F1 | "
+        "calibrated |",
+        "|---|---|---|---|---|---|---|",
     ]
     for f in result.families.values():
         test = f.metrics.get("test", {})
         lines.append(
-            f"| {f.label} | {f.verdict.label} | {f.verdict.train_score:.3f} | "
-            f"{f.verdict.validation_score:.3f} | {test.get(result.metric, float('nan')):.3f} | "
-            f"{test.get('f1', float('nan')):.3f} |"
+            f"| {f.label} | {f.verdict.label} | {f.verdict.validation_score:.3f} | "
+            f"{np.std(f.folds.validation_scores):.3f} | "
+            f"{test.get(result.metric, float('nan')):.3f} | {test.get('f1', float('nan')):.3f} | "
+            f"{'yes' if f.calibration.applied else 'no'} |"
         )
+    if study is not None and study.points:
+        lines += ["", f"| horizon (h) | mean fold {metric} | test {metric} |", "|---|---|---|"]
+        lines += [
+            f"| {p.hours:g} | {p.validation_mean:.3f} | {p.test_score:.3f} |" for p in study.points
+        ]
     lines += ["", result.method]
     return "\n".join(lines)
 

@@ -229,7 +229,8 @@ def save_served_pair(
 ) -> tuple[dict[str, str], dict]:
     """Fit a primary and a secondary model on ``columns`` and save them as a run would.
 
-    The monitoring reference (training rows, both probabilities, target) is saved to
+    Each is fitted on ``train`` and scored on ``validation`` (threshold, calibration), then
+    refitted on both. The monitoring reference (those rows, both probabilities, target) is saved to
     ``reference_dir`` first and named in both models' metadata, as the pipeline does.
 
     Args:
@@ -241,17 +242,28 @@ def save_served_pair(
     from bentos.registry import model_name, save_served_model
     from monitoring.reference import REFERENCE_FILE, build_reference, save_reference
     from tabular.contract import build_contract
+    from tabular.datasets import Fold, Split
     from tabular.features import plan_encoding
-    from tabular.training import fit_final
+    from tabular.training import fit_on_split
 
+    # One fold: fit on ``train``, score on ``validation``; the final fit takes both.
+    development = pd.concat([train, validation], ignore_index=True)
+    positions = np.arange(len(development))
+    fold = Fold(
+        name="validation",
+        train=positions[: len(train)],
+        validation=positions[len(train) :],
+        description="the given training rows, then the given validation rows",
+    )
+    split = Split(train=development, test=development.iloc[:0], folds=[fold], description="")
     plan = plan_encoding(train, config).restrict(columns)
     fitted = {
-        role: fit_final(family, params, plan, train, validation, config, seed)
+        role: fit_on_split(family, params, plan, split, config, seed)
         for role, (family, params) in models.items()
     }
     pipelines = {role: model.pipeline for role, model in fitted.items()}
     frame = build_reference(
-        train, plan.input_columns, config.target.name, pipelines, max_rows=100_000, seed=seed
+        development, plan.input_columns, config.target.name, pipelines, max_rows=100_000, seed=seed
     )
     reference = save_reference(frame, reference_dir / REFERENCE_FILE)
     tags = {}
@@ -263,7 +275,7 @@ def save_served_pair(
             family=family,
             label=family,
             role=role,
-            contract=build_contract(config, train, model.pipeline, plan.input_columns),
+            contract=build_contract(config, development, model.pipeline, plan.input_columns),
             threshold=model.threshold,
             metrics={"validation": model.metrics["validation"]},
             config=config,

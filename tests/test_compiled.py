@@ -15,7 +15,7 @@ from tabular.config import load_config
 from tabular.contract import build_contract
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.features import plan_encoding
-from tabular.training import fit_final
+from tabular.training import fit_on_split
 from tests.conftest import make_toy_frame, write_toy_dataset
 
 PARAMS = {
@@ -55,7 +55,7 @@ def fitted(tmp_path_factory):
     split = split_data(data, config, seed=1)
     plan = plan_encoding(split.train, config)
     models = {
-        family: fit_final(family, params, plan, split.train, split.validation, config, seed=1)
+        family: fit_on_split(family, params, plan, split, config, seed=1)
         for family, params in PARAMS.items()
     }
     return config, split, plan, models
@@ -139,3 +139,29 @@ def test_dates_with_an_offset_are_read_at_their_wall_clock_time(fitted):
     base["order_date"] = "2021-03-04T05:06:00+05:00"
     values = contract.values(contract.check_row(base))
     assert values[contract.names.index("order_date")] == dt.datetime(2021, 3, 4, 5, 6)
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_a_calibrated_model_is_replayed_with_its_map(fitted, method):
+    """The served probability of a calibrated model is the calibrated one, compiled or not."""
+    from tabular.features import CalibratedModel, ProbabilityMap
+
+    config, split, plan, models = fitted
+    pipeline = models["mlp"].pipeline
+    inner = pipeline.named_steps["model"]
+    inner = inner.model if isinstance(inner, CalibratedModel) else inner
+    raw = Pipeline([("preprocess", pipeline.named_steps["preprocess"]), ("model", inner)])
+    validation = split.validation
+    mapping = ProbabilityMap(method).fit(
+        raw.predict_proba(validation)[:, 1], validation[config.target.name].to_numpy()
+    )
+    calibrated = Pipeline(
+        [("preprocess", raw.named_steps["preprocess"]), ("model", CalibratedModel(inner, mapping))]
+    )
+    contract = build_contract(config, split.train, calibrated, plan.input_columns)
+    rows = as_rows(split.test, contract)
+    compiled = compile_pipeline(calibrated, plan.input_columns)
+    frame = contract.values_frame(rows)
+    assert max_difference(compiled, calibrated, frame, rows) <= 1e-9
+    # The map really moves the probabilities (else this test could not fail).
+    assert np.abs(compiled.predict_proba(rows) - raw.predict_proba(frame)[:, 1]).max() > 1e-3

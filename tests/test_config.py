@@ -59,7 +59,50 @@ def test_leakage_column_cannot_be_a_feature(tmp_path):
 def test_time_split_needs_dates(tmp_path):
     raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
     raw["split"] = {"method": "time"}
-    with pytest.raises(ConfigError, match="needs 'validation_start' and 'test_start'"):
+    with pytest.raises(ConfigError, match="needs 'test_start'"):
+        load_config(_write(tmp_path, raw))
+    raw["split"] = {"method": "time", "test_start": "2021-05-01"}
+    with pytest.raises(ConfigError, match="exactly one of 'validation_start'"):
+        load_config(_write(tmp_path, raw))
+
+
+@pytest.mark.parametrize(
+    ("folds", "message"),
+    [
+        (["2021-03-01", "2021-02-01"], "increasing order"),
+        (["2021-03-01", "2021-05-01"], "every date of 'folds' must come before 'test_start'"),
+        ([], "at least one date"),
+    ],
+)
+def test_rolling_folds_are_checked(tmp_path, folds, message):
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    raw["split"] = {"method": "time", "folds": folds, "test_start": "2021-05-01"}
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, raw))
+
+
+def test_prediction_horizon_and_point_in_time_roles(tmp_path):
+    config = load_config(DEFAULT_CONFIG)
+    assert config.prediction_horizon == 2
+    assert set(config.point_in_time) <= set(config.numeric_features)
+    assert not set(config.point_in_time) & set(config.at_horizon(0).feature_columns)
+    assert config.at_horizon(3).prediction_horizon == 3 and config.at_horizon(3).path == config.path
+    # Every point-in-time column tells the caller what to send.
+    assert set(config.point_in_time) <= set(config.descriptions)
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    del raw["date_column"]
+    raw["prediction_horizon"] = 2
+    with pytest.raises(ConfigError, match="prediction_horizon counts hours before each row's date"):
+        load_config(_write(tmp_path, raw))
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    raw["point_in_time"] = ["price"]
+    with pytest.raises(
+        ConfigError, match="'price' is listed in both 'numeric' and 'point_in_time'"
+    ):
+        load_config(_write(tmp_path, raw))
+    raw = yaml.safe_load(write_toy_dataset(tmp_path).read_text())
+    raw["descriptions"] = {"colour": "Colour of the parcel"}
+    with pytest.raises(ConfigError, match="descriptions name column\\(s\\) 'colour'"):
         load_config(_write(tmp_path, raw))
 
 

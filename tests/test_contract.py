@@ -9,7 +9,7 @@ import pytest
 from tabular.contract import InputContract, InputRejected, build_contract
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.features import plan_encoding
-from tabular.training import fit_final
+from tabular.training import fit_on_split
 from tests.test_compiled import gappy_config
 
 DESCRIPTIONS = {"price": "Order value, US dollars", "channel": "Where the order was placed"}
@@ -24,7 +24,7 @@ def contract_and_data(tmp_path_factory):
     split = split_data(data, config, seed=2)
     plan = plan_encoding(split.train, config)
     params = {"hidden_layer_sizes": [8], "alpha": 0.001, "learning_rate_init": 0.003}
-    model = fit_final("mlp", params, plan, split.train, split.validation, config, seed=2)
+    model = fit_on_split("mlp", params, plan, split, config, seed=2)
     contract = build_contract(config, split.train, model.pipeline, plan.input_columns)
     return contract, config, split
 
@@ -160,7 +160,7 @@ def test_a_dataset_without_a_date_column_feature_still_gets_a_contract(contract_
     # Feature selection may drop the date: the contract simply has no date field.
     plan = plan_encoding(split.train, config).restrict(["channel", "price"])
     params = {"C": 1.0, "l1_ratio": 0.0, "class_weight": None}
-    model = fit_final("logistic", params, plan, split.train, split.validation, config, seed=0)
+    model = fit_on_split("logistic", params, plan, split, config, seed=0)
     narrow = build_contract(config, split.train, model.pipeline, plan.input_columns)
     assert narrow.names == ["channel", "price"] and narrow.roles["datetime"] == []
     assert set(narrow.example) == {"channel", "price"}
@@ -178,7 +178,7 @@ def test_a_dataset_without_a_date_gets_a_contract_and_a_compiled_path(tmp_path):
     split = split_data(data, config, seed=1)
     plan = plan_encoding(split.train, config)
     params = {"hidden_layer_sizes": [8], "alpha": 0.001, "learning_rate_init": 0.003}
-    model = fit_final("mlp", params, plan, split.train, split.validation, config, seed=1)
+    model = fit_on_split("mlp", params, plan, split, config, seed=1)
     contract = build_contract(config, split.train, model.pipeline, plan.input_columns)
     assert contract.roles["datetime"] == [] and contract.names == plan.input_columns
     assert contract.spec("agent").nullable  # written as NULL in the file

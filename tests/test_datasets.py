@@ -44,22 +44,38 @@ def test_prepare_drops_flights_without_arrival_and_derives_target(flights):
     assert 0.2 < report.positive_share < 0.3
 
 
-def test_time_split_is_chronological(flights):
+def test_time_split_is_chronological_with_rolling_origin_folds(flights):
     config, raw = flights
     data, _ = prepare(raw, config)
     split = split_data(data, config, seed=1)
-    assert split.train["sched_dep"].max() < pd.Timestamp("2013-09-01")
-    assert split.validation["sched_dep"].dt.month.unique().tolist() == [9]
+    assert split.train["sched_dep"].max() < pd.Timestamp("2013-10-01")
     assert split.test["sched_dep"].min() >= pd.Timestamp("2013-10-01")
-    assert sum(split.sizes().values()) == len(data)
+    assert len(split.train) + len(split.test) == len(data)
+    dates = split.train["sched_dep"]
+    # June, July, August and September, each fitted on every month before it.
+    for fold, month in zip(split.folds, [6, 7, 8, 9], strict=True):
+        assert dates.iloc[fold.validation].dt.month.unique().tolist() == [month]
+        assert dates.iloc[fold.train].dt.month.max() == month - 1
+        assert len(fold.train) == int((dates.dt.month < month).sum())
+    assert split.validation["sched_dep"].dt.month.unique().tolist() == [9]
+    assert split.sizes()["fold 2013-06-01 validation"] == len(split.folds[0].validation)
 
 
 def test_random_split_is_stratified_and_reproducible(tmp_path):
     config = load_config(write_toy_dataset(tmp_path))
     data, _ = prepare(load_raw(config), config)
     first, second = split_data(data, config, seed=3), split_data(data, config, seed=3)
-    assert first.sizes() == second.sizes() == {"train": 360, "validation": 120, "test": 120}
-    assert first.test.equals(second.test)
+    sizes = {
+        "train": 480,
+        "test": 120,
+        "fold validation train": 360,
+        "fold validation validation": 120,
+    }
+    assert first.sizes() == second.sizes() == sizes
+    assert first.test.equals(second.test) and first.train.equals(second.train)
+    # One fold: the development rows are its training rows and its validation rows.
+    (fold,) = first.folds
+    assert sorted([*fold.train, *fold.validation]) == list(range(480))
     share = data["returned"].mean()
     assert abs(first.test["returned"].mean() - share) < 0.02
 

@@ -5,10 +5,10 @@ import pytest
 from bentos.registry import model_name, save_served_model, served_model
 from tabular.config import load_config
 from tabular.contract import build_contract
-from tabular.datasets import load_raw, prepare, split_data
+from tabular.datasets import Split, load_raw, prepare, split_data
 from tabular.explain import explain, explain_and_select, group_by_source, select_features
 from tabular.explain_report import write_explain_report
-from tabular.features import plan_encoding
+from tabular.features import base_estimator, plan_encoding
 from tabular.training import evaluate_on_test, train_models
 from tests.conftest import make_toy_frame, write_toy_dataset
 
@@ -31,7 +31,7 @@ def toy(tmp_path_factory):
     data, _ = prepare(load_raw(config), config)
     split = split_data(data, config, seed=config.seed)
     plan = plan_encoding(split.train, config)
-    result = train_models(split.train, split.validation, config, plan, seed=1, log=lambda _: None)
+    result = train_models(split.train, split.folds, config, plan, seed=1, log=lambda _: None)
     evaluate_on_test(result, split.test)
     return config, split, plan, result
 
@@ -42,7 +42,7 @@ def test_tree_shap_adds_up_to_the_margin(toy):
     rows = split.validation.iloc[:100]
     shap_result = explain(family, plan, rows, split.train.iloc[:20], seed=0)
     X = family.pipeline.named_steps["preprocess"].transform(rows[plan.input_columns])
-    margin = family.pipeline.named_steps["model"].predict(X, output_margin=True)
+    margin = base_estimator(family.pipeline).predict(X, output_margin=True)
     total = shap_result.values.sum(axis=1).to_numpy() + shap_result.base_value
     assert np.abs(total - margin).max() < 1e-4
     # Grouping by original column keeps the sum per row.
@@ -64,12 +64,14 @@ def test_grouping_sums_one_hot_levels_into_their_column(toy):
 
 def test_selection_never_reads_the_test_split(toy):
     config, split, plan, result = toy
-    first = explain_and_select(
-        result, split.train, split.validation, split.test, config, plan, seed=4
-    )
+    first = explain_and_select(result, split, config, plan, seed=4)
     poisoned = split.test.assign(returned=1 - split.test["returned"], price=-1.0)
     second = explain_and_select(
-        result, split.train, split.validation, poisoned, config, plan, seed=4
+        result,
+        Split(train=split.train, test=poisoned, folds=split.folds, description=""),
+        config,
+        plan,
+        seed=4,
     )
     assert first.selection.columns == second.selection.columns
     for key in first.served:
@@ -95,9 +97,7 @@ def test_selection_rule_top_k_and_coverage(toy):
 
 def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy, tmp_path):
     config, split, plan, result = toy
-    stage = explain_and_select(
-        result, split.train, split.validation, split.test, config, plan, seed=4
-    )
+    stage = explain_and_select(result, split, config, plan, seed=4)
     outputs = write_explain_report(
         [stage.shap[k] for k in stage.served],
         stage.selection,

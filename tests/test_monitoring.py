@@ -23,7 +23,7 @@ from monitoring.check import Window, WindowError, run_check
 from monitoring.drift import DriftSettings, DriftSettingsError, compare
 from monitoring.reference import ReferenceError, load_reference
 from monitoring.replay import replay
-from tabular.config import load_config
+from tabular.config import DEFAULT_CONFIG, load_config
 from tabular.contract import FieldSpec, InputContract
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.errors import ConfigError
@@ -354,6 +354,7 @@ def test_retraining_uses_rows_before_the_window_and_the_champions_inputs(toy_con
     assert until == "2021-05-17"
     assert overrides["split"] == {
         "method": "time",
+        "folds": None,
         "validation_start": "2021-02-17",
         "test_start": "2021-04-17",
     }
@@ -363,6 +364,16 @@ def test_retraining_uses_rows_before_the_window_and_the_champions_inputs(toy_con
     assert restricted.explain.top_k == 3
     with pytest.raises(ConfigError, match="'colour' are not features"):
         config.restricted_to(["colour"])
+
+
+def test_a_challenger_takes_exactly_the_champions_point_in_time_inputs():
+    config = load_config(DEFAULT_CONFIG)
+    assert config.prediction_horizon > 0 and len(config.point_in_time) > 1
+    inputs = ["sched_dep", "carrier", "distance", "origin_recent_dep_delay"]
+    restricted = config.with_overrides(config.restricted_to(inputs))
+    assert restricted.feature_columns == inputs
+    assert restricted.point_in_time == ["origin_recent_dep_delay"]
+    assert set(config.point_in_time) - {"origin_recent_dep_delay"} <= set(restricted.id_columns)
 
 
 def test_reload_needs_the_same_request_schema():

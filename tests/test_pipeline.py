@@ -71,7 +71,7 @@ def check_report_pdf(result, manifest) -> str:
         f"{rows['loaded']:,}rowsloaded",
         f"{rows['used']:,}",
         f"{rows['positive_share']:.1%}",
-        *[f"{part}{n:,}" for part, n in rows["split"].items()],
+        *[f"{part}{n:,}" for part, n in rows["split"].items() if part in ("train", "test")],
         *[f"{manifest['models'][key][f'test_{metric}']:.4f}" for key in ("logistic", "xgboost")],
         f"{manifest['models']['mlp'][f'test_{metric}']:.4f}",
         *manifest["served_models"],
@@ -113,7 +113,8 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
     assert manifest["columns"]["count"] >= 15
-    assert manifest["columns"]["datetime"] == ["sched_dep"]
+    # The schedule in local time (the feature) and in UTC (the point-in-time cutoffs).
+    assert manifest["columns"]["datetime"] == ["sched_dep", "sched_dep_utc", "sched_arr_utc"]
     assert len(manifest["columns"]["categorical"]) >= 3
     assert manifest["rows"]["dropped"] == {"missing arr_delay": 9430}
     assert manifest["rows"]["used"] == 4000
@@ -128,6 +129,16 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
         assert (result.run_dir / manifest["outputs"][output]).is_file(), output
     assert {"logistic", "xgboost", "mlp"} <= set(manifest["models"])
     assert manifest["models"]["best"] in {"logistic", "xgboost", "mlp"}
+    # Four rolling-origin folds per family, and the champion refitted at every horizon.
+    assert all(len(manifest["models"][k]["fold_scores"]) == 4 for k in ("logistic", "mlp"))
+    summary = json.loads((result.run_dir / "training" / "summary.json").read_text())
+    assert [row["horizon_hours"] for row in summary["horizons"]] == [0, 1, 2, 3]
+    champion = manifest["models"][manifest["models"]["best"]]
+    default = next(row for row in summary["horizons"] if row["horizon_hours"] == 2)
+    assert default["test_roc_auc"] == champion["test_roc_auc"]  # the main run, reused
+    page = (result.run_dir / "training" / "training.html").read_text(encoding="utf-8")
+    assert "horizons.png" in page and "Each extra hour of notice costs" in page
+    assert (result.run_dir / "training" / "horizons.png").stat().st_size > 10_000
     # Two models saved to the BentoML store, each listing exactly the selected features.
     assert len(manifest["served_models"]) == 2
     reference = result.run_dir / manifest["reference"]["path"]
@@ -267,6 +278,8 @@ def test_csv_without_a_date_column_runs_end_to_end(prefect_harness, tmp_path):
     assert not coefficients["feature"].str.startswith("date__").any()
     eda = _eda_text(result.run_dir)
     assert "names no date (neither date_column nor date_from)" in eda
+    training = (result.run_dir / "training" / "training.html").read_text(encoding="utf-8")
+    assert "The horizon study does not apply" in training
     assert "09_target" not in eda  # no time chart
     # The text markers were read as missing, and the EDA says how the file wrote them.
     nulls = int((frame["agent"] == "NULL").sum())
@@ -298,7 +311,8 @@ def test_csv_with_a_date_built_from_parts_runs_end_to_end(prefect_harness, tmp_p
     )
     sizes = manifest["rows"]["split"]
     assert sizes["test"] == int((expected >= "2017-07-01").sum())
-    assert sizes["train"] == int((expected < "2017-03-01").sum())
+    assert sizes["train"] == int((expected < "2017-07-01").sum())
+    assert sizes["fold 2017-03-01 train"] == int((expected < "2017-03-01").sum())
     # The built date behaves like any date column: calendar parts are model features...
     coefficients = pd.read_csv(result.run_dir / "training" / "coefficients.csv")
     features = set(coefficients["feature"])

@@ -3,15 +3,20 @@ import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 from tabular import training
 from tabular.config import load_config
 from tabular.datasets import Split, load_raw, prepare, split_data
-from tabular.features import plan_encoding
+from tabular.features import CalibratedModel, ProbabilityMap, base_estimator, plan_encoding
 from tabular.training import (
+    FoldPredictions,
     candidate_configs,
+    choose_threshold,
+    decide_calibration,
     evaluate_on_test,
+    fold_table,
     judge,
     metrics_table,
     train_models,
@@ -23,13 +28,35 @@ from tests.conftest import make_toy_frame, write_toy_dataset
 FAST = {"n_iter": 4, "search_rows": 400, "max_epochs": 6, "patience": 2}
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("toy")
-    config = load_config(write_toy_dataset(folder, make_toy_frame(rows=1000), training=FAST))
+#: Rolling origin on the toy orders (6-hourly from 2021-01-01, 1,000 rows to mid-September).
+TIME_SPLIT = {
+    "method": "time",
+    "folds": ["2021-05-01", "2021-06-01", "2021-07-01"],
+    "test_start": "2021-08-01",
+}
+
+
+def _toy(folder, **overrides):
+    config = load_config(
+        write_toy_dataset(folder, make_toy_frame(rows=1000), training=FAST, **overrides)
+    )
     data, _ = prepare(load_raw(config), config)
     split = split_data(data, config, seed=config.seed)
     return config, split, plan_encoding(split.train, config)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The toy orders with a random split: one fold, its validation rows."""
+    return _toy(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def rolling(tmp_path_factory):
+    """The toy orders with a time split: three rolling-origin folds."""
+    config, split, plan = _toy(tmp_path_factory.mktemp("rolling"), split=TIME_SPLIT)
+    result = train_models(split.train, split.folds, config, plan, seed=3, log=lambda _: None)
+    return config, split, plan, evaluate_on_test(result, split.test)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +71,7 @@ def searched(toy):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(training, "candidate_configs", spy)
-        result = train_models(
-            split.train, split.validation, config, plan, seed=3, log=lambda _: None
-        )
+        result = train_models(split.train, split.folds, config, plan, seed=3, log=lambda _: None)
     return evaluate_on_test(result, split.test), spaces
 
 
@@ -91,7 +116,13 @@ def test_every_family_has_metrics_verdict_and_curves(trained):
 
 def _choices(result):
     return result.best_family, {
-        key: (f.best_params, f.threshold, f.metrics["validation"])
+        key: (
+            f.best_params,
+            f.threshold,
+            f.folds.validation_scores,
+            f.calibration.applied,
+            f.metrics["validation"],
+        )
         for key, f in result.families.items()
     }
 
@@ -108,7 +139,9 @@ def test_choices_stay_the_same_when_the_test_labels_are_poisoned(
 
     config, split, plan = toy
     poisoned_test = split.test.assign(returned=1 - split.test["returned"])
-    poisoned = Split(split.train, split.validation, poisoned_test, split.description)
+    poisoned = Split(
+        train=split.train, test=poisoned_test, folds=split.folds, description=split.description
+    )
     result, _ = train_task(poisoned, config, plan, 3, tmp_path)
     assert _choices(result) == _choices(trained)
     for key, family in result.families.items():
@@ -119,15 +152,16 @@ def test_choices_stay_the_same_when_the_test_labels_are_poisoned(
         evaluate_on_test(result, split.test)
 
 
-def test_same_seed_same_choices_and_test_metrics(toy, trained):
-    config, split, plan = toy
+@pytest.mark.parametrize("kind", ["one random fold", "rolling origin"])
+def test_same_seed_same_choices_and_test_metrics(kind, toy, trained, rolling):
+    config, split, plan = toy if kind == "one random fold" else rolling[:3]
+    first = trained if kind == "one random fold" else rolling[3]
     again = evaluate_on_test(
-        train_models(split.train, split.validation, config, plan, seed=3, log=lambda _: None),
+        train_models(split.train, split.folds, config, plan, seed=3, log=lambda _: None),
         split.test,
     )
-    assert again.best_family == trained.best_family
-    for key, family in trained.families.items():
-        assert again.families[key].best_params == family.best_params
+    assert _choices(again) == _choices(first)
+    for key, family in first.families.items():
         assert again.families[key].metrics["test"] == pytest.approx(family.metrics["test"])
 
 
@@ -167,16 +201,31 @@ def test_random_search_samples_without_repeats():
     assert len(candidate_configs(grid, "grid", 6, seed=0)) == 18
 
 
-def test_report_writes_tables_figures_and_models(toy, trained, tmp_path):
-    outputs = write_training_report(trained, tmp_path, toy[0])
-    for name in ("learning_curves", "validation_curves", "loss_curve", "coefficients"):
+def test_report_writes_tables_figures_and_models(rolling, tmp_path):
+    config, split, plan, result = rolling
+    outputs = write_training_report(result, tmp_path, config)
+    figures = ("fold_scores", "reliability", "learning_curves", "validation_curves", "loss_curve")
+    for name in (*figures, "coefficients"):
         assert outputs.figures[name].is_file() and outputs.figures[name].stat().st_size > 10_000
     trials = pd.read_csv(outputs.tables["trials"])
     assert len(trials) == 12
+    assert {"fold 2021-05-01", "fold 2021-06-01", "fold 2021-07-01"} <= set(trials.columns)
+    folds = pd.read_csv(outputs.tables["folds"])
+    assert len(folds) == 3 and folds["mean"].tolist() == [
+        round(f.verdict.validation_score, 4) for f in result.families.values()
+    ]
     html = outputs.html.read_text()
-    assert "overfitting if train" in html and "Learning curves" in html
-    for family in trained.families.values():
+    for text in (
+        "overfitting if train",
+        "Learning curves",
+        "Fold scores",
+        "Calibration: reliability",
+    ):
+        assert text in html
+    assert "The horizon study was not run" in html
+    for family in result.families.values():
         assert f"{family.verdict.validation_score:.3f}" in html
+        assert family.calibration.evidence.split(":")[0] in html
     assert all(path.stat().st_size > 0 for path in outputs.models.values())
 
 
@@ -187,9 +236,107 @@ def test_report_explains_why_an_overfitting_choice_was_kept():
     from tabular.training_report import _overfit_tradeoff
 
     verdict = judge(0.81, 0.72, baseline=0.5, max_gap=0.05, min_lift=0.02)
-    calm = Trial("xgboost", {"max_depth": 3}, 0.76, 0.715, 1.0)
-    chosen = Trial("xgboost", {"max_depth": 5}, 0.81, 0.72, 1.0)
+    calm = Trial("xgboost", {"max_depth": 3}, [0.75, 0.77], [0.71, 0.72], 1.0)
+    chosen = Trial("xgboost", {"max_depth": 5}, [0.8, 0.82], [0.73, 0.71], 1.0)
     text = _overfit_tradeoff(SimpleNamespace(verdict=verdict, trials=[calm, chosen]), "ROC-AUC")
     assert "{'max_depth': 3}" in text and "0.715" in text and "0.720" in text
     ok = judge(0.74, 0.72, baseline=0.5, max_gap=0.05, min_lift=0.02)
     assert _overfit_tradeoff(SimpleNamespace(verdict=ok, trials=[calm]), "ROC-AUC") == ""
+
+
+def test_rolling_folds_fit_on_the_past_and_score_on_the_next_period(rolling):
+    config, split, plan, result = rolling
+    dates = split.train[config.date_column]
+    starts = [pd.Timestamp(d) for d in TIME_SPLIT["folds"]] + [pd.Timestamp("2021-08-01")]
+    assert [fold.name for fold in split.folds] == TIME_SPLIT["folds"]
+    for fold, start, end in zip(split.folds, starts, starts[1:], strict=False):
+        assert dates.iloc[fold.train].max() < start <= dates.iloc[fold.validation].min()
+        assert dates.iloc[fold.validation].max() < end
+        assert len(fold.train) == int((dates < start).sum())  # an expanding window
+    assert split.test[config.date_column].min() >= starts[-1] > dates.max()
+    for family in result.families.values():
+        assert len(family.folds.validation_scores) == 3
+        for trial in family.trials:  # every configuration is scored on every fold
+            assert len(trial.fold_validation) == 3
+            assert trial.validation_score == pytest.approx(np.mean(trial.fold_validation))
+        best = max(family.trials, key=lambda t: t.validation_score)
+        assert family.best_params == best.params  # chosen by the mean fold score
+    assert result.best_family == max(
+        result.families, key=lambda k: np.mean(result.families[k].folds.validation_scores)
+    )
+    assert list(fold_table(result)["family"]) == [f.label for f in result.families.values()]
+
+
+def test_threshold_and_validation_metrics_come_from_the_pooled_fold_predictions(rolling):
+    config, split, plan, result = rolling
+    y = split.train[config.target.name].to_numpy()
+    for family in result.families.values():
+        folds = family.folds
+        positions = np.concatenate(folds.positions)
+        assert np.array_equal(folds.pooled_y, y[positions])
+        pooled = folds.pooled_proba
+        if family.calibration.applied:
+            pooled = family.calibration.mapping.transform(pooled)
+        assert family.threshold == choose_threshold(folds.pooled_y, pooled)
+        assert family.metrics["validation"]["rows"] == len(positions)
+        assert family.metrics["train"]["rows"] == len(split.train)  # refitted on all of them
+    mlp = result.families["mlp"]
+    assert mlp.final_epochs == max(1, round(np.mean(mlp.folds.epochs)))
+
+
+def test_xgboost_read_at_fewer_trees_is_the_smaller_fit():
+    # The search fits the largest number of trees once per fold and reads the smaller ones.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6))
+    y = (X[:, 0] + rng.normal(size=3000) > 0.5).astype(int)
+    params = {"max_depth": 3, "learning_rate": 0.1}
+    small = training.make_estimator("xgboost", {**params, "n_estimators": 40}, 5).fit(X, y)
+    large = training.make_estimator("xgboost", {**params, "n_estimators": 120}, 5).fit(X, y)
+    read = training.predict_positive("xgboost", large, {**params, "n_estimators": 40}, X)
+    assert np.array_equal(read, small.predict_proba(X)[:, 1])
+
+
+def _folds(proba, y):
+    names = [f"f{i}" for i in range(len(proba))]
+    return FoldPredictions(
+        names=names,
+        positions=[np.arange(len(p)) for p in proba],
+        y=y,
+        proba=proba,
+        train_scores=[0.8] * len(proba),
+        validation_scores=[0.7] * len(proba),
+        fit_rows=[100] * len(proba),
+    )
+
+
+def test_calibration_is_applied_when_it_lowers_the_held_out_brier_score():
+    rng = np.random.default_rng(0)
+    truth = [rng.uniform(0.02, 0.6, size=4000) for _ in range(3)]
+    y = [(rng.random(4000) < t).astype(int) for t in truth]
+    # A model that ranks well but says "about twice as likely" as it should.
+    inflated = decide_calibration(_folds([np.sqrt(t) for t in truth], y), "sigmoid", seed=0)
+    assert inflated.applied and inflated.held_out_calibrated < inflated.held_out_raw
+    assert "earlier folds" in inflated.check
+    one_fold = decide_calibration(_folds([np.sqrt(truth[0])], [y[0]]), "isotonic", seed=0)
+    assert one_fold.applied and "five parts" in one_fold.check
+
+
+def test_a_calibrated_pipeline_serves_the_calibrated_probability(rolling):
+    config, split, plan, result = rolling
+    family = result.families["logistic"]
+    raw, _ = training.raw_and_served(family.pipeline, split.test)
+    mapping = ProbabilityMap("sigmoid").fit(raw, split.test[config.target.name].to_numpy())
+    served = Pipeline(
+        [
+            ("preprocess", family.pipeline.named_steps["preprocess"]),
+            ("model", CalibratedModel(base_estimator(family.pipeline), mapping)),
+        ]
+    )
+    calibrated = served.predict_proba(split.test)[:, 1]
+    assert np.allclose(calibrated, mapping.transform(raw))
+    # Platt scaling is strictly increasing: the ranking, hence the ROC-AUC, is kept.
+    y = split.test[config.target.name]
+    assert roc_auc_score(y, calibrated) == pytest.approx(roc_auc_score(y, raw))
+    assert base_estimator(served) is base_estimator(family.pipeline)
+    with pytest.raises(TypeError, match="not refitted"):
+        served.named_steps["model"].fit(None, y)

@@ -110,11 +110,11 @@ def build_expectations(config: DatasetConfig) -> list:
     expectations: list = [ex.ExpectTableRowCountToBeBetween(min_value=1)]
     for column in [*config.required_columns, target]:
         expectations.append(ex.ExpectColumnToExist(column=column))
-    for column in config.numeric:
+    for column in config.numeric_features:
         expectations.append(
             ex.ExpectColumnValuesToBeInTypeList(column=column, type_list=NUMERIC_TYPES)
         )
-    for column in [*config.categorical, *config.numeric]:
+    for column in [*config.categorical, *config.numeric_features]:
         ceiling = checks.null_share.get(column, checks.max_null_share)
         if ceiling < 1:
             expectations.append(ex.ExpectColumnValuesToNotBeNull(column=column, mostly=1 - ceiling))

@@ -143,8 +143,9 @@ def training_scope(rows: int, date_column: str | None, dates: pd.Series | None) 
     else:
         span = ""
     return (
-        f"Computed on the training split only: {count(rows)} rows{span}. Validation and test "
-        "rows are not read, so nothing here is tuned on the data used to score the models."
+        f"Computed on the training split only: {count(rows)} rows{span}, the rows the final "
+        "models are fitted on (their selection folds included). The test rows are not read, "
+        "so nothing here is tuned on the data that scores the final models."
     )
 
 

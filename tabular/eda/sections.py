@@ -171,9 +171,9 @@ def distributions_section(
         The section.
     """
     title = "2. Numeric distributions"
-    if not config.numeric:
+    if not config.numeric_features:
         return no_columns("distributions", title, "numeric")
-    shapes = numeric_shapes(train, list(config.numeric), sample_size, seed)
+    shapes = numeric_shapes(train, list(config.numeric_features), sample_size, seed)
     blocks = []
     chunks = [shapes[i : i + PANELS_PER_FIGURE] for i in range(0, len(shapes), PANELS_PER_FIGURE)]
     for number, chunk in enumerate(chunks, start=1):
@@ -513,9 +513,9 @@ def outliers_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
         The section.
     """
     title = "7. Box plots and outliers (1.5 IQR rule)"
-    if not config.numeric:
+    if not config.numeric_features:
         return no_columns("outliers", title, "numeric")
-    stats = outlier_stats(train, list(config.numeric))
+    stats = outlier_stats(train, list(config.numeric_features))
     if not stats:
         text = "No numeric column has a single value in the training split: nothing to plot."
         return EdaSection("outliers", title, [EdaBlock(text)], "No numeric values.")
@@ -585,10 +585,10 @@ def correlations_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSecti
     Returns:
         The section.
     """
-    if not config.numeric:
+    if not config.numeric_features:
         return no_columns("correlations", "8. Correlations", "numeric")
     target = config.target.name
-    corr = correlations(train, list(config.numeric), target)
+    corr = correlations(train, list(config.numeric_features), target)
     positive = config.target.labels[1]
     figure = charts.plot_correlations(corr, f"{target} (target)")
     path = _save(figure, out_dir, "08_correlations")

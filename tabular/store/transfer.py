@@ -186,7 +186,7 @@ def _roles(config: DatasetConfig) -> dict[str, str]:
         roles[config.date_column] = "date"
     for role, columns in (
         ("categorical", config.categorical),
-        ("numeric", config.numeric),
+        ("numeric", config.numeric_features),
         ("id", config.id_columns),
         ("leakage", config.leakage),
     ):
