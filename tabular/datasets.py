@@ -230,13 +230,17 @@ def count_markers(
     return counts
 
 
-def check_columns(frame: pd.DataFrame, config: DatasetConfig, origin: str) -> None:
+def check_columns(
+    frame: pd.DataFrame, config: DatasetConfig, origin: str, prepared: bool = False
+) -> None:
     """Check that every column the config names is present.
 
     Args:
         frame: The loaded data.
         config: The dataset config.
         origin: Where the data came from, for the message.
+        prepared: The frame comes from :func:`prepare`, so it already holds the date built
+            from ``date_from`` under ``date_column``.
 
     Raises:
         DatasetError: Naming each missing column and the config key that names it.
@@ -265,7 +269,7 @@ def check_columns(frame: pd.DataFrame, config: DatasetConfig, origin: str) -> No
             f"{origin} lacks column(s) {', '.join(dict.fromkeys(missing))} named in config "
             f"{where}; present columns: {', '.join(map(str, frame.columns[:30]))}"
         )
-    if config.date_from is not None and config.date_column in frame.columns:
+    if config.date_from is not None and config.date_column in frame.columns and not prepared:
         raise DatasetError(
             f"{origin} already has a column '{config.date_column}', the name config {where} "
             "gives the date built from date_from; set date_column to another name"

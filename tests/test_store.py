@@ -48,7 +48,12 @@ from tabular.store.transfer import (
     records_frame,
     summarize,
 )
-from tests.conftest import make_toy_frame, write_toy_dataset
+from tests.conftest import (
+    make_bookings_frame,
+    make_toy_frame,
+    write_bookings_dataset,
+    write_toy_dataset,
+)
 
 #: Rows of the default dataset used by the quick round-trip test (the full 327,346-row round
 #: trip takes about a minute on the embedded store: a slow test and the benchmark run it).
@@ -280,6 +285,35 @@ def test_round_trip_keeps_every_dtype_of_a_user_dataset(store, tmp_path):
     expected = frame.copy()
     expected.loc[expected["coupon.code"] == "", "coupon.code"] = np.nan
     pd.testing.assert_frame_equal(from_csv, expected, check_exact=True)
+
+
+def test_a_prepared_frame_with_a_date_built_from_parts_imports(store, tmp_path):
+    # The pipeline stores the rows it prepared: their date was built from date_from already.
+    frame = make_bookings_frame(rows=300, seed=4)
+    config = load_config(
+        write_bookings_dataset(
+            tmp_path / "bookings",
+            frame,
+            date_column="arrival_date",
+            date_from={
+                "year": "arrival_date_year",
+                "month": "arrival_date_month",
+                "day": "arrival_date_day_of_month",
+            },
+        )
+    )
+    prepared, _ = prepare(load_raw(config), config)
+    assert import_dataset(config, frame=prepared).inserted == 300
+    pd.testing.assert_frame_equal(records_frame("bookings"), prepared, check_exact=True)
+    # A raw file holding a column of that name is still refused.
+    with pytest.raises(DatasetError, match="already has a column 'arrival_date'"):
+        import_dataset(config, csv=_csv(tmp_path, prepared))
+
+
+def _csv(folder: Path, frame: pd.DataFrame) -> Path:
+    path = folder / "with_date.csv"
+    frame.to_csv(path, index=False)
+    return path
 
 
 def test_a_dataset_without_a_date_column_round_trips_and_takes_records(store, tmp_path):

@@ -402,7 +402,7 @@ def import_dataset(
     else:
         if csv is not None:
             raise StoreError("give either a CSV file or a frame to import, not both")
-        check_columns(frame, config, "the frame")
+        check_columns(frame, config, "the frame", prepared=True)
         source = "a data frame"
     dataset = config.name
     if config.target.name not in frame.columns:
