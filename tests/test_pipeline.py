@@ -36,9 +36,9 @@ def _manifest(result):
     return json.loads((result.run_dir / "manifest.json").read_text())
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(autouse=True)
 def run_store(tmp_path_factory):
-    """The runs store their rows in a fresh database (embedded, or MONGODB_URI's server)."""
+    """Each run stores its rows in a fresh database (embedded, or MONGODB_URI's server)."""
     from tabular.store import StoreSettings, connect
     from tabular.store.connection import disconnect, get_database
 
