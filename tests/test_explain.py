@@ -1,3 +1,5 @@
+import re
+
 import bentoml
 import numpy as np
 import pytest
@@ -109,6 +111,9 @@ def test_report_and_saved_model_metadata_list_exactly_the_selected_features(toy,
         outputs.html.is_file() and "all features vs selected features" in outputs.html.read_text()
     )
     assert all(path.is_file() for path in outputs.figures.values())
+    # Every comment is written out: no placeholder left unformatted.
+    comments = [text for section in outputs.sections for text in section.comments]
+    assert comments and not [text for text in comments if re.search(r"\{[a-z_\[']", text)]
     columns = plan.restrict(stage.selection.columns).input_columns
     key = stage.served[0]
     comparison = stage.comparisons[key]
