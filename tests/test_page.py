@@ -76,6 +76,12 @@ def test_pdf_has_the_pages_asked_for_even_when_a_page_overflows(tmp_path):
     first = reader.pages[0].extract_text()
     assert "… and 70 more rows" in first and "page 1 of 3" in first
     assert "l9" in first and "l10" not in first.split()
+    # A real renderer draws every page (pypdfium2, as used to look at the report's pages).
+    import pypdfium2
+
+    for page in pypdfium2.PdfDocument(path):
+        image = page.render(scale=0.5).to_pil().convert("L")
+        assert image.getextrema()[0] < 100  # something dark is drawn
 
 
 def test_column_widths_fill_the_width_and_give_each_column_its_longest_word():
