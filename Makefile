@@ -28,7 +28,7 @@ PREFECT_PORT ?= 4200
 UI_PORT      ?= 8000
 WORKSPACE    ?= artifacts/monitoring/workspace
 
-.PHONY: install run test lint format serve bench prefect-server deploy monitor monitor-ui clean
+.PHONY: install run test lint format serve bench prefect-server deploy monitor monitor-ui notebook clean
 
 install: $(STAMP)
 
@@ -67,6 +67,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/monitor.py
 
 # The Prefect UI on http://127.0.0.1:$(PREFECT_PORT), over the project's .prefect state.
+# Re-run notebooks/walkthrough.ipynb in place, headless (WALKTHROUGH_SAMPLE rows, default 20000).
+notebook: $(STAMP)
+	cd notebooks && $(CURDIR)/$(BIN)/jupyter-execute --inplace walkthrough.ipynb
+
 prefect-server: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
