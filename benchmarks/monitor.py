@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import flows  # noqa: E402, F401  (the project's Prefect/BentoML homes, as under make)
 
 TARGET_SECONDS = 15.0
 

@@ -42,9 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 import numpy as np  # noqa: E402
 
+import flows  # noqa: E402, F401  (the project's Prefect/BentoML homes, as under make)
 from bentos.registry import served_model  # noqa: E402
 
 PYTHON = sys.executable
