@@ -157,8 +157,9 @@ def _replay(args: argparse.Namespace) -> int:
     from tabular.config import load_config
 
     config = load_config(args.config)
-    contract = api_contract(args.url)
+    # The period first: a malformed date is named even when the API is not running.
     rows = period_rows(config, args.start, args.end, sample=args.sample, seed=args.seed)
+    contract = api_contract(args.url)
     bodies = [contract.json_row(row) for row in rows.to_dict("records")]
     outcomes = rows[config.target.name].tolist() if args.with_feedback else None
     print(

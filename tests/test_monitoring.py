@@ -334,6 +334,11 @@ def test_cli_reports_a_bad_window_in_one_line(capsys):
     assert main(["replay", "--from", "2013-12-01", "--to", "2013-12-02", "--url",
                  "http://127.0.0.1:9"]) == 2  # fmt: skip
     assert "cannot read http://127.0.0.1:9/info" in capsys.readouterr().err
+    # A malformed date is named first, whether or not the API runs.
+    assert main(["replay", "--from", "2013-13-01", "--to", "2013-12-02", "--url",
+                 "http://127.0.0.1:9"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("error: --from/--to must be ISO 8601 dates") and err.count("\n") == 1
 
 
 def test_the_gate_promotes_only_beyond_the_margin():
