@@ -761,7 +761,8 @@ def _horizon_section(study: HorizonStudy | None, best, outputs, config) -> tuple
     return (
         title,
         figure.name if figure else None,
-        [Table(study.table(), float_format=".4f")],
+        # Hours and seconds as 2 and 12.3, scores as 0.7603 (".4f" printed 2.0000, 12.3000).
+        [Table(study.table(), float_format=".4g")],
         comment,
     )
 
