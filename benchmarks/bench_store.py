@@ -34,9 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from tabular.config import DEFAULT_CONFIG, load_config  # noqa: E402
-from tabular.datasets import load_raw, prepare  # noqa: E402
-from tabular.store import (  # noqa: E402
+from store import (  # noqa: E402
     PredictionLogWriter,
     StoreSettings,
     connect,
@@ -47,8 +45,10 @@ from tabular.store import (  # noqa: E402
     get_prediction_log,
     prediction_logs_frame,
 )
-from tabular.store.connection import get_database  # noqa: E402
-from tabular.store.transfer import backup_dataset, import_dataset, read_backup  # noqa: E402
+from store.connection import get_database  # noqa: E402
+from store.transfer import backup_dataset, import_dataset, read_backup  # noqa: E402
+from tabular.config import DEFAULT_CONFIG, load_config  # noqa: E402
+from tabular.datasets import load_raw, prepare  # noqa: E402
 
 
 def log_record(i: int, run: str) -> dict:
@@ -155,7 +155,7 @@ def best_ms(call, repeats: int = 5) -> float:
 def bench_reads() -> None:
     from pymongo import ASCENDING, DESCENDING
 
-    from tabular.store.documents import PredictionLog
+    from store.documents import PredictionLog
 
     collection = PredictionLog._get_collection()
     query = {"model_version": "bench"}

@@ -41,7 +41,7 @@ import json, sys, time
 from monitoring.check import Window, run_check
 from monitoring.drift import DriftSettings
 from tabular.config import load_config
-from tabular.store import connect
+from store import connect
 import evidently.presets, evidently.ui.workspace  # imports are not the monitor's work
 
 config = load_config(sys.argv[1])
@@ -76,10 +76,10 @@ def write_logs(config, served, rows: int, folder: Path) -> tuple[float, float]:
     import bentoml
     import numpy as np
 
+    from store import connect
+    from store.documents import Feedback
+    from store.journal import insert_documents, to_prediction_document
     from tabular.datasets import load_raw, prepare
-    from tabular.store import connect
-    from tabular.store.documents import Feedback
-    from tabular.store.journal import insert_documents, to_prediction_document
 
     data, _ = prepare(load_raw(config), config)
     recent = data[data[config.date_column] >= "2013-09-01"]
@@ -198,8 +198,8 @@ def main() -> None:
         print(
             f"set-up: {args.rows:,} logs written in {logs_s:.1f} s, feedback in {feedback_s:.1f} s"
         )
-        from tabular.store import connect
-        from tabular.store.documents import Feedback
+        from store import connect
+        from store.documents import Feedback
 
         results = {}
         results["with feedback"] = timed_check(args.config, args.rows, folder, env)

@@ -7,7 +7,7 @@ prediction with the same ``PredictionLogWriter`` as the BentoML service unless
 ``MLOPS_LOG_PREDICTIONS=0``.
 
 Environment: ``PLAIN_MODEL_TAG`` (the model-store tag to serve), ``BENTOML_HOME``, and the
-store variables of :mod:`tabular.store.settings`.
+store variables of :mod:`store.settings`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 from fastapi import FastAPI
 
 from bentos.registry import served_model
-from tabular.store import PredictionLogWriter, StoreSettings, connect
+from store import PredictionLogWriter, StoreSettings, connect
 
 TAG = os.environ["PLAIN_MODEL_TAG"]
 NAME, _, VERSION = TAG.partition(":")

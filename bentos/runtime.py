@@ -1,7 +1,7 @@
 """Load a served pipeline for prediction: compiled when possible, checked against itself.
 
 The model services call :func:`load_predictor` once per process. The pipeline is compiled
-(:mod:`tabular.compiled`) and the compiled replay is compared with the pipeline on rows
+(:mod:`bentos.compiled`) and the compiled replay is compared with the pipeline on rows
 built from the input contract (every known level, an unseen level, the bounds, nulls where
 allowed); if it is not compilable or differs by more than :data:`TOLERANCE`, the pipeline
 itself serves, and the log says why.
@@ -115,7 +115,7 @@ def load_predictor(served: ServedModel, *, single_thread: bool = True) -> Predic
     """
     import bentoml
 
-    from tabular.compiled import NotCompilable, compile_pipeline, max_difference
+    from bentos.compiled import NotCompilable, compile_pipeline, max_difference
 
     if single_thread:
         from threadpoolctl import threadpool_limits

@@ -5,7 +5,7 @@ Three BentoML services, each in its own process when served:
 * :class:`PrimaryModel` and :class:`SecondaryModel` each load one served pipeline from the
   model store and expose a batchable ``predict_proba``: BentoML's dispatcher merges the
   rows of concurrent requests into one call (adaptive batching). The pipeline runs through
-  its compiled numpy replay (:mod:`tabular.compiled`), checked against the pipeline itself
+  its compiled numpy replay (:mod:`bentos.compiled`), checked against the pipeline itself
   at start-up.
 * :class:`PredictionService`, the front, composes the two with ``bentoml.depends``. It
   validates requests against the models' input contract, answers with labels, logs every
@@ -37,8 +37,8 @@ from starlette.responses import JSONResponse
 
 from bentos.registry import ServedModel, served_model, served_model_from_tag
 from bentos.runtime import incompatible
+from store import DatasetRecordOut, Page, PredictionLogOut
 from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
-from tabular.store import DatasetRecordOut, Page, PredictionLogOut
 
 logger = logging.getLogger("bentoml.service")
 
@@ -404,7 +404,7 @@ class PredictionService:
     secondary = bentoml.depends(SecondaryModel)
 
     def __init__(self) -> None:
-        from tabular.store import PredictionLogWriter, StoreSettings, connect
+        from store import PredictionLogWriter, StoreSettings, connect
 
         settings = StoreSettings.from_env()
         # check=False: the service starts while MongoDB is down (logs go to the journal).
@@ -569,7 +569,7 @@ class PredictionService:
         404 when no prediction has this id; 409 when a different outcome was already
         recorded (posting the same outcome again is accepted).
         """
-        from tabular.store import get_feedback, get_prediction_log, record_feedback
+        from store import get_feedback, get_prediction_log, record_feedback
 
         try:
             try:
@@ -737,14 +737,14 @@ class PredictionService:
         self, values: dict[str, Any], ctx: bentoml.Context, dataset: str = DATASET
     ) -> DatasetRecordOut:
         """Add a row to a stored dataset (needs ``X-API-Key``); its date and target are required."""
-        from tabular.store import create_record
+        from store import create_record
 
         return self._run(ctx, create_record, dataset, values, write=True)
 
     @bentoml.api(route="/records/get")
     def records_get(self, record_id: str, ctx: bentoml.Context) -> DatasetRecordOut:
         """Read one dataset record by id."""
-        from tabular.store import get_record
+        from store import get_record
 
         return self._run(ctx, get_record, record_id)
 
@@ -764,7 +764,7 @@ class PredictionService:
         ``where`` maps column names to the value they must equal (``null`` matches a missing
         value); ``date_from`` (inclusive) and ``date_to`` (exclusive) are ISO 8601 dates.
         """
-        from tabular.store import find_records
+        from store import find_records
 
         return self._run(
             ctx,
@@ -782,28 +782,28 @@ class PredictionService:
         self, record_id: str, values: dict[str, Any], ctx: bentoml.Context
     ) -> DatasetRecordOut:
         """Change some values of a record (needs ``X-API-Key``)."""
-        from tabular.store import update_record
+        from store import update_record
 
         return self._run(ctx, update_record, record_id, values, write=True)
 
     @bentoml.api(route="/records/delete")
     def records_delete(self, record_id: str, ctx: bentoml.Context) -> Deleted:
         """Delete a record (needs ``X-API-Key``)."""
-        from tabular.store import delete_record
+        from store import delete_record
 
         return self._delete(ctx, delete_record, record_id)
 
     @bentoml.api(route="/logs/create")
     def logs_create(self, log: dict[str, Any], ctx: bentoml.Context) -> PredictionLogOut:
         """Store a prediction log now (needs ``X-API-Key``); its fields as ``/logs/get`` shows them."""
-        from tabular.store import create_prediction_log
+        from store import create_prediction_log
 
         return self._run(ctx, create_prediction_log, log, write=True)
 
     @bentoml.api(route="/logs/get")
     def logs_get(self, request_id: str, ctx: bentoml.Context) -> PredictionLogOut:
         """Read one prediction log by request id."""
-        from tabular.store import get_prediction_log
+        from store import get_prediction_log
 
         return self._run(ctx, get_prediction_log, request_id)
 
@@ -819,7 +819,7 @@ class PredictionService:
         page_size: PageSize = 50,
     ) -> Page[PredictionLogOut]:
         """List this dataset's prediction logs, newest first, by model and time range (UTC, ISO 8601)."""
-        from tabular.store import find_prediction_logs
+        from store import find_prediction_logs
 
         return self._run(
             ctx,
@@ -838,14 +838,14 @@ class PredictionService:
         self, request_id: str, changes: dict[str, Any], ctx: bentoml.Context
     ) -> PredictionLogOut:
         """Change fields of a prediction log (needs ``X-API-Key``)."""
-        from tabular.store import update_prediction_log
+        from store import update_prediction_log
 
         return self._run(ctx, update_prediction_log, request_id, changes, write=True)
 
     @bentoml.api(route="/logs/delete")
     def logs_delete(self, request_id: str, ctx: bentoml.Context) -> Deleted:
         """Delete a prediction log (needs ``X-API-Key``)."""
-        from tabular.store import delete_prediction_log
+        from store import delete_prediction_log
 
         return self._delete(ctx, delete_prediction_log, request_id)
 

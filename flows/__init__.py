@@ -1,4 +1,10 @@
-"""Prefect flows (the training pipeline, the drift monitor), their deployments and the CLI."""
+"""Prefect flows (the training pipeline, the drift monitor), their deployments and the CLI.
+
+:mod:`flows.pipeline` chains the stages (:mod:`flows.eda`, :mod:`flows.training`,
+:mod:`flows.explain`, :mod:`flows.bento`, :mod:`flows.report`); :mod:`flows.monitor` is the
+drift check; :mod:`flows.deploy` serves both as deployments; :mod:`flows.cli` is the whole
+``mlops`` command (``run``, ``monitor``, ``replay``, and ``db`` from :mod:`flows.db`).
+"""
 
 import os
 from pathlib import Path

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tabular.cli_args import column_method, positive_float, positive_int
+from flows.cli_args import column_method, positive_float, positive_int
 from tabular.config import DEFAULT_CONFIG
 from tabular.errors import UserError
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
-    from tabular.store.cli import add_db_commands
+    from flows.db import add_db_commands
 
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -1,4 +1,4 @@
-"""Prefect wrapper of the EDA stage: calls :func:`tabular.eda.run_eda` and publishes its summary."""
+"""Prefect wrapper of the EDA stage: calls :func:`reports.eda.run_eda` and publishes its summary."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from reports.eda import EdaReport, run_eda
 from tabular.config import DatasetConfig
-from tabular.eda import EdaReport, run_eda
 from tabular.features import EncodingPlan
 
 

@@ -10,10 +10,10 @@ from prefect.cache_policies import NO_CACHE
 
 from bentos.registry import ROLES, model_name, save_served_model
 from monitoring.reference import ReferenceInfo, build_reference, save_reference
+from reports.explain import ExplainOutputs, write_explain_report
 from tabular.contract import build_contract
 from tabular.datasets import Split
 from tabular.explain import ExplainStage, explain_and_select
-from tabular.explain_report import ExplainOutputs, write_explain_report
 from tabular.features import EncodingPlan
 from tabular.training import TrainingResult
 

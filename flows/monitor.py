@@ -34,8 +34,8 @@ from monitoring.champion import (
 )
 from monitoring.check import CheckResult, DriftSummary, Window, run_check
 from monitoring.drift import DriftSettings
+from store import DecisionOut
 from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
-from tabular.store import DecisionOut
 
 OnDrift = Literal["retrain", "report", "off"]
 
@@ -64,7 +64,7 @@ def check_task(
     config: DatasetConfig, window: Window, settings: DriftSettings, out_root: Path, workspace: Path
 ) -> CheckResult:
     """Connect to the store and run one drift check (see :func:`monitoring.check.run_check`)."""
-    from tabular.store import connect
+    from store import connect
 
     connect()
     result = run_check(config, window, settings, out_root=out_root, workspace=workspace)
@@ -120,7 +120,7 @@ def judge_task(
 @task(name="record-decision", cache_policy=NO_CACHE)
 def record_task(decision: dict) -> DecisionOut:
     """Store the decision and publish it as a markdown artifact and a table."""
-    from tabular.store import connect, record_decision
+    from store import connect, record_decision
 
     connect()
     stored = record_decision(decision)

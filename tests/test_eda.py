@@ -10,12 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabular.config import DatasetConfig
-from tabular.datasets import prepare, split_data
-from tabular.eda import run_eda
-from tabular.eda.fmt import pct
-from tabular.eda.sections import balance_section, categories_section, grouping_section
-from tabular.eda.stats import (
+from reports.eda import run_eda
+from reports.eda.fmt import pct
+from reports.eda.sections import balance_section, categories_section, grouping_section
+from reports.eda.stats import (
     correlations,
     fit_preprocessor,
     missing_summary,
@@ -23,6 +21,8 @@ from tabular.eda.stats import (
     outlier_stats,
     rare_grouping,
 )
+from tabular.config import DatasetConfig
+from tabular.datasets import prepare, split_data
 from tabular.features import OTHER, build_preprocessor, plan_encoding
 from tests.conftest import make_toy_frame, toy_config_dict, write_toy_dataset
 

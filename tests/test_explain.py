@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from bentos.registry import model_name, save_served_model, served_model
+from reports.explain import write_explain_report
 from tabular.config import load_config
 from tabular.contract import build_contract
 from tabular.datasets import Split, load_raw, prepare, split_data
 from tabular.explain import explain, explain_and_select, group_by_source, select_features
-from tabular.explain_report import write_explain_report
 from tabular.features import base_estimator, plan_encoding
 from tabular.training import evaluate_on_test, train_models
 from tests.conftest import make_toy_frame, write_toy_dataset

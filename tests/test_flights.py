@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabular.flights import (
+from tabular.loaders.flights import load_flights
+from tabular.loaders.point_in_time import (
     POINT_IN_TIME_COLUMNS,
     add_point_in_time,
-    load_flights,
     point_in_time_features,
 )
 

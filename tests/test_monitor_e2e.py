@@ -174,8 +174,8 @@ def setup(tmp_path_factory, prefect_harness):
         yield Setup(config_path, worse_config_path, config, data, champion, server, root)
     finally:
         stop_server(server)
-        from tabular.store import StoreSettings, connect
-        from tabular.store.connection import get_database
+        from store import StoreSettings, connect
+        from store.connection import get_database
 
         connect(StoreSettings.from_env(), check=False)
         get_database().client.drop_database(env["MONGODB_DB"])
@@ -192,7 +192,7 @@ def now() -> str:
 
 def replay_period(setup: Setup, start: str, end: str, rows: int, *feedback: str) -> tuple[str, str]:
     """Replay sampled rows of a period with ``mlops replay``; wait until all are logged."""
-    from tabular.store import connect, count_prediction_logs
+    from store import connect, count_prediction_logs
 
     since = now()
     code = main(
@@ -263,7 +263,7 @@ def test_a_training_month_shows_no_drift_and_december_drifts_in_weather(setup, d
 
 
 def test_drift_retrains_and_a_better_challenger_is_served_without_losing_requests(setup, december):
-    from tabular.store import find_decisions
+    from store import find_decisions
 
     before = served_tags(setup)
     assert before == [setup.champion["primary"], setup.champion["secondary"]]
@@ -342,7 +342,7 @@ def install_strong_champion(setup: Setup) -> list[str]:
 def test_a_worse_challenger_keeps_the_champion(setup, december):
     import bentoml
 
-    from tabular.store import find_decisions
+    from store import find_decisions
 
     champion = install_strong_champion(setup)
     assert served_tags(setup) == champion

@@ -23,11 +23,11 @@ from monitoring.check import Window, WindowError, run_check
 from monitoring.drift import DriftSettings, DriftSettingsError, compare
 from monitoring.reference import ReferenceError, load_reference
 from monitoring.replay import replay
+from store.journal import insert_documents, to_prediction_document
 from tabular.config import DEFAULT_CONFIG, load_config
 from tabular.contract import FieldSpec, InputContract
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.errors import ConfigError
-from tabular.store.journal import insert_documents, to_prediction_document
 from tests.conftest import make_toy_frame, save_served_pair, write_toy_dataset
 from tests.test_store import fresh_store
 

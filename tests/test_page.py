@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from pypdf import PdfReader
 
-from tabular.note import shorten
-from tabular.page import (
+from reports.note import shorten
+from reports.page import (
     Comment,
     Figure,
     Section,
@@ -18,7 +18,7 @@ from tabular.page import (
     one_block_section,
     render_html,
 )
-from tabular.pdf import column_widths, render_pdf
+from reports.pdf import column_widths, render_pdf
 
 
 def _chart(path, height=3.0):

@@ -39,8 +39,8 @@ def _manifest(result):
 @pytest.fixture(autouse=True)
 def run_store(tmp_path_factory):
     """Each run stores its rows in a fresh database (embedded, or MONGODB_URI's server)."""
-    from tabular.store import StoreSettings, connect
-    from tabular.store.connection import disconnect, get_database
+    from store import StoreSettings, connect
+    from store.connection import disconnect, get_database
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MONGODB_DB", f"mlops_test_{uuid.uuid4().hex[:12]}")

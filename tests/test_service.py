@@ -95,8 +95,8 @@ def store_env(served) -> dict[str, str]:
     """A fresh database (embedded folder, or MONGODB_URI's server) holding a few flights."""
     import uuid
 
-    from tabular.store import StoreSettings, connect
-    from tabular.store.transfer import import_dataset
+    from store import StoreSettings, connect
+    from store.transfer import import_dataset
 
     env = {
         "MONGODB_DB": f"mlops_test_{uuid.uuid4().hex[:12]}",
@@ -107,7 +107,7 @@ def store_env(served) -> dict[str, str]:
     connect(StoreSettings.from_env(env))
     import_dataset(served.config, frame=served.split.test.head(200))
     yield env
-    from tabular.store.connection import get_database
+    from store.connection import get_database
 
     connect(StoreSettings.from_env(env), check=False)
     get_database().client.drop_database(env["MONGODB_DB"])
@@ -219,8 +219,8 @@ def test_bad_inputs_get_a_4xx_naming_the_field_and_the_reason(served, server):
 
 
 def _wait_for_logs(request_ids: list[str], timeout: float = 20.0) -> list:
+    from store import get_prediction_log
     from tabular.errors import RecordNotFound
-    from tabular.store import get_prediction_log
 
     deadline = time.monotonic() + timeout
     found: dict[str, object] = {}
@@ -236,7 +236,7 @@ def _wait_for_logs(request_ids: list[str], timeout: float = 20.0) -> list:
 
 
 def test_every_prediction_is_logged_with_tag_run_id_and_typed_features(served, server, store_env):
-    from tabular.store import StoreSettings, connect, count_prediction_logs
+    from store import StoreSettings, connect, count_prediction_logs
 
     connect(StoreSettings.from_env(store_env))
     rows = held_out_rows(served, 6)
@@ -412,7 +412,7 @@ def test_concurrent_clients_are_never_shed(served, server):
 
 
 def test_predictions_survive_a_mongodb_outage_and_are_replayed_once(served, store_env):
-    from tabular.store import Journal, StoreSettings, connect, count_prediction_logs, replay_journal
+    from store import Journal, StoreSettings, connect, count_prediction_logs, replay_journal
 
     folder = served.store_root / "outage"
     journal = folder / "journal.jsonl"

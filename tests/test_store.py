@@ -15,10 +15,8 @@ import pandas as pd
 import pytest
 
 from flows.cli import main
-from tabular.config import DEFAULT_CONFIG, load_config
-from tabular.datasets import load_raw, prepare
-from tabular.errors import DatasetError, InvalidRecord, RecordNotFound, StoreError
-from tabular.store import (
+from monitoring.logs import labelled_predictions_frame
+from store import (
     connect,
     count_prediction_logs,
     create_prediction_log,
@@ -31,16 +29,15 @@ from tabular.store import (
     get_feedback,
     get_prediction_log,
     get_record,
-    labelled_predictions_frame,
     prediction_logs_frame,
     record_feedback,
     update_prediction_log,
     update_record,
 )
-from tabular.store.connection import get_database
-from tabular.store.documents import DatasetRecord, DatasetSchema
-from tabular.store.settings import StoreSettings, redact_uri, split_uri_database, uri_hosts
-from tabular.store.transfer import (
+from store.connection import get_database
+from store.documents import DatasetRecord, DatasetSchema
+from store.settings import StoreSettings, redact_uri, split_uri_database, uri_hosts
+from store.transfer import (
     backup_collection,
     backup_dataset,
     import_dataset,
@@ -48,6 +45,9 @@ from tabular.store.transfer import (
     records_frame,
     summarize,
 )
+from tabular.config import DEFAULT_CONFIG, load_config
+from tabular.datasets import load_raw, prepare
+from tabular.errors import DatasetError, InvalidRecord, RecordNotFound, StoreError
 from tests.conftest import (
     make_bookings_frame,
     make_toy_frame,
@@ -146,13 +146,13 @@ def test_required_mongodb_without_uri_is_a_named_error(tmp_path, monkeypatch, ca
 
 
 def test_connect_names_the_store_in_the_log_once(store, monkeypatch, caplog):
-    import tabular.store.connection as connection
+    import store.connection as connection
 
     monkeypatch.setattr(connection, "_ANNOUNCED", set())
-    with caplog.at_level("INFO", logger="tabular.store.connection"):
+    with caplog.at_level("INFO", logger="store.connection"):
         connect(store)
         connect(store)
-    lines = [r.getMessage() for r in caplog.records if r.name == "tabular.store.connection"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "store.connection"]
     assert lines == [f"store: {connection.StoreInfo(*_info(store)).describe()}"]
     assert store.host in lines[0] and "@" not in lines[0]
 
@@ -610,7 +610,7 @@ def test_cli_import_backup_query_status(store, tmp_path, capsys):
     ],
 )
 def test_fast_log_validation_gives_the_documents_own_answers(changes):
-    from tabular.store.documents import PredictionLog, build, mongo_document
+    from store.documents import PredictionLog, build, mongo_document
 
     record = {**prediction("fast-1"), "run_id": "run-1", **changes}
 

@@ -18,8 +18,8 @@ import bson
 import mongomock
 import pytest
 
-from tabular.store import count_prediction_logs
-from tabular.store.embedded import EmbeddedMongoClient, missing_mongomock_internals
+from store import count_prediction_logs
+from store.embedded import EmbeddedMongoClient, missing_mongomock_internals
 from tests.test_store import fresh_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ LOGS = 300
 
 WRITER = """
 import sys
-from tabular.store import PredictionLogWriter, connect
+from store import PredictionLogWriter, connect
 from tests.test_store import prediction
 
 connect()
@@ -40,8 +40,8 @@ print(stats.stored, stats.already_stored, stats.journaled, stats.rejected)
 """
 
 READER = """
-from tabular.store import connect, count_prediction_logs
-from tabular.store.documents import PredictionLog
+from store import connect, count_prediction_logs
+from store.documents import PredictionLog
 
 connect()
 ids = [d["_id"] for d in PredictionLog._get_collection().find({}, {"_id": 1})]
@@ -118,7 +118,7 @@ def test_updates_deletes_indexes_and_generated_ids_reach_another_process(tmp_pat
     things.find_one_and_update({"key": 1}, {"$inc": {"hits": 1}})
 
     code = f"""
-    from tabular.store.embedded import EmbeddedMongoClient
+    from store.embedded import EmbeddedMongoClient
     from pymongo.errors import DuplicateKeyError
     things = EmbeddedMongoClient(store_dir={str(folder)!r})["db"]["things"]
     print(things.count_documents({{}}), things.count_documents({{"tag": "b"}}))
@@ -149,7 +149,7 @@ def test_drop_and_compaction_are_seen_by_other_processes(tmp_path):
     assert log.stat().st_size < size_before / 3
     count = 'print(c["db"]["things"].count_documents({}), c["db"]["things"].find_one({"_id": 7}))'
     code = f"""
-    from tabular.store.embedded import EmbeddedMongoClient
+    from store.embedded import EmbeddedMongoClient
     c = EmbeddedMongoClient(store_dir={str(folder)!r})
     {count}
     """
@@ -174,7 +174,7 @@ def test_a_torn_write_is_cut_and_the_rest_kept(tmp_path):
     assert other.count_documents({}) == 5  # the partial entry is not applied
     things.insert_one({"_id": 5})  # the next write cuts the torn bytes first
     code = f"""
-    from tabular.store.embedded import EmbeddedMongoClient
+    from store.embedded import EmbeddedMongoClient
     c = EmbeddedMongoClient(store_dir={str(folder)!r})
     print(sorted(d["_id"] for d in c["db"]["things"].find()))
     """
@@ -210,12 +210,12 @@ def test_queries_answer_like_mongomock(tmp_path):
 
 
 def test_mongomock_internals_the_embedded_store_needs_are_there():
-    # tabular/store/embedded.py reaches into mongomock's private attributes; mongomock is
+    # store/embedded.py reaches into mongomock's private attributes; mongomock is
     # pinned for that reason. If an upgrade drops one, this names it.
     missing = missing_mongomock_internals()
     assert not missing, (
         f"mongomock {mongomock.__version__} lacks {', '.join(missing)}, which "
-        "tabular/store/embedded.py relies on: keep the pinned version or adapt the store"
+        "store/embedded.py relies on: keep the pinned version or adapt the store"
     )
 
 

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from tabular.errors import StoreUnavailable
-from tabular.store import (
+from store import (
     Journal,
     PredictionLogWriter,
     connect,
@@ -23,10 +22,11 @@ from tabular.store import (
     get_prediction_log,
     replay_journal,
 )
-from tabular.store.connection import get_database
-from tabular.store.documents import PredictionLog
-from tabular.store.journal import insert_documents, to_prediction_document
-from tabular.store.settings import StoreSettings
+from store.connection import get_database
+from store.documents import PredictionLog
+from store.journal import insert_documents, to_prediction_document
+from store.settings import StoreSettings
+from tabular.errors import StoreUnavailable
 from tests.test_store import fresh_store, prediction
 
 #: Server-selection timeout of the dead server, in milliseconds.
@@ -217,7 +217,7 @@ class _RefusingCollection:
 
 @pytest.fixture
 def refusing_store(store, monkeypatch):
-    from tabular.store.connection import is_embedded
+    from store.connection import is_embedded
 
     if is_embedded():
         wrapper = _RefusingCollection(PredictionLog._get_collection())

@@ -6,6 +6,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
+from reports.training import write_training_report
 from tabular import training
 from tabular.config import load_config
 from tabular.datasets import Split, load_raw, prepare, split_data
@@ -22,7 +23,6 @@ from tabular.training import (
     train_models,
     trials_table,
 )
-from tabular.training_report import write_training_report
 from tests.conftest import make_toy_frame, write_toy_dataset
 
 FAST = {"n_iter": 4, "search_rows": 400, "max_epochs": 6, "patience": 2}
@@ -232,8 +232,8 @@ def test_report_writes_tables_figures_and_models(rolling, tmp_path):
 def test_report_explains_why_an_overfitting_choice_was_kept():
     from types import SimpleNamespace
 
+    from reports.training import _overfit_tradeoff
     from tabular.training import Trial
-    from tabular.training_report import _overfit_tradeoff
 
     verdict = judge(0.81, 0.72, baseline=0.5, max_gap=0.05, min_lift=0.02)
     calm = Trial("xgboost", {"max_depth": 3}, [0.75, 0.77], [0.71, 0.72], 1.0)

@@ -10,15 +10,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The modules that write reports, charts, logs and errors for any dataset.
-GENERIC = [
-    *sorted((ROOT / "tabular").glob("*.py")),
-    *sorted((ROOT / "tabular" / "eda").glob("*.py")),
-    *sorted((ROOT / "validation").glob("*.py")),
-    *sorted((ROOT / "flows").glob("*.py")),
-]
-#: Only the flights loader may speak of flights.
-DATASET_SPECIFIC = {ROOT / "tabular" / "flights.py"}
+#: Every package of the project: each writes reports, charts, logs, errors or API text for
+#: any dataset.
+PACKAGES = ("tabular", "store", "reports", "bentos", "monitoring", "validation", "flows")
+GENERIC = sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
+#: Only the built-in datasets' loaders may speak of their data.
+DATASET_SPECIFIC = set((ROOT / "tabular" / "loaders").glob("*.py"))
 WORDS = re.compile(r"(?<![a-z0-9])(flights?|late|departures?)(?![a-z])", re.IGNORECASE)
 
 
@@ -32,6 +29,12 @@ def _docstrings(tree: ast.AST) -> set[int]:
         and isinstance(node.body[0], ast.Expr)
         and isinstance(node.body[0].value, ast.Constant)
     }
+
+
+def test_every_package_is_scanned():
+    scanned = {path.relative_to(ROOT).parts[0] for path in GENERIC}
+    assert scanned == set(PACKAGES)
+    assert ROOT / "store" / "crud.py" in GENERIC and ROOT / "flows" / "db.py" in GENERIC
 
 
 def test_generic_modules_draw_and_write_no_flights_words():

@@ -1,7 +1,7 @@
 """The mlops db commands: import, backup, read-backup, query, status, replay-journal, drop.
 
 Each command connects from the environment (``MONGODB_URI``, ``MONGODB_DB``,
-``MLOPS_STORE_DIR``; see :mod:`tabular.store.settings`), or from ``--uri``, ``--db`` and
+``MLOPS_STORE_DIR``; see :mod:`store.settings`), or from ``--uri``, ``--db`` and
 ``--store-dir``. Mistakes raise :class:`tabular.errors.UserError`, which the CLI prints as
 one line before exiting with status 2.
 """
@@ -15,9 +15,9 @@ import sys
 import time
 from typing import TextIO
 
-from tabular.cli_args import positive_int
+from flows.cli_args import positive_int
+from store.settings import StoreSettings
 from tabular.config import DEFAULT_CONFIG, load_config
-from tabular.store.settings import StoreSettings
 
 
 def add_db_commands(commands: argparse._SubParsersAction) -> None:
@@ -45,7 +45,9 @@ def add_db_commands(commands: argparse._SubParsersAction) -> None:
     actions = db.add_subparsers(dest="db_command", required=True)
 
     imp = actions.add_parser(
-        "import", parents=[common], help="import a dataset (default: the flights) in batches"
+        "import",
+        parents=[common],
+        help="import the config's dataset in batches (default config: data/flights.yaml)",
     )
     imp.add_argument("--config", default=str(DEFAULT_CONFIG), help="dataset config (YAML)")
     imp.add_argument("--csv", help="CSV file with the config's columns (default: its source)")
@@ -131,7 +133,7 @@ def settings_from_args(args: argparse.Namespace) -> StoreSettings:
 
 
 def _connect(args: argparse.Namespace):
-    from tabular.store.connection import connect
+    from store.connection import connect
 
     return connect(settings_from_args(args))
 
@@ -178,7 +180,7 @@ class ProgressBar:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from tabular.store.transfer import import_dataset
+    from store.transfer import import_dataset
 
     config = load_config(args.config)
     info = _connect(args)
@@ -206,7 +208,7 @@ def _dataset_name(args: argparse.Namespace) -> str:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from tabular.store.transfer import backup_collection, backup_dataset
+    from store.transfer import backup_collection, backup_dataset
 
     info = _connect(args)
     if args.collection:
@@ -226,7 +228,7 @@ def _backup(args: argparse.Namespace) -> int:
 
 
 def _read_backup(args: argparse.Namespace) -> int:
-    from tabular.store.transfer import read_backup
+    from store.transfer import read_backup
 
     frame = read_backup(args.path)
     print(f"{args.path}: {len(frame):,} rows x {frame.shape[1]} columns")
@@ -237,43 +239,9 @@ def _read_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def query_output(
-    info,
-    dataset: str,
-    *,
-    by: str | None = None,
-    month: str | None = None,
-    measure: str | None = None,
-    limit: int | None = None,
-    markdown: bool = False,
-) -> str:
-    """Run the ``mlops db query`` aggregation and return exactly what the command prints.
-
-    Args:
-        info: The connected store (:class:`tabular.store.connection.StoreInfo`).
-        dataset: The dataset's name.
-        by: Column to group by (default: the first categorical column).
-        month: Only this month, ``YYYY-MM``.
-        measure: Numeric column to average (default: the target's source column).
-        limit: Keep the largest ``limit`` groups.
-        markdown: A Markdown table instead of aligned text.
-
-    Returns:
-        The printed text (without the final newline).
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        InvalidRecord: If a column is unknown or not numeric, or the month is malformed.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    from tabular.store.transfer import summarize
-
-    result = summarize(dataset, by=by, month=month, measure=measure, limit=limit)
-    table = result.to_markdown() if markdown else result.to_text()
-    return f"{table}\n\n({len(result.rows)} group(s), computed by {info.describe()})"
-
-
 def _query(args: argparse.Namespace) -> int:
+    from store.proof import query_output
+
     info = _connect(args)
     print(
         query_output(
@@ -290,8 +258,8 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from tabular.store.crud import collection_counts, list_datasets
-    from tabular.store.journal import Journal
+    from store.crud import collection_counts, list_datasets
+    from store.journal import Journal
 
     settings = settings_from_args(args)
     info = _connect(args)
@@ -311,7 +279,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from tabular.store.journal import replay_journal
+    from store.journal import replay_journal
 
     settings = settings_from_args(args)
     info = _connect(args)
@@ -324,8 +292,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _drop(args: argparse.Namespace) -> int:
+    from store.crud import delete_dataset
     from tabular.errors import StoreError
-    from tabular.store.crud import delete_dataset
 
     if not args.yes:
         raise StoreError(f"add --yes to delete dataset '{args.dataset}' from the store")

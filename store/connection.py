@@ -1,7 +1,7 @@
 """Connect mongoengine to a real MongoDB or to the embedded store, from settings.
 
 ``MONGODB_URI`` set: a real MongoDB, with short timeouts so that a dead server fails fast.
-Unset: the embedded store (:mod:`tabular.store.embedded`), a development convenience that
+Unset: the embedded store (:mod:`store.embedded`), a development convenience that
 persists to ``MLOPS_STORE_DIR``. The same documents and queries run on both.
 """
 
@@ -15,9 +15,9 @@ import mongoengine
 from mongoengine.connection import ConnectionFailure as _MongoengineConnectionFailure
 from pymongo import errors as pymongo_errors
 
+from store.documents import DOCUMENTS
+from store.settings import StoreSettings, split_uri_database
 from tabular.errors import StoreError, StoreUnavailable
-from tabular.store.documents import DOCUMENTS
-from tabular.store.settings import StoreSettings, split_uri_database
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def connect(settings: StoreSettings | None = None, *, check: bool = True) -> Sto
     settings = settings or StoreSettings.from_env()
     disconnect()
     if settings.embedded:
-        from tabular.store.embedded import EmbeddedMongoClient
+        from store.embedded import EmbeddedMongoClient
 
         try:
             settings.store_dir.mkdir(parents=True, exist_ok=True)
@@ -149,14 +149,12 @@ def get_database():
     try:
         return mongoengine.get_db(ALIAS)
     except _MongoengineConnectionFailure as exc:
-        raise StoreUnavailable(
-            "no database connection: call tabular.store.connect() first"
-        ) from exc
+        raise StoreUnavailable("no database connection: call store.connect() first") from exc
 
 
 def is_embedded() -> bool:
     """Whether the current connection is the embedded store."""
-    from tabular.store.embedded import EmbeddedMongoClient
+    from store.embedded import EmbeddedMongoClient
 
     return isinstance(get_database().client, EmbeddedMongoClient)
 

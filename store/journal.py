@@ -34,10 +34,10 @@ from bson import json_util
 from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from store.connection import UNREACHABLE, ensure_indexes, error_reason
+from store.documents import PredictionLog, mongo_document
+from store.settings import StoreSettings
 from tabular.errors import InvalidRecord, StoreError, StoreUnavailable
-from tabular.store.connection import UNREACHABLE, ensure_indexes, error_reason
-from tabular.store.documents import PredictionLog, mongo_document
-from tabular.store.settings import StoreSettings
 
 try:
     import fcntl
@@ -107,7 +107,7 @@ def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a prediction log and return the document to insert.
 
     Args:
-        record: Fields of :class:`~tabular.store.documents.PredictionLog` by name;
+        record: Fields of :class:`~store.documents.PredictionLog` by name;
             ``timestamp`` defaults to now (UTC) and may be an ISO 8601 string.
 
     Returns:
@@ -451,7 +451,7 @@ class PredictionLogWriter:
             (meanwhile batches go straight to the journal, so nothing waits on a dead
             server).
 
-    The documents must be connected (:func:`tabular.store.connect`) before logs are written;
+    The documents must be connected (:func:`store.connect`) before logs are written;
     with a real MongoDB, ``connect(check=False)`` lets the service start while it is down.
     Create the writer in the process that serves requests (a forked worker does not inherit
     the background thread), and close it at shutdown.
@@ -492,7 +492,7 @@ class PredictionLogWriter:
         """Queue one prediction log; returns at once (validation happens in the background).
 
         Args:
-            record: Fields of :class:`~tabular.store.documents.PredictionLog` by name
+            record: Fields of :class:`~store.documents.PredictionLog` by name
                 (``request_id``, ``model_name``, ``model_version``, ``features``,
                 ``prediction``, ``probability``, ``latency_ms``, optional ``timestamp``
                 and ``dataset``). An invalid log is counted in ``stats().rejected``. The

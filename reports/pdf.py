@@ -1,4 +1,4 @@
-"""Render report-layer sections (:mod:`tabular.page`) to an A4 PDF with reportlab's Platypus.
+"""Render report-layer sections (:mod:`reports.page`) to an A4 PDF with reportlab's Platypus.
 
 Each printed page is given as its own list of sections and laid out in one frame that
 shrinks its content to fit when it must, so a report of N pages is N pages whatever the
@@ -32,7 +32,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus import Table as GridTable
 
-from tabular.page import Comment, Figure, Section, Table, comment_blocks, inline_markup
+from reports.page import Comment, Figure, Section, Table, comment_blocks, inline_markup
 
 MARGIN = 1.4 * cm
 #: Printed height of a figure unless the figure says otherwise.

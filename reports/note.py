@@ -1,8 +1,8 @@
 """The 4-page project note (``report.pdf``): what a client reads about one pipeline run.
 
 Every number comes from the run's typed results (manifest, validation, EDA, training, SHAP
-stage, store proof); the pages are report-layer sections (:mod:`tabular.page`), the EDA
-figures and comments reused as they are, printed by :mod:`tabular.pdf`. Each page's
+stage, store proof); the pages are report-layer sections (:mod:`reports.page`), the EDA
+figures and comments reused as they are, printed by :mod:`reports.pdf`. Each page's
 content is bounded by design (fixed figure heights, the largest groups only, comments cut
 at a sentence), and the renderer shrinks a page rather than let it flow onto a fifth.
 """
@@ -17,18 +17,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
-from tabular.eda import EdaReport
-from tabular.explain import ExplainStage
-from tabular.explain_report import (
+from reports.eda import EdaReport
+from reports.explain import (
     ExplainOutputs,
     comparison_comment,
     comparison_table,
     plot_importance_bar,
 )
+from reports.page import Comment, Figure, Section, Table, comment_blocks
+from reports.pdf import render_pdf
+from store.proof import StoreProof
+from tabular.explain import ExplainStage
 from tabular.manifest import RunManifest
-from tabular.page import Comment, Figure, Section, Table, comment_blocks
-from tabular.pdf import render_pdf
-from tabular.store.proof import StoreProof
 from tabular.training import TrainingResult
 from validation import ValidationReport
 
@@ -86,7 +86,7 @@ def shorten(text: str, limit: int) -> str:
     """Keep a comment's first blocks up to about ``limit`` characters, cut at a sentence.
 
     Args:
-        text: A comment (Markdown subset of :mod:`tabular.page`).
+        text: A comment (Markdown subset of :mod:`reports.page`).
         limit: Characters to keep, at most (a first sentence longer than this is kept whole).
 
     Returns:

@@ -15,7 +15,7 @@ from matplotlib.cbook import boxplot_stats
 from scipy import stats as scipy_stats
 from sklearn.compose import ColumnTransformer
 
-from tabular.eda.fmt import short
+from reports.eda.fmt import short
 from tabular.features import (
     MISSING,
     OTHER,

@@ -2,7 +2,7 @@
 
 Consecutive items that end with a comment form a block (a chart or table and what it shows).
 The same :class:`Section` objects render to HTML here (one Jinja2 template, one stylesheet)
-and to PDF in :mod:`tabular.pdf`. Comments are written once, in a tiny Markdown subset both
+and to PDF in :mod:`reports.pdf`. Comments are written once, in a tiny Markdown subset both
 renderers understand: paragraphs separated by blank lines, ``- `` bullets, ``**bold**`` and
 ```code```. Tables are pandas frames, formatted by the renderer.
 """
@@ -45,9 +45,9 @@ TEMPLATE = """<!doctype html>
 {% endif %}
 {% for s in sections %}
 <section id="{{ s.key }}"><h2>{{ s.title }}</h2>
-{% for items in s.blocks %}
+{% for b in s.blocks %}
 <div class="block">
-{%- for item in items %}
+{%- for item in b.items %}
 {%- if item.kind == "figure" %}<div class="figures">
 {%- for path in item.paths %}<figure><img src="{{ relative(path) }}" alt="{{ item.caption }}"></figure>{% endfor -%}
 </div>
@@ -137,6 +137,34 @@ Item = Figure | Table | Comment
 
 
 @dataclass(frozen=True)
+class Block:
+    """A chart or table and what it shows: consecutive items of a section ending with a comment.
+
+    A view computed by :attr:`Section.blocks`; sections store their items.
+
+    Attributes:
+        items: Its figures, tables and comment, in order.
+    """
+
+    items: tuple[Item, ...]
+
+    @property
+    def figures(self) -> list[Path]:
+        """Every PNG of the block, in order."""
+        return [path for item in self.items if isinstance(item, Figure) for path in item.paths]
+
+    @property
+    def tables(self) -> list[Table]:
+        """Every table of the block, in order."""
+        return [item for item in self.items if isinstance(item, Table)]
+
+    @property
+    def comment(self) -> str:
+        """The block's comment (empty for a last block that ends without one)."""
+        return "\n\n".join(item.text for item in self.items if isinstance(item, Comment))
+
+
+@dataclass(frozen=True)
 class Section:
     """A titled part of a report.
 
@@ -144,11 +172,31 @@ class Section:
         key: Anchor of the section (``id``).
         title: Heading.
         items: Its figures, tables and comments, in order.
+        summary: One data-driven sentence about the section, for a report's summary (a
+            Prefect artifact, the PDF's bullets); empty when the report has none.
     """
 
     key: str
     title: str
     items: list[Item]
+    summary: str = ""
+
+    @classmethod
+    def from_blocks(
+        cls, key: str, title: str, blocks: list[list[Item]], summary: str = ""
+    ) -> Section:
+        """Build a section from blocks made by :func:`block`.
+
+        Args:
+            key: Anchor of the section.
+            title: Heading.
+            blocks: The items of each block, in order.
+            summary: One sentence about the section.
+
+        Returns:
+            The section.
+        """
+        return cls(key, title, [item for items in blocks for item in items], summary)
 
     @property
     def figures(self) -> list[Path]:
@@ -156,19 +204,24 @@ class Section:
         return [path for item in self.items if isinstance(item, Figure) for path in item.paths]
 
     @property
-    def blocks(self) -> list[list[Item]]:
+    def blocks(self) -> list[Block]:
         """The items in blocks, each ending with its comment (the last may end without one)."""
         blocks: list[list[Item]] = [[]]
         for item in self.items:
             blocks[-1].append(item)
             if isinstance(item, Comment):
                 blocks.append([])
-        return [b for b in blocks if b]
+        return [Block(tuple(b)) for b in blocks if b]
 
     @property
     def comments(self) -> list[str]:
         """Every comment of the section, in order."""
         return [item.text for item in self.items if isinstance(item, Comment)]
+
+    @property
+    def comment(self) -> str:
+        """All the section's comments, in order, separated by blank lines."""
+        return "\n\n".join(self.comments)
 
 
 def anchor(title: str) -> str:

@@ -3,7 +3,7 @@
 Every document entering MongoDB passes its class's field rules; :func:`build` and
 :func:`check` turn mongoengine's errors into one sentence naming each offending field.
 
-Indexes are declared here and created by :func:`tabular.store.connection.ensure_indexes`
+Indexes are declared here and created by :func:`store.connection.ensure_indexes`
 (``auto_create_index`` is off: creating them lazily would block the first write for the
 whole server-selection timeout when MongoDB is down).
 """

@@ -1,6 +1,6 @@
 """Create, read, update and delete dataset records, prediction logs and feedback.
 
-Plain functions over the connected store (:func:`tabular.store.connect` first). Inputs
+Plain functions over the connected store (:func:`store.connect` first). Inputs
 are plain values (what an HTTP API receives); they pass the documents' validation and the
 dataset's column types, and errors name the field. Results are pydantic models the API can
 return as they are.
@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from mongoengine.errors import NotUniqueError
 from pydantic import BaseModel
 
-from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
-from tabular.store.connection import UNREACHABLE, error_reason
-from tabular.store.documents import (
+from store.connection import UNREACHABLE, error_reason
+from store.documents import (
     DatasetRecord,
     DatasetSchema,
     Feedback,
@@ -29,8 +28,9 @@ from tabular.store.documents import (
     decode_key,
     encode_key,
 )
-from tabular.store.journal import Journal, parse_timestamp, to_prediction_document, utcnow
-from tabular.store.settings import StoreSettings
+from store.journal import Journal, parse_timestamp, to_prediction_document, utcnow
+from store.settings import StoreSettings
+from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -196,7 +196,7 @@ def collection_counts() -> dict[str, int]:
     Raises:
         StoreUnavailable: If MongoDB is unreachable.
     """
-    from tabular.store.documents import DOCUMENTS
+    from store.documents import DOCUMENTS
 
     with _reachable("count documents"):
         # An unfiltered count() reads the collection's metadata (estimated_document_count).
@@ -213,7 +213,7 @@ def get_schema(dataset: str) -> DatasetSchema:
         dataset: The dataset's name.
 
     Returns:
-        Its :class:`~tabular.store.documents.DatasetSchema`.
+        Its :class:`~store.documents.DatasetSchema`.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
@@ -590,11 +590,11 @@ def create_prediction_log(
 ) -> PredictionLogOut:
     """Store one prediction log now (synchronously).
 
-    The API's request path should use :class:`~tabular.store.journal.PredictionLogWriter`
+    The API's request path should use :class:`~store.journal.PredictionLogWriter`
     instead, which never waits for the database; this function is for explicit creations.
 
     Args:
-        record: The log's fields by name (see :class:`~tabular.store.documents.PredictionLog`).
+        record: The log's fields by name (see :class:`~store.documents.PredictionLog`).
         journal_on_outage: When MongoDB is unreachable, append the log to the journal and
             return it with ``journaled=True`` instead of failing.
         settings: Settings naming the journal (default: from the environment).
@@ -1009,40 +1009,33 @@ def prediction_logs_frame(
     return pd.concat([meta, features.set_axis(meta.index)], axis=1)
 
 
-def labelled_predictions_frame(**filters: Any) -> pd.DataFrame:
-    """Load prediction logs with their true outcome, for performance monitoring.
+def feedback_for(request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Read the feedback stored for some prediction logs.
 
     Args:
-        **filters: Same filters as :func:`prediction_logs_frame`.
+        request_ids: The logs' request ids.
 
     Returns:
-        The frame of :func:`prediction_logs_frame` plus ``actual`` (nullable 0/1, missing
-        while no feedback was posted) and ``feedback_at``.
+        The feedback document (``_id``, ``actual``, ``received_at``) of each id that has
+        one; ids without feedback are absent.
 
     Raises:
-        InvalidRecord: If a filter has the wrong type.
         StoreUnavailable: If MongoDB is unreachable.
     """
-    import pandas as pd
+    from store.connection import is_embedded
 
-    from tabular.store.connection import is_embedded
-
-    logs = prediction_logs_frame(**filters)
-    ids = logs["request_id"].tolist()
-    found: dict[str, Mapping[str, Any]] = {}
+    found: dict[str, dict[str, Any]] = {}
     with _reachable("read feedback"):
         if is_embedded():
             # The embedded store answers every query by scanning the collection: one scan
             # of all feedback beats one scan per chunk of ids (100 scans for 100,000 logs).
-            wanted = set(ids)
+            wanted = set(request_ids)
             for document in Feedback.objects.as_pymongo():
                 if document["_id"] in wanted:
                     found[document["_id"]] = document
         else:
-            for start in range(0, len(ids), 1000):
-                chunk = ids[start : start + 1000]
+            for start in range(0, len(request_ids), 1000):
+                chunk = request_ids[start : start + 1000]
                 for document in Feedback.objects(request_id__in=chunk).as_pymongo():
                     found[document["_id"]] = document
-    logs["actual"] = pd.array([found.get(i, {}).get("actual") for i in ids], dtype="Int64")
-    logs["feedback_at"] = pd.to_datetime([found.get(i, {}).get("received_at") for i in ids])
-    return logs
+    return found

@@ -1,6 +1,6 @@
 """An embedded MongoDB for development: mongomock in memory, persisted to a folder.
 
-When ``MONGODB_URI`` is unset, :func:`tabular.store.connection.connect` hands mongoengine
+When ``MONGODB_URI`` is unset, :func:`store.connection.connect` hands mongoengine
 :class:`EmbeddedMongoClient` as its ``mongo_client_class``. It behaves like
 ``mongomock.MongoClient`` but every process that opens the same folder sees the same data,
 and a restart loses nothing.

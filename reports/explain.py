@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from reports.page import Section, Table, one_block_section, render_html
 from tabular.explain import Comparison, Selection, ShapResult
-from tabular.page import Section, Table, one_block_section, render_html
 
 
 @dataclass

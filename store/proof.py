@@ -40,6 +40,42 @@ class StoreProof:
     seconds: float = 0.0
 
 
+def query_output(
+    info,
+    dataset: str,
+    *,
+    by: str | None = None,
+    month: str | None = None,
+    measure: str | None = None,
+    limit: int | None = None,
+    markdown: bool = False,
+) -> str:
+    """Run the ``mlops db query`` aggregation and return exactly what the command prints.
+
+    Args:
+        info: The connected store (:class:`store.connection.StoreInfo`).
+        dataset: The dataset's name.
+        by: Column to group by (default: the first categorical column).
+        month: Only this month, ``YYYY-MM``.
+        measure: Numeric column to average (default: the target's source column).
+        limit: Keep the largest ``limit`` groups.
+        markdown: A Markdown table instead of aligned text.
+
+    Returns:
+        The printed text (without the final newline).
+
+    Raises:
+        RecordNotFound: If the dataset was never imported.
+        InvalidRecord: If a column is unknown or not numeric, or the month is malformed.
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    from store.transfer import summarize
+
+    result = summarize(dataset, by=by, month=month, measure=measure, limit=limit)
+    table = result.to_markdown() if markdown else result.to_text()
+    return f"{table}\n\n({len(result.rows)} group(s), computed by {info.describe()})"
+
+
 def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> StoreProof:
     """Import the run's rows into the store named by the environment, then query them.
 
@@ -54,9 +90,8 @@ def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> Sto
     Returns:
         The proof.
     """
-    from tabular.store.cli import query_output
-    from tabular.store.connection import connect, disconnect
-    from tabular.store.transfer import import_dataset
+    from store.connection import connect, disconnect
+    from store.transfer import import_dataset
 
     command = f"mlops db query --dataset {config.name} --limit {limit}"
     start = time.perf_counter()

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabular.eda import sections as sec
-from tabular.eda.fmt import count
-from tabular.eda.stats import fit_preprocessor
+from reports.eda import sections as sec
+from reports.eda.fmt import count
+from reports.eda.stats import fit_preprocessor
+from reports.page import Section
+from reports.page import render_html as render_page
 from tabular.features import EncodingPlan
-from tabular.page import render_html as render_page
 
 #: Rows used for density curves and the normal-fit distance; everything else uses all rows.
 SAMPLE_SIZE = 20_000
@@ -30,7 +31,7 @@ class EdaReport:
         seconds: Wall time of the analysis.
     """
 
-    sections: list[sec.EdaSection]
+    sections: list[Section]
     html_path: Path
     markdown: str
     rows: int
@@ -41,7 +42,7 @@ class EdaReport:
         """Every PNG referenced by the report."""
         return [path for section in self.sections for path in section.figures]
 
-    def section(self, key: str) -> sec.EdaSection:
+    def section(self, key: str) -> Section:
         """Return the section with this key.
 
         Args:
@@ -152,7 +153,7 @@ def training_scope(rows: int, date_column: str | None, dates: pd.Series | None) 
 # --- rendering ------------------------------------------------------------------------------
 
 
-def render_html(sections: list[sec.EdaSection], config, scope: str, base: Path) -> str:
+def render_html(sections: list[Section], config, scope: str, base: Path) -> str:
     """Render the self-contained report page (CSS inline, PNGs by relative path).
 
     Args:
@@ -167,14 +168,14 @@ def render_html(sections: list[sec.EdaSection], config, scope: str, base: Path) 
     return render_page(
         f"EDA: {config.name}",
         f"Exploratory data analysis: {config.name}",
-        [section.page_section() for section in sections],
+        sections,
         base,
         intro=[f"**Question:** {config.question}", scope],
         toc=True,
     )
 
 
-def render_markdown(sections: list[sec.EdaSection], config, scope: str, html_path: Path) -> str:
+def render_markdown(sections: list[Section], config, scope: str, html_path: Path) -> str:
     """Render the one-line-per-section summary published as a Prefect artifact.
 
     Args:

@@ -8,15 +8,14 @@ take the training split only: nothing here can see validation or test rows.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from tabular.eda import charts, comments
-from tabular.eda.fmt import count, pct, plural, ratio, short, signed
-from tabular.eda.stats import (
+from reports.eda import charts, comments
+from reports.eda.fmt import count, pct, plural, ratio, short, signed
+from reports.eda.stats import (
     MAX_READABLE_LEVELS,
     TOP_LEVELS,
     category_counts,
@@ -31,8 +30,8 @@ from tabular.eda.stats import (
     rates_by_period,
     timeline,
 )
+from reports.page import Section, Table, block
 from tabular.features import EncodingPlan
-from tabular.page import Section, Table, block
 
 #: Histograms per figure (3 × 2 panels stay readable at 100 % zoom).
 PANELS_PER_FIGURE = 6
@@ -41,64 +40,7 @@ PANELS_PER_FIGURE = 6
 MAX_PIE_SLICES = 16
 
 
-@dataclass(frozen=True)
-class EdaBlock:
-    """One chart or row of charts and/or one table, and the comment that follows it.
-
-    Attributes:
-        comment: Data-driven text in the Markdown subset of :mod:`tabular.eda.comments`.
-        figures: PNG files shown side by side (empty for a table-only block).
-        table: A table of display-ready values, or ``None``.
-        caption: Short label of what the block shows.
-    """
-
-    comment: str
-    figures: list[Path] = field(default_factory=list)
-    table: pd.DataFrame | None = None
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class EdaSection:
-    """One of the nine EDA figure groups.
-
-    Attributes:
-        key: Stable identifier (``balance``, ``distributions``, ``categories``,
-            ``grouping``, ``missing``, ``encoding``, ``outliers``, ``correlations``,
-            ``time``).
-        title: Heading.
-        blocks: Charts and tables, each followed by its comment.
-        summary: One data-driven sentence for the Prefect artifact.
-    """
-
-    key: str
-    title: str
-    blocks: list[EdaBlock]
-    summary: str
-
-    @property
-    def figures(self) -> list[Path]:
-        """Every PNG of the section, in order."""
-        return [path for block in self.blocks for path in block.figures]
-
-    @property
-    def comment(self) -> str:
-        """All the section's comments, in order, separated by blank lines."""
-        return "\n\n".join(block.comment for block in self.blocks)
-
-    def page_section(self) -> Section:
-        """Return the section in the report layer's terms (for the HTML page and the PDF)."""
-        items = [
-            item
-            for b in self.blocks
-            for item in block(
-                b.comment, b.figures, [] if b.table is None else [Table(b.table)], b.caption
-            )
-        ]
-        return Section(self.key, self.title, items)
-
-
-def no_columns(key: str, title: str, role: str) -> EdaSection:
+def no_columns(key: str, title: str, role: str) -> Section:
     """A section for a dataset that declares no column of the role it analyses.
 
     Args:
@@ -110,7 +52,7 @@ def no_columns(key: str, title: str, role: str) -> EdaSection:
         A section with one block saying so.
     """
     text = f"The dataset config declares no {role} feature column, so there is nothing to show."
-    return EdaSection(key=key, title=title, blocks=[EdaBlock(text)], summary=f"No {role} column.")
+    return Section(key, title, block(text), summary=f"No {role} column.")
 
 
 def slug(text: str) -> str:
@@ -125,7 +67,7 @@ def _save(figure, out_dir: Path, name: str) -> Path:
 # --- 1 -------------------------------------------------------------------------------------
 
 
-def balance_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
+def balance_section(train: pd.DataFrame, config, out_dir: Path) -> Section:
     """Target balance: counts and shares per class and what they imply.
 
     Args:
@@ -141,10 +83,12 @@ def balance_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
     table = balance.table()
     table["rows"] = table["rows"].map(count)
     table["share"] = table["share"].map(pct)
-    return EdaSection(
+    return Section.from_blocks(
         key="balance",
         title="1. Target balance",
-        blocks=[EdaBlock(comments.balance_comment(balance), [figure], table, "rows per class")],
+        blocks=[
+            block(comments.balance_comment(balance), [figure], [Table(table)], "rows per class")
+        ],
         summary=(
             f"{pct(balance.positive_share)} of {count(balance.rows)} training rows are "
             f"'{balance.labels[1]}' (class weight {balance.positive_weight:.2f})."
@@ -157,7 +101,7 @@ def balance_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
 
 def distributions_section(
     train: pd.DataFrame, config, out_dir: Path, sample_size: int, seed: int
-) -> EdaSection:
+) -> Section:
     """Numeric distributions: histogram, density curve and fitted normal per column.
 
     Args:
@@ -180,7 +124,7 @@ def distributions_section(
         title = f"Numeric distributions ({number} of {len(chunks)})"
         figure = charts.plot_distributions(train, chunk, sample_size, seed, title)
         path = _save(figure, out_dir, f"02_distributions_{number}")
-        blocks.append(EdaBlock(comments.distributions_comment(chunk), [path], caption=title))
+        blocks.append(block(comments.distributions_comment(chunk), [path], caption=title))
     table = pd.DataFrame(
         {
             "column": [s.column for s in shapes],
@@ -196,15 +140,15 @@ def distributions_section(
         }
     )
     blocks.append(
-        EdaBlock(
+        block(
             comments.distributions_summary(shapes, len(train), sample_size, seed),
-            table=table,
+            tables=[Table(table)],
             caption="moments of every numeric column",
         )
     )
     gaussian = [s.column for s in shapes if s.shape == "gaussian"]
     skewed = [s.column for s in shapes if abs(s.skewness) >= 1]
-    return EdaSection(
+    return Section.from_blocks(
         key="distributions",
         title=title,
         blocks=blocks,
@@ -222,7 +166,7 @@ def distributions_section(
 # --- 3 -------------------------------------------------------------------------------------
 
 
-def categories_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
+def categories_section(train: pd.DataFrame, config, out_dir: Path) -> Section:
     """Category frequencies; a column with many levels gets a filtered top-N chart after it.
 
     Args:
@@ -246,7 +190,7 @@ def categories_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection
             title = f"{column}: rows per level ({len(counts)} levels)"
             figure = charts.plot_category_bars(counts, total, rare, title)
             blocks.append(
-                EdaBlock(
+                block(
                     comments.categories_comment(column, counts, rare),
                     [_save(figure, out_dir, name)],
                     caption=title,
@@ -259,7 +203,7 @@ def categories_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection
         )
         figure = charts.plot_category_ranks(counts, rare, title)
         blocks.append(
-            EdaBlock(
+            block(
                 comments.ranks_comment(column, counts, rare, TOP_LEVELS),
                 [_save(figure, out_dir, f"{name}_all")],
                 caption=title,
@@ -271,7 +215,7 @@ def categories_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection
         )
         figure = charts.plot_category_bars(top, total, rare, title)
         blocks.append(
-            EdaBlock(
+            block(
                 comments.top_comment(column, counts, TOP_LEVELS),
                 [_save(figure, out_dir, f"{name}_top{TOP_LEVELS}")],
                 caption=title,
@@ -281,7 +225,7 @@ def categories_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection
     summary = "Levels per column: " + ", ".join(f"{c} {n}" for c, n in levels.items())
     if filtered:
         summary += f"; top-{TOP_LEVELS} charts added for {comments.listing(filtered)}"
-    return EdaSection(
+    return Section.from_blocks(
         key="categories", title="3. Category frequencies", blocks=blocks, summary=summary + "."
     )
 
@@ -289,7 +233,7 @@ def categories_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection
 # --- 4 -------------------------------------------------------------------------------------
 
 
-def grouping_section(train: pd.DataFrame, plan: EncodingPlan, out_dir: Path) -> EdaSection:
+def grouping_section(train: pd.DataFrame, plan: EncodingPlan, out_dir: Path) -> Section:
     """Rare-level grouping into "Other": pies before and after for each grouped column.
 
     Args:
@@ -324,7 +268,7 @@ def grouping_section(train: pd.DataFrame, plan: EncodingPlan, out_dir: Path) -> 
         )
         after = charts.plot_pie(grouping.after, palette, after_title, MAX_PIE_SLICES)
         blocks.append(
-            EdaBlock(
+            block(
                 comments.grouping_comment(grouping, MAX_PIE_SLICES),
                 [_save(before, out_dir, f"{name}_before"), _save(after, out_dir, f"{name}_after")],
                 caption=f"{grouping.column}: before and after grouping",
@@ -342,14 +286,14 @@ def grouping_section(train: pd.DataFrame, plan: EncodingPlan, out_dir: Path) -> 
         }
     )
     blocks.append(
-        EdaBlock(
+        block(
             comments.grouping_summary(groupings, len(train)),
-            table=table,
+            tables=[Table(table)],
             caption="grouping per categorical column",
         )
     )
     applied = [g for g in groupings if g.applied]
-    return EdaSection(
+    return Section.from_blocks(
         key="grouping",
         title=title,
         blocks=blocks,
@@ -378,7 +322,7 @@ def missing_section(
     out_dir: Path,
     dropped: dict[str, int],
     markers: dict[str, dict[str, int]] | None = None,
-) -> EdaSection:
+) -> Section:
     """Missing values per column, how the file wrote them, and how the pipeline handles each.
 
     Args:
@@ -415,20 +359,20 @@ def missing_section(
     if (display["written in the file as"] == "-").all():
         display = display.drop(columns="written in the file as")  # a loader, or no gaps
     gaps = table[table["missing"] > 0]
-    return EdaSection(
+    return Section.from_blocks(
         key="missing",
         title="5. Missing values and their handling",
         blocks=[
-            EdaBlock(
+            block(
                 comments.missing_comment(
                     table, positive, dropped, config.target.column, markers, config.missing_markers
                 ),
                 [figure],
                 caption="missing values per column",
             ),
-            EdaBlock(
+            block(
                 comments.handling_comment(table, config.features.rare_share),
-                table=display,
+                tables=[Table(display)],
                 caption="handling per column",
             ),
         ],
@@ -454,7 +398,7 @@ def encoding_section(
     plan: EncodingPlan,
     preprocessor: ColumnTransformer,
     out_dir: Path,
-) -> EdaSection:
+) -> Section:
     """Encoder per categorical column, the reason, and the resulting feature count.
 
     Args:
@@ -479,14 +423,14 @@ def encoding_section(
             "model_columns": "model columns",
         }
     )
-    return EdaSection(
+    return Section.from_blocks(
         key="encoding",
         title="6. Encoding of the categorical columns",
         blocks=[
-            EdaBlock(comments.encoding_comment(summary), [figure], caption="encoding"),
-            EdaBlock(
+            block(comments.encoding_comment(summary), [figure], caption="encoding"),
+            block(
                 comments.encoding_table_comment(summary, len(train), config),
-                table=table,
+                tables=[Table(table)],
                 caption="the encoding plan",
             ),
         ],
@@ -501,7 +445,7 @@ def encoding_section(
 # --- 7 -------------------------------------------------------------------------------------
 
 
-def outliers_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
+def outliers_section(train: pd.DataFrame, config, out_dir: Path) -> Section:
     """Box plots per column in its own units, then all on one standardised scale.
 
     Args:
@@ -518,12 +462,12 @@ def outliers_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
     stats = outlier_stats(train, list(config.numeric_features))
     if not stats:
         text = "No numeric column has a single value in the training split: nothing to plot."
-        return EdaSection("outliers", title, [EdaBlock(text)], "No numeric values.")
+        return Section("outliers", title, block(text), "No numeric values.")
     blocks = []
     if stats:
         split = _save(charts.plot_boxes(stats), out_dir, "07_boxplots")
         blocks.append(
-            EdaBlock(
+            block(
                 comments.boxes_comment(stats, dict(config.checks.ranges)),
                 [split],
                 caption="box plots in each column's units",
@@ -532,7 +476,7 @@ def outliers_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
     if sum(s.std > 0 for s in stats) >= 2:
         standard = _save(charts.plot_boxes_standardised(stats), out_dir, "07_boxplots_standardised")
         blocks.append(
-            EdaBlock(
+            block(
                 comments.standardised_comment(stats),
                 [standard],
                 caption="box plots on one standardised scale",
@@ -554,12 +498,16 @@ def outliers_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
         }
     )
     blocks.append(
-        EdaBlock(comments.outlier_table_comment(stats), table=table, caption="outliers per column")
+        block(
+            comments.outlier_table_comment(stats),
+            tables=[Table(table)],
+            caption="outliers per column",
+        )
     )
     values = sum(s.count for s in stats)
     outliers = sum(s.outliers for s in stats)
     top = max(stats, key=lambda s: s.share) if stats else None
-    return EdaSection(
+    return Section.from_blocks(
         key="outliers",
         title=title,
         blocks=blocks,
@@ -574,7 +522,7 @@ def outliers_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
 # --- 8 -------------------------------------------------------------------------------------
 
 
-def correlations_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSection:
+def correlations_section(train: pd.DataFrame, config, out_dir: Path) -> Section:
     """Correlation heatmap of the numeric features and the target, and the strongest pairs.
 
     Args:
@@ -604,12 +552,12 @@ def correlations_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSecti
     )
     best = corr.pairs.iloc[0] if len(corr.pairs) else None
     top_target = corr.with_target.index[0] if len(corr.with_target) else None
-    return EdaSection(
+    return Section.from_blocks(
         key="correlations",
         title="8. Correlations",
         blocks=[
-            EdaBlock(comments.correlations_comment(corr, positive), [path], caption="heatmap"),
-            EdaBlock(comments.pairs_comment(corr), table=table, caption="strongest pairs"),
+            block(comments.correlations_comment(corr, positive), [path], caption="heatmap"),
+            block(comments.pairs_comment(corr), tables=[Table(table)], caption="strongest pairs"),
         ],
         summary=(
             (
@@ -629,7 +577,7 @@ def correlations_section(train: pd.DataFrame, config, out_dir: Path) -> EdaSecti
 # --- 9 -------------------------------------------------------------------------------------
 
 
-def time_section(train: pd.DataFrame, config, plan: EncodingPlan, out_dir: Path) -> EdaSection:
+def time_section(train: pd.DataFrame, config, plan: EncodingPlan, out_dir: Path) -> Section:
     """Target rate over time and by the date column's natural calendar periods.
 
     Args:
@@ -648,7 +596,7 @@ def time_section(train: pd.DataFrame, config, plan: EncodingPlan, out_dir: Path)
             "is no time axis to chart: the split is random, stratified by the target, and the "
             "models get no calendar features."
         )
-        return EdaSection("time", "9. Target over time", [EdaBlock(text)], "No date column.")
+        return Section("time", "9. Target over time", block(text), "No date column.")
     positive = config.target.labels[1]
     overall = float(train[target].mean())
     blocks = []
@@ -656,7 +604,7 @@ def time_section(train: pd.DataFrame, config, plan: EncodingPlan, out_dir: Path)
     if len(line.table):
         figure = charts.plot_timeline(line, overall, positive, date_column)
         blocks.append(
-            EdaBlock(
+            block(
                 comments.timeline_comment(line, overall, positive),
                 [_save(figure, out_dir, "09_target_over_time")],
                 caption=f"share per {line.unit}",
@@ -668,21 +616,21 @@ def time_section(train: pd.DataFrame, config, plan: EncodingPlan, out_dir: Path)
     if periods:
         figure = charts.plot_period_rates(periods, overall, positive, date_column)
         blocks.append(
-            EdaBlock(
+            block(
                 comments.periods_comment(periods, overall, positive, plan.date_parts),
                 [_save(figure, out_dir, "09_target_by_period")],
                 caption="share by calendar period",
             )
         )
     if not blocks:
-        blocks.append(EdaBlock(f"No value of '{date_column}' could be read as a date."))
+        blocks.append(block(f"No value of '{date_column}' could be read as a date."))
     spans = []
     for rates in periods:
         reliable = rates.reliable()
         if len(reliable):
             high = reliable.loc[reliable["rate"].idxmax()]
             spans.append(f"{rates.period} peak {high['label']} ({pct(high['rate'])})")
-    return EdaSection(
+    return Section.from_blocks(
         key="time",
         title=f"9. Target over time ('{date_column}')",
         blocks=blocks,

@@ -27,11 +27,8 @@ import pandas as pd
 from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
-from tabular.config import DatasetConfig
-from tabular.datasets import CleaningReport, check_columns, load_raw, prepare, read_csv
-from tabular.errors import DatasetError, InvalidRecord, StoreError
-from tabular.store.crud import _reachable, get_schema
-from tabular.store.documents import (
+from store.crud import _reachable, get_schema
+from store.documents import (
     ColumnSpec,
     DatasetRecord,
     DatasetSchema,
@@ -40,7 +37,10 @@ from tabular.store.documents import (
     build,
     encode_key,
 )
-from tabular.store.journal import utcnow
+from store.journal import utcnow
+from tabular.config import DatasetConfig
+from tabular.datasets import CleaningReport, check_columns, load_raw, prepare, read_csv
+from tabular.errors import DatasetError, InvalidRecord, StoreError
 
 #: Called as ``progress(done, total)`` after each batch.
 Progress = Callable[[int, int], None]
@@ -203,7 +203,7 @@ def frame_schema(frame: pd.DataFrame, config: DatasetConfig) -> list[dict[str, A
         config: Its dataset config.
 
     Returns:
-        One dict per column (the fields of :class:`~tabular.store.documents.ColumnSpec`).
+        One dict per column (the fields of :class:`~store.documents.ColumnSpec`).
     """
     roles = _roles(config)
     columns = []
@@ -286,7 +286,7 @@ def frame_documents(
     Raises:
         InvalidRecord: If dates are missing or the target is not 0/1 in some rows (names
             the column and the first row numbers), or a document breaks
-            :class:`~tabular.store.documents.DatasetRecord`'s rules.
+            :class:`~store.documents.DatasetRecord`'s rules.
     """
     values = {spec["name"]: column_values(frame[spec["name"]], spec["kind"]) for spec in columns}
     dates = values.pop(date_column) if date_column is not None else [None] * len(frame)
@@ -511,7 +511,7 @@ def restore_column(values: list[Any], spec: Any) -> pd.Series:
 
     Args:
         values: Stored values, ``None`` for missing.
-        spec: The column's :class:`~tabular.store.documents.ColumnSpec` (or a dict with
+        spec: The column's :class:`~store.documents.ColumnSpec` (or a dict with
             ``dtype``, ``kind`` and ``categories``).
 
     Returns:
@@ -755,7 +755,7 @@ def backup_collection(name: str, path: str | os.PathLike) -> BackupReport:
         StoreError: If the collection is not one of :data:`COLLECTIONS`.
         StoreUnavailable: If MongoDB is unreachable.
     """
-    from tabular.store.crud import prediction_logs_frame
+    from store.crud import prediction_logs_frame
 
     start = time.perf_counter()
     if name == PredictionLog._get_collection_name():

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tabular.eda.fmt import count, pct, plural, ratio, short, signed
-from tabular.eda.stats import (
+from reports.eda.fmt import count, pct, plural, ratio, short, signed
+from reports.eda.stats import (
     MIN_PERIOD_ROWS,
     ClassBalance,
     Correlations,
@@ -493,7 +493,7 @@ def missing_comment(
     """Comment on the missing-value chart: how much is missing, where, and does it matter.
 
     Args:
-        table: From :func:`tabular.eda.stats.missing_summary`.
+        table: From :func:`reports.eda.stats.missing_summary`.
         positive_label: Name of class 1.
         dropped: Rows dropped before the split, per reason (``"missing <column>"``).
         target_column: The column the target is derived from.
@@ -566,7 +566,7 @@ def handling_comment(table: pd.DataFrame, rare_share: float) -> str:
     """Comment on the handling table, read back from the fitted pipeline.
 
     Args:
-        table: From :func:`tabular.eda.stats.missing_summary`.
+        table: From :func:`reports.eda.stats.missing_summary`.
         rare_share: The grouping threshold.
 
     Returns:
@@ -620,7 +620,7 @@ def encoding_comment(summary: EncodingSummary) -> str:
     """Comment on the encoding chart: the choice per column and the resulting width.
 
     Args:
-        summary: From :func:`tabular.eda.stats.encoding_summary`.
+        summary: From :func:`reports.eda.stats.encoding_summary`.
 
     Returns:
         The comment.
@@ -651,7 +651,7 @@ def encoding_table_comment(summary: EncodingSummary, rows: int, config) -> str:
     """Comment on the encoding table: where the plan comes from.
 
     Args:
-        summary: From :func:`tabular.eda.stats.encoding_summary`.
+        summary: From :func:`reports.eda.stats.encoding_summary`.
         rows: Training rows.
         config: The dataset config.
 
@@ -681,7 +681,7 @@ def boxes_comment(stats: list[OutlierStats], ranges: dict) -> str:
     """Comment on the per-column box plots: outlier counts and the extreme values.
 
     Args:
-        stats: From :func:`tabular.eda.stats.outlier_stats`.
+        stats: From :func:`reports.eda.stats.outlier_stats`.
         ranges: The validation gate's ``[min, max]`` per column (``config.checks.ranges``).
 
     Returns:
@@ -752,7 +752,7 @@ def standardised_comment(stats: list[OutlierStats]) -> str:
     """Comment on the standardised box plots: why they are needed and the extremes.
 
     Args:
-        stats: From :func:`tabular.eda.stats.outlier_stats`.
+        stats: From :func:`reports.eda.stats.outlier_stats`.
 
     Returns:
         The comment.
@@ -791,7 +791,7 @@ def outlier_table_comment(stats: list[OutlierStats]) -> str:
     """Comment on the outlier table.
 
     Args:
-        stats: From :func:`tabular.eda.stats.outlier_stats`.
+        stats: From :func:`reports.eda.stats.outlier_stats`.
 
     Returns:
         The comment.
@@ -825,7 +825,7 @@ def correlations_comment(corr: Correlations, positive_label: str) -> str:
     """Comment on the heatmap: the strongest pairs and the links with the target.
 
     Args:
-        corr: From :func:`tabular.eda.stats.correlations`.
+        corr: From :func:`reports.eda.stats.correlations`.
         positive_label: Name of class 1.
 
     Returns:
@@ -879,7 +879,7 @@ def pairs_comment(corr: Correlations) -> str:
     """Comment on the table of strongest pairs.
 
     Args:
-        corr: From :func:`tabular.eda.stats.correlations`.
+        corr: From :func:`reports.eda.stats.correlations`.
 
     Returns:
         The comment.
@@ -932,7 +932,7 @@ def timeline_comment(line: Timeline, overall: float, positive_label: str) -> str
     """Comment on the target rate over time.
 
     Args:
-        line: From :func:`tabular.eda.stats.timeline`.
+        line: From :func:`reports.eda.stats.timeline`.
         overall: The target rate over all training rows.
         positive_label: Name of class 1.
 
@@ -973,7 +973,7 @@ def periods_comment(
     """Comment on the rates by calendar period.
 
     Args:
-        periods: From :func:`tabular.eda.stats.rates_by_period`.
+        periods: From :func:`reports.eda.stats.rates_by_period`.
         overall: The target rate over all training rows.
         positive_label: Name of class 1.
         plan_parts: Calendar parts the models get as features.

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from reports.page import Section, Table, one_block_section, render_html
 from tabular.horizon import HorizonStudy
-from tabular.page import Table, one_block_section, render_html
 from tabular.training import (
     TrainingResult,
     calibration_table,
@@ -398,10 +398,13 @@ def write_training_report(
     return outputs
 
 
-def _sections(
-    result, trials, metrics, outputs, config, study
-) -> list[tuple[str, str | None, list, str]]:
-    """Return (title, figure file, tables, comment) per section."""
+def _section(title: str, figure: Path | None, tables: list[Table], comment: str) -> Section:
+    """One section of the training page: a title, its figure (if any), tables and comment."""
+    return one_block_section(title, comment, [figure] if figure else [], tables)
+
+
+def _sections(result, trials, metrics, outputs, config, study) -> list[Section]:
+    """Return the page's sections, in order."""
     metric = METRIC_NAMES[result.metric]
     positive = config.target.labels[1]
     test_part = config.split.part("test")
@@ -427,7 +430,7 @@ def _sections(
         for label, (low, high) in spread.items()
     )
     sections.append(
-        (
+        _section(
             "Every configuration tried",
             None,
             [
@@ -481,7 +484,7 @@ def _sections(
     else:
         test_comment = "The test rows have not been scored."
     sections.append(
-        (
+        _section(
             "Metrics of each family's final model (train, pooled folds, test)",
             None,
             [Table(metrics, float_format=".4f")],
@@ -504,7 +507,7 @@ def _sections(
     )
     rule = next(iter(families.values())).verdict.rule
     sections.append(
-        (
+        _section(
             "Verdict per family: overfitting, underfitting or OK",
             None,
             [Table(verdict_rows)],
@@ -535,9 +538,9 @@ def _sections(
             )
         )
     sections.append(
-        (
+        _section(
             "Learning curves (last fold)",
-            outputs.figures["learning_curves"].name,
+            outputs.figures["learning_curves"],
             [],
             f"Each family's chosen configuration, fitted on growing parts of the last fold's "
             f"training sample ({result.folds[-1][1]}). " + " ".join(lc_comment),
@@ -555,9 +558,9 @@ def _sections(
             f"{min(c.train):.3f}–{max(c.train):.3f}."
         )
     sections.append(
-        (
+        _section(
             "Validation curves (mean over the folds)",
-            outputs.figures["validation_curves"].name,
+            outputs.figures["validation_curves"],
             [],
             " ".join(vc_comment),
         )
@@ -567,9 +570,9 @@ def _sections(
         f = next(f for f in families.values() if f.loss_curve is not None)
         c = f.loss_curve
         sections.append(
-            (
+            _section(
                 "Neural network: loss curve (last fold)",
-                outputs.figures["loss_curve"].name,
+                outputs.figures["loss_curve"],
                 [],
                 f"The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
                 f"{len(c.loss)} epochs, while validation {metric} peaks at "
@@ -592,9 +595,9 @@ def _sections(
         up = table[table["coefficient"] > 0]["feature"].map(_readable_feature).tolist()
         down = table[table["coefficient"] < 0]["feature"].map(_readable_feature).tolist()
         sections.append(
-            (
+            _section(
                 "Logistic regression coefficients",
-                outputs.figures["coefficients"].name,
+                outputs.figures["coefficients"],
                 [],
                 f"Inputs are standardised, so coefficients are comparable. Among the five "
                 f"largest, {', '.join(up) or 'none'} raise the odds of '{positive}' and "
@@ -606,7 +609,7 @@ def _sections(
     return sections
 
 
-def _fold_section(result: TrainingResult, outputs, metric: str) -> tuple:
+def _fold_section(result: TrainingResult, outputs, metric: str) -> Section:
     """The fold scores of each family's chosen configuration, with a computed comment."""
     table = fold_table(result)
     folds = pd.DataFrame(
@@ -633,15 +636,15 @@ def _fold_section(result: TrainingResult, outputs, metric: str) -> tuple:
             f"fold {hardest} is the hardest for the families on average and fold {easiest} "
             "the easiest, which is why one fold alone would be a noisy judge."
         )
-    return (
+    return _section(
         "Fold scores of each family's chosen configuration",
-        outputs.figures["fold_scores"].name,
+        outputs.figures["fold_scores"],
         [Table(folds), Table(table, float_format=".4f")],
         comment,
     )
 
 
-def _calibration_section(result: TrainingResult, outputs, config) -> tuple:
+def _calibration_section(result: TrainingResult, outputs, config) -> Section:
     """Reliability on the test rows and the calibration decision of each family."""
     families = list(result.families.values())
     parts = []
@@ -684,21 +687,21 @@ def _calibration_section(result: TrainingResult, outputs, config) -> tuple:
             "a map fitted on the first carries that rate to the second."
         )
     figure = outputs.figures.get("reliability")
-    return (
+    return _section(
         "Calibration: reliability and Brier score",
-        figure.name if figure else None,
+        figure,
         [Table(calibration_table(result), na_rep="")],
         rule + served + " ".join(parts) + shares,
     )
 
 
-def _horizon_section(study: HorizonStudy | None, best, outputs, config) -> tuple:
+def _horizon_section(study: HorizonStudy | None, best, outputs, config) -> Section:
     """The champion's score against the prediction horizon, with a computed comment."""
     title = "Score against the prediction horizon"
     if study is None:
-        return (title, None, [], "The horizon study was not run.")
+        return _section(title, None, [], "The horizon study was not run.")
     if not study.points:
-        return (title, None, [], f"The horizon study does not apply: {study.skipped}.")
+        return _section(title, None, [], f"The horizon study does not apply: {study.skipped}.")
     metric = METRIC_NAMES[study.metric]
     points = {p.hours: p for p in study.points}
     hours = sorted(points)
@@ -758,9 +761,9 @@ def _horizon_section(study: HorizonStudy | None, best, outputs, config) -> tuple
         else:
             comment += "The scores do not fall at every step: some differences are within noise."
     figure = outputs.figures.get("horizons")
-    return (
+    return _section(
         title,
-        figure.name if figure else None,
+        figure,
         # Hours and seconds as 2 and 12.3, scores as 0.7603 (".4f" printed 2.0000, 12.3000).
         [Table(study.table(), float_format=".4g")],
         comment,
@@ -834,12 +837,8 @@ def _html(result: TrainingResult, sections, config, out_dir: Path) -> str:
         f"Champion: **{result.families[result.best_family].label}**. "
         f"Stage time {result.seconds:.0f} s.",
     ]
-    page = [
-        one_block_section(title, comment, [out_dir / figure] if figure else [], tables)
-        for title, figure, tables, comment in sections
-    ]
     heading = f"Training report: three model families, selected by {METRIC_NAMES[result.metric]}"
-    return render_html("Training report", heading, page, out_dir, intro=intro)
+    return render_html("Training report", heading, sections, out_dir, intro=intro)
 
 
 def _markdown(result: TrainingResult, study: HorizonStudy | None = None) -> str:

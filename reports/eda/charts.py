@@ -24,8 +24,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullLocator, PercentFormatter
 from scipy import stats as scipy_stats
 
-from tabular.eda.fmt import count, pct
-from tabular.eda.stats import (
+from reports.eda.fmt import count, pct
+from reports.eda.stats import (
     MIN_PERIOD_ROWS,
     ClassBalance,
     Correlations,
@@ -453,7 +453,7 @@ def plot_missing(table: pd.DataFrame, max_rows: int = 30) -> Figure:
     """Horizontal bars of each column's share of missing values, annotated with counts.
 
     Args:
-        table: From :func:`tabular.eda.stats.missing_summary`.
+        table: From :func:`reports.eda.stats.missing_summary`.
         max_rows: Most columns drawn. Only columns with gaps are drawn, unless none has.
 
     Returns:
@@ -503,7 +503,7 @@ def plot_encoding(summary: EncodingSummary) -> Figure:
     """Levels versus model columns per categorical column, and model columns by kind.
 
     Args:
-        summary: From :func:`tabular.eda.stats.encoding_summary`.
+        summary: From :func:`reports.eda.stats.encoding_summary`.
 
     Returns:
         The figure.
@@ -610,7 +610,7 @@ def plot_boxes(stats: list[OutlierStats]) -> Figure:
     """One horizontal box plot per column, each on its own scale (in the column's units).
 
     Args:
-        stats: From :func:`tabular.eda.stats.outlier_stats`.
+        stats: From :func:`reports.eda.stats.outlier_stats`.
 
     Returns:
         The figure.
@@ -653,7 +653,7 @@ def plot_boxes_standardised(stats: list[OutlierStats]) -> Figure:
     unchanged by this rescaling, so the same values are outliers as on the raw scale.
 
     Args:
-        stats: From :func:`tabular.eda.stats.outlier_stats` (columns with zero spread
+        stats: From :func:`reports.eda.stats.outlier_stats` (columns with zero spread
             are left out: they cannot be standardised).
 
     Returns:
@@ -710,7 +710,7 @@ def plot_correlations(
     """Lower-triangle heatmap of Pearson correlations, the target as the last row.
 
     Args:
-        corr: From :func:`tabular.eda.stats.correlations`.
+        corr: From :func:`reports.eda.stats.correlations`.
         target_label: Axis label for the target row/column.
         annotate_all_up_to: Annotate every cell up to this many columns; beyond, only
             the target row and cells with ``|r| >= 0.3`` (the others would be unreadably
@@ -765,7 +765,7 @@ def plot_timeline(line: Timeline, overall: float, positive_label: str, date_colu
     """The target rate per day, week or month over the training period.
 
     Args:
-        line: From :func:`tabular.eda.stats.timeline`.
+        line: From :func:`reports.eda.stats.timeline`.
         overall: The target rate over all training rows.
         positive_label: Name of class 1.
         date_column: Name of the date column.
@@ -831,7 +831,7 @@ def plot_period_rates(
     """Bar charts of the target rate by each calendar period; thin buckets greyed out.
 
     Args:
-        periods: From :func:`tabular.eda.stats.rates_by_period`.
+        periods: From :func:`reports.eda.stats.rates_by_period`.
         overall: The target rate over all training rows.
         positive_label: Name of class 1.
         date_column: Name of the date column.
