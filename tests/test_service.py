@@ -24,7 +24,14 @@ from bentos.build import build_bento
 from bentos.registry import served_model_from_tag
 from tabular.config import DEFAULT_CONFIG, load_config
 from tabular.datasets import load_raw, prepare, split_data
-from tests.conftest import free_port, save_served_pair, start_server, stop_server
+from tests.conftest import (
+    drop_test_database,
+    free_port,
+    fresh_database,
+    save_served_pair,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -94,13 +101,11 @@ def served(tmp_path_factory) -> Served:
 @pytest.fixture(scope="module")
 def store_env(served) -> dict[str, str]:
     """A fresh database (embedded folder, or MONGODB_URI's server) holding a few flights."""
-    import uuid
-
     from store import StoreSettings, connect
     from store.transfer import import_dataset
 
     env = {
-        "MONGODB_DB": f"mlops_test_{uuid.uuid4().hex[:12]}",
+        "MONGODB_DB": fresh_database(),
         "MLOPS_STORE_DIR": str(served.store_root / "store"),
     }
     if os.environ.get("MONGODB_URI"):
@@ -111,7 +116,7 @@ def store_env(served) -> dict[str, str]:
     from store.connection import get_database
 
     connect(StoreSettings.from_env(env), check=False)
-    get_database().client.drop_database(env["MONGODB_DB"])
+    drop_test_database(get_database())
 
 
 @pytest.fixture(scope="module")
