@@ -11,6 +11,10 @@ from ``pyproject.toml``. pip, the Dockerfile and BentoML read requirement files,
   mode would refuse);
 * ``bootstrap.txt``: the ``bootstrap`` group (uv), with hashes (``make install``'s first step).
 
+It also sets the tag of the compose stack's Prefect server image (``docker-compose.yml``) to
+the locked ``prefect``, so that the server and the clients in the application image run the
+same version.
+
 Usage: ``python requirements/export.py`` writes them; ``--check`` only compares and exits 1
 naming each file that differs (``tests/test_lock.py``). ``UV`` names the uv binary (default:
 the one next to this Python).
@@ -20,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +73,30 @@ def exported(name: str) -> str:
     return HEADER.format(hashes=hashes) + text
 
 
+#: The compose file's Prefect server image; its tag is ``<locked prefect>-python3.11``.
+PREFECT_IMAGE = re.compile(r"(image: prefecthq/prefect:)[^\s]+(-python3\.11)")
+
+
+def locked_version(package: str) -> str:
+    """Return the version of one package in ``uv.lock``."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
+    (version,) = [p["version"] for p in lock["package"] if p["name"] == package]
+    return version
+
+
+def compose_with_locked_prefect() -> str:
+    """Return ``docker-compose.yml`` with the Prefect server image tagged as the locked prefect.
+
+    Raises:
+        ValueError: If the file names no ``prefecthq/prefect:<tag>-python3.11`` image.
+    """
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    updated, count = PREFECT_IMAGE.subn(rf"\g<1>{locked_version('prefect')}\g<2>", text)
+    if count != 1:
+        raise ValueError("docker-compose.yml: no prefecthq/prefect:<version>-python3.11 image")
+    return updated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the exported files, or with ``--check`` report those that differ.
 
@@ -88,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
                 stale.append(f"requirements/{name}")
         else:
             path.write_text(text, encoding="utf-8")
+    compose = ROOT / "docker-compose.yml"
+    text = compose_with_locked_prefect()
+    if args.check:
+        if compose.read_text(encoding="utf-8") != text:
+            stale.append("docker-compose.yml (the prefect-server image)")
+    else:
+        compose.write_text(text, encoding="utf-8")
     if stale:
         print(f"not what uv.lock exports now: {', '.join(stale)}: run make lock", file=sys.stderr)
         return 1
