@@ -27,12 +27,11 @@ WORKDIR /app
 # No apt-get: the wheels of xgboost and scikit-learn ship their own OpenMP runtime (libgomp),
 # and nothing else needs a system package.
 
-# The dependencies first, read from pyproject.toml alone, so that a change to the code does
-# not reinstall them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# The dependencies first, exactly the locked ones (requirements/image.txt, exported from
+# uv.lock by `make lock`: every version pinned, every download checked against its hash), so
+# that a change to the code does not reinstall them and every build installs the same packages.
+COPY requirements/image.txt requirements/
+RUN pip install --require-hashes -r requirements/image.txt
 
 # Then the project itself (.dockerignore keeps out tests, runs, stores and caches). Editable,
 # as `make install` does: the code finds data/*.yaml and bentofile.yaml next to its packages.

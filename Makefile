@@ -1,5 +1,6 @@
 # Two commands for a newcomer: `make run` and `make test`.
-# Both create .venv when missing and reinstall only when pyproject.toml changed.
+# Both create .venv when missing and install exactly the locked packages (uv.lock, exported to
+# requirements/ by `make lock`); they reinstall only when the lock or pyproject.toml changed.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
@@ -28,22 +29,42 @@ PREFECT_PORT ?= 4200
 UI_PORT      ?= 8000
 WORKSPACE    ?= artifacts/monitoring/workspace
 
-.PHONY: install run test lint format serve bench prefect-server deploy monitor monitor-ui notebook clean
+.PHONY: install lock run test lint format serve bench prefect-server deploy monitor monitor-ui notebook clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# First uv itself, from the lock (pip checks its hashes; an old pip handles this one file).
+$(VENV)/.uv: requirements/bootstrap.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements/bootstrap.txt
+	@touch $@
+
+# Then the environment becomes exactly requirements/dev.txt (every version locked, every
+# hash checked, anything else removed), and the project itself is added, editable.
+$(STAMP): $(VENV)/.uv requirements/dev.txt pyproject.toml
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
+
+# Re-resolve uv.lock from pyproject.toml (keeping every version that still fits) and export
+# requirements/*.txt from it. `make lock ARGS=--upgrade` takes the newest versions allowed;
+# `make lock ARGS="--upgrade-package prefect"` only those of one package.
+lock: $(VENV)/.uv
+	$(BIN)/uv lock --python $(BIN)/python $(ARGS)
+	$(BIN)/python requirements/export.py
 
 run: $(STAMP)
 	$(BIN)/python -m flows run --config $(CONFIG) $(ARGS)
 
+# ruff; the CI workflow (actionlint, with shellcheck on its run steps); the shell scripts;
+# the Dependabot config against its published schema.
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
+	$(BIN)/shellcheck docker/*.sh .ci/run .ci/*.sh
+	$(BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,58 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.pop("PREFECT_API_URL", None)
+
+
+# -- MongoDB: a database per test, and the tests that need a real server ---------------------
+
+#: Names the one database the tests may use, when the account of ``MONGODB_URI`` may use no
+#: other: CI's mongodb job connects as the application's own user, made by
+#: docker/mongo-init.js as in compose (readWrite on its database only), so it can neither
+#: create a database per test nor drop one. The tests then share that database, emptied
+#: (collection by collection) before and after each. It is emptied: never name one whose data
+#: you want to keep.
+SHARED_DATABASE_ENV = "MLOPS_TEST_DATABASE"
+
+
+def shared_test_database() -> str | None:
+    """The database every test shares (``MLOPS_TEST_DATABASE``, with ``MONGODB_URI``), if any."""
+    if not os.environ.get("MONGODB_URI", "").strip():
+        return None
+    return os.environ.get(SHARED_DATABASE_ENV, "").strip() or None
+
+
+def fresh_database(prefix: str = "mlops_test") -> str:
+    """Name a database for one test (or one module): a new one, or the shared one, emptied."""
+    shared = shared_test_database()
+    if shared is None:
+        return f"{prefix}_{uuid.uuid4().hex[:12]}"
+    import pymongo
+
+    with pymongo.MongoClient(os.environ["MONGODB_URI"], serverSelectionTimeoutMS=10_000) as client:
+        drop_test_database(client.get_database(shared))
+    return shared
+
+
+def drop_test_database(database) -> None:
+    """Drop a test's database (pymongo's or the embedded store's), or empty the shared one."""
+    if database.name == shared_test_database():
+        for name in database.list_collection_names():
+            database.drop_collection(name)
+    else:
+        database.client.drop_database(database.name)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``mongodb`` (they need a real server) when MONGODB_URI is unset."""
+    if os.environ.get("MONGODB_URI", "").strip():
+        return
+    skip = pytest.mark.skip(
+        reason="needs a MongoDB server: set MONGODB_URI (CI's mongodb job does; none can be "
+        "installed on the machines this project is built on)"
+    )
+    for item in items:
+        if "mongodb" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -1,29 +1,23 @@
-"""bentofile.yaml: its packages agree with pyproject.toml, its files hold what the service imports."""
+"""bentofile.yaml: its files hold what the service imports, its packages every one it imports.
+
+That its packages are the lock's is tests/test_lock.py's.
+"""
 
 import ast
 import fnmatch
-import tomllib
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bentofile() -> dict:
     return yaml.safe_load((ROOT / "bentofile.yaml").read_text())
-
-
-def test_bento_packages_have_the_pyproject_bounds():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {Requirement(r).name: Requirement(r).specifier for r in project["dependencies"]}
-    bentofile = _bentofile()
-    assert bentofile["python"]["lock_packages"] is False  # builds offline (STACK-NOTES)
-    for line in bentofile["python"]["packages"]:
-        requirement = Requirement(line)
-        assert requirement.name in declared, f"{requirement.name} is not in pyproject.toml"
-        assert requirement.specifier == declared[requirement.name], requirement.name
 
 
 #: The project's own top-level packages: an import of any of them must be in the Bento.
@@ -57,3 +51,36 @@ def test_the_bento_holds_every_module_the_service_imports():
         assert any(fnmatch.fnmatch(relative, pattern) for pattern in include), relative
         todo.extend(_local_imports(path))
     assert {"tabular.contract", "bentos.compiled", "store.crud", "tabular.loaders"} <= seen
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """Top-level modules imported by ``path`` that are neither the project's nor the stdlib's."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module.split(".")[0])
+    return {m for m in modules if m not in PROJECT_PACKAGES and m not in sys.stdlib_module_names}
+
+
+def test_the_bento_installs_every_package_its_files_import():
+    bentofile = _bentofile()
+    files = {path for pattern in bentofile["include"] for path in ROOT.glob(pattern)}
+    files = [path for path in files if path.suffix == ".py"]
+    assert len(files) > 10
+    requirements = (ROOT / bentofile["python"]["requirements_txt"]).read_text().splitlines()
+    packages = {
+        canonicalize_name(Requirement(line.rstrip(" \\")).name)
+        for line in requirements
+        if line and not line[0].isspace() and not line.startswith("#")
+    }
+    providers = metadata.packages_distributions()
+    for path in files:
+        for module in _third_party_imports(path):
+            names = {canonicalize_name(n) for n in providers.get(module, [])}
+            assert names, f"{path.relative_to(ROOT)} imports {module}, which nothing installs"
+            assert names & packages, (
+                f"{path.relative_to(ROOT)} imports {module} ({', '.join(sorted(names))}), which "
+                "requirements/serving.txt lacks: add it to the serving group, then run make lock"
+            )

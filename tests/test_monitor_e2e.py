@@ -20,7 +20,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,14 @@ from flows.cli import main
 from flows.monitor import drift_monitor
 from tabular.config import DEFAULT_CONFIG, load_config
 from tabular.datasets import load_raw, prepare
-from tests.conftest import Server, save_served_pair, start_server, stop_server
+from tests.conftest import (
+    Server,
+    drop_test_database,
+    fresh_database,
+    save_served_pair,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +168,7 @@ def setup(tmp_path_factory, prefect_harness):
     bento = build_bento(config.name, champion["primary"], champion["secondary"])
 
     env = {
-        "MONGODB_DB": f"mlops_monitor_{uuid.uuid4().hex[:12]}",
+        "MONGODB_DB": fresh_database("mlops_monitor"),
         "MLOPS_STORE_DIR": str(root / "store"),
     }
     if os.environ.get("MONGODB_URI"):
@@ -178,7 +184,7 @@ def setup(tmp_path_factory, prefect_harness):
         from store.connection import get_database
 
         connect(StoreSettings.from_env(), check=False)
-        get_database().client.drop_database(env["MONGODB_DB"])
+        drop_test_database(get_database())
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

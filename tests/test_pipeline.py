@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import bentoml
@@ -19,6 +18,8 @@ from flows.pipeline import training_pipeline
 from tabular.config import DEFAULT_CONFIG
 from tabular.errors import ValidationFailed
 from tests.conftest import (
+    drop_test_database,
+    fresh_database,
     make_bookings_frame,
     make_toy_frame,
     write_bookings_dataset,
@@ -43,12 +44,12 @@ def run_store(tmp_path_factory):
     from store.connection import disconnect, get_database
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MONGODB_DB", f"mlops_test_{uuid.uuid4().hex[:12]}")
+        patch.setenv("MONGODB_DB", fresh_database())
         patch.setenv("MLOPS_STORE_DIR", str(tmp_path_factory.mktemp("store")))
         settings = StoreSettings.from_env()
         yield settings
         connect(settings, check=False)
-        get_database().client.drop_database(settings.database)
+        drop_test_database(get_database())
         disconnect()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,14 @@ from bentos.build import build_bento
 from bentos.registry import served_model_from_tag
 from tabular.config import DEFAULT_CONFIG, load_config
 from tabular.datasets import load_raw, prepare, split_data
-from tests.conftest import free_port, save_served_pair, start_server, stop_server
+from tests.conftest import (
+    drop_test_database,
+    free_port,
+    fresh_database,
+    save_served_pair,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -93,13 +101,11 @@ def served(tmp_path_factory) -> Served:
 @pytest.fixture(scope="module")
 def store_env(served) -> dict[str, str]:
     """A fresh database (embedded folder, or MONGODB_URI's server) holding a few flights."""
-    import uuid
-
     from store import StoreSettings, connect
     from store.transfer import import_dataset
 
     env = {
-        "MONGODB_DB": f"mlops_test_{uuid.uuid4().hex[:12]}",
+        "MONGODB_DB": fresh_database(),
         "MLOPS_STORE_DIR": str(served.store_root / "store"),
     }
     if os.environ.get("MONGODB_URI"):
@@ -110,7 +116,7 @@ def store_env(served) -> dict[str, str]:
     from store.connection import get_database
 
     connect(StoreSettings.from_env(env), check=False)
-    get_database().client.drop_database(env["MONGODB_DB"])
+    drop_test_database(get_database())
 
 
 @pytest.fixture(scope="module")
@@ -458,3 +464,47 @@ def test_predictions_survive_a_mongodb_outage_and_are_replayed_once(served, stor
     assert count_prediction_logs() == before + len(ids)
     assert replay_journal(journal).read == 0
     assert count_prediction_logs() == before + len(ids)
+
+
+# -- docker/smoke.sh (CI's compose job runs it against the stack) ------------------------------
+
+
+def run_smoke(server, key: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLOPS_API_URL": server.url, "MLOPS_API_KEY": key, "SMOKE_TIMEOUT": "60"}
+    env.pop("PREFECT_API_URL", None)  # no Prefect server here: the deployment step is skipped
+    script = Path(__file__).resolve().parent.parent / "docker" / "smoke.sh"
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+
+
+def test_the_smoke_script_passes_against_the_server(server):
+    done = run_smoke(server, KEY)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"smoke: {server.url} is ready"
+    assert any(line.startswith("smoke: predicted ") for line in lines)
+    assert any("created, read back, deleted, and gone (404)" in line for line in lines)
+    assert any(line.startswith("smoke: skipped the drift-monitor deployment") for line in lines)
+    assert lines[-1] == "smoke: passed (deployment step skipped)"
+
+
+def test_the_smoke_script_fails_on_a_wrong_key_and_names_the_step(server):
+    done = run_smoke(server, "not-the-key")
+    assert done.returncode == 1
+    assert "smoke: FAILED: POST " in done.stderr and "/records/create answered 403" in done.stderr
+
+
+def test_the_built_bento_pins_exactly_the_locked_serving_packages(served):
+    import bentoml
+    from packaging.requirements import Requirement
+
+    def pins(text: str) -> set[str]:
+        lines = [line for line in text.splitlines() if line and line[0] not in "# -"]
+        return {str(Requirement(line.rstrip(" \\"))).split(";")[0].strip() for line in lines}
+
+    root = Path(__file__).resolve().parent.parent
+    written = Path(bentoml.get(served.bento).path) / "env" / "python" / "requirements.txt"
+    bento, locked = pins(written.read_text()), pins((root / "requirements/serving.txt").read_text())
+    assert len(locked) > 50 and all("==" in pin for pin in bento)
+    # BentoML appends its own pin, which is the locked one.
+    assert bento == locked | {f"bentoml=={bentoml.__version__}"} == locked

@@ -1,13 +1,13 @@
 """The MongoDB store: documents, import, backup round trip, query, CRUD and the CLI.
 
 Every test that touches a database runs on the embedded store, or on the real MongoDB
-named by ``MONGODB_URI`` when it is set (each test gets a fresh database, dropped after).
+named by ``MONGODB_URI`` when it is set (each test gets a fresh database, dropped after; or,
+with ``MLOPS_TEST_DATABASE``, the one its account may use, emptied: tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,8 @@ from tabular.config import DEFAULT_CONFIG, load_config
 from tabular.datasets import load_raw, prepare
 from tabular.errors import DatasetError, InvalidRecord, RecordNotFound, StoreError
 from tests.conftest import (
+    drop_test_database,
+    fresh_database,
     make_bookings_frame,
     make_toy_frame,
     write_bookings_dataset,
@@ -62,7 +64,7 @@ ROUND_TRIP_ROWS = 20_000
 
 def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Connect to a fresh database (embedded, or ``MONGODB_URI``'s server); drop it after."""
-    monkeypatch.setenv("MONGODB_DB", f"mlops_test_{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("MONGODB_DB", fresh_database())
     monkeypatch.setenv("MLOPS_STORE_DIR", str(tmp_path / "store"))
     monkeypatch.setenv("MLOPS_JOURNAL_PATH", str(tmp_path / "journal" / "logs.jsonl"))
     settings = StoreSettings.from_env()
@@ -71,7 +73,7 @@ def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         yield settings
     finally:
         connect(settings, check=False)  # a test may have switched stores
-        get_database().client.drop_database(settings.database)
+        drop_test_database(get_database())
         disconnect()
 
 

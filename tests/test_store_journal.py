@@ -223,11 +223,14 @@ def refusing_store(store, monkeypatch):
         wrapper = _RefusingCollection(PredictionLog._get_collection())
         monkeypatch.setattr(PredictionLog, "_get_collection", classmethod(lambda cls: wrapper))
     else:
+        # connect() made the collection (with its indexes). The application's own account
+        # (readWrite, as CI's mongodb job connects) may not collMod it, so it is dropped and
+        # made again with the validator, then given its indexes again.
         database = get_database()
-        database.create_collection("prediction_logs")
-        database.command(
-            "collMod", "prediction_logs", validator={"features.poison": {"$exists": False}}
-        )
+        name = PredictionLog._get_collection_name()
+        database.drop_collection(name)
+        database.create_collection(name, validator={"features.poison": {"$exists": False}})
+        PredictionLog.ensure_indexes()
     yield store
 
 
