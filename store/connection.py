@@ -87,6 +87,7 @@ def connect(settings: StoreSettings | None = None, *, check: bool = True) -> Sto
             mongo_client_class=EmbeddedMongoClient,
             store_dir=str(settings.store_dir),
             fsync=settings.fsync,
+            timeout_s=settings.store_timeout_s,
             uuidRepresentation="standard",
         )
         ensure_indexes()

@@ -1,16 +1,25 @@
-"""Prediction logs that are never lost: a batching writer and a local journal for outages.
+"""Prediction logs that are never lost: a batching writer, a local journal, a set-aside file.
 
-On the request path the API calls :meth:`PredictionLogWriter.write`, which only appends
-the log to an in-memory queue (about a microsecond). A background thread validates the
-queued logs and inserts them in batches (``insert_many``, unordered). When MongoDB cannot
-be reached within the configured timeout, the batch is appended to a local JSON-lines
-journal (``fsync``'d) instead, and the thread replays the journal once MongoDB answers
-again. Replays are idempotent: the request id is the primary key, so a log already stored
-(for instance by a replay interrupted half-way) is counted, not duplicated.
+The API hands logs to :class:`PredictionLogWriter`: :meth:`~PredictionLogWriter.submit`
+returns a future that is resolved once the logs are durable, so a request is answered
+only when its logs are. A background thread inserts what is queued in one bulk insert
+(group commit: concurrent requests share it). Every log then ends in exactly one of:
 
-What can still be lost: logs queued in memory when the process is killed without a chance
-to run :meth:`PredictionLogWriter.close` (at most ``flush_interval`` seconds of requests);
-a normal exit flushes them (``atexit``).
+* **stored** in the store (a request id already stored counts as stored once);
+* **journaled**: the store could not be written (MongoDB unreachable, an embedded file
+  locked, damaged or on a full disk, any unexpected store error). The log goes to a local
+  JSON-lines journal (``fsync``'d), replayed by the thread once the store answers again;
+  the request id is the primary key, so a replay stores each log exactly once;
+* **set aside**: the store refused the document itself, or it failed validation. It is
+  kept with the reason in ``<journal>.refused`` for a human, never retried. A store error
+  for a whole batch is bisected, so only the refused documents are set aside;
+* **dropped**: neither the store, nor the journal, nor the set-aside file could be written
+  (a full disk under both). The future fails, so the API answers 503 instead of
+  acknowledging a log it could not keep. This counter must stay 0.
+
+The counters are kept per process (:meth:`PredictionLogWriter.stats`, the API's
+``/metrics``) and added up for every process in ``<journal>.counters.json``
+(``mlops db status``).
 """
 
 from __future__ import annotations
@@ -23,16 +32,17 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import bson
 from bson import json_util
 from bson.errors import InvalidDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from store.connection import UNREACHABLE, ensure_indexes, error_reason
 from store.documents import PredictionLog, mongo_document
@@ -50,6 +60,8 @@ _JSON = json_util.JSONOptions(
     json_mode=json_util.JSONMode.RELAXED, tz_aware=False, datetime_representation=2
 )
 _DUPLICATE_KEY = 11000
+#: What a log can become (the ``outcome`` label of the API's ``/metrics`` counter).
+OUTCOMES = ("stored", "already_stored", "journaled", "set_aside", "dropped")
 
 
 @dataclass(frozen=True)
@@ -58,11 +70,11 @@ class ReplayReport:
 
     Attributes:
         read: Logs read from the journal.
-        inserted: Logs newly stored in MongoDB.
-        already_stored: Logs MongoDB already had (same request id): not stored twice.
+        inserted: Logs newly stored.
+        already_stored: Logs the store already had (same request id): not stored twice.
         unreadable: Lines that could not be parsed (moved to ``<journal>.bad``).
-        refused: Logs MongoDB refused for another reason than a duplicate id (moved to
-            ``<journal>.refused`` with the reason, never replayed again).
+        refused: Logs the store refused for another reason than a duplicate id (set aside
+            in ``<journal>.refused`` with the reason, never replayed again).
     """
 
     read: int = 0
@@ -74,28 +86,27 @@ class ReplayReport:
 
 @dataclass(frozen=True)
 class WriterStats:
-    """Counters of a :class:`PredictionLogWriter`.
+    """Counters of prediction-log writers: one process's, or every process's summed.
 
     Attributes:
-        enqueued: Logs handed to :meth:`PredictionLogWriter.write`.
-        stored: Logs inserted into MongoDB (directly or by a replay of the journal).
-        journaled: Logs written to the journal because MongoDB was unreachable.
-        already_stored: Logs MongoDB already had (same request id).
-        rejected: Logs refused by the document's validation (see ``last_error``).
+        enqueued: Logs handed to the writer.
+        stored: Logs inserted into the store (directly or by a replay of the journal).
+        already_stored: Logs the store already had (same request id).
+        journaled: Logs written to the journal because the store could not take them.
+        set_aside: Logs refused (by the store or by validation), kept with the reason.
+        dropped: Logs neither stored, journaled nor set aside (must stay 0).
         pending: Logs still queued in memory.
-        last_error: The last validation or connection problem, if any.
-        refused: Logs MongoDB refused (not for a duplicate id); kept in
-            ``<journal>.refused`` for a human, never retried.
+        last_error: The last problem met, if any.
     """
 
-    enqueued: int
-    stored: int
-    journaled: int
-    already_stored: int
-    rejected: int
-    pending: int
-    last_error: str | None
-    refused: int = 0
+    enqueued: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    journaled: int = 0
+    set_aside: int = 0
+    dropped: int = 0
+    pending: int = 0
+    last_error: str | None = None
 
 
 def utcnow() -> dt.datetime:
@@ -118,10 +129,7 @@ def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
     """
     data = dict(record)
     timestamp = data.get("timestamp")
-    if timestamp is None:
-        data["timestamp"] = utcnow()
-    else:
-        data["timestamp"] = parse_timestamp(timestamp, "timestamp")
+    data["timestamp"] = utcnow() if timestamp is None else parse_timestamp(timestamp, "timestamp")
     if isinstance(data.get("features"), Mapping):
         data["features"] = {key: plain_value(value) for key, value in data["features"].items()}
     document = mongo_document(PredictionLog, data, "prediction log")
@@ -132,6 +140,59 @@ def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
     except (InvalidDocument, OverflowError) as exc:
         raise InvalidRecord(f"prediction log is invalid: {_unencodable(document, exc)}") from None
     return document
+
+
+def prediction_documents(
+    request_ids: Sequence[str],
+    features: Sequence[Mapping[str, Any]],
+    predictions: Sequence[int],
+    probabilities: Sequence[float],
+    **shared: Any,
+) -> list[dict[str, Any]]:
+    """Build the documents of a batch of predictions, validating what they share once.
+
+    The features must already be valid (the served model's input contract checked them);
+    the fields every log of the batch shares (model, version, run, dataset, latency,
+    timestamp) pass :class:`~store.documents.PredictionLog`'s rules once, on the first log.
+    ``tests/test_store_journal.py`` holds the result equal to :func:`to_prediction_document`'s.
+
+    Args:
+        request_ids: One id per prediction.
+        features: One dict of typed input values per prediction.
+        predictions: The predicted classes.
+        probabilities: The probabilities of class 1.
+        **shared: The other fields of :class:`~store.documents.PredictionLog`
+            (``timestamp`` defaults to now, UTC).
+
+    Returns:
+        The BSON-ready documents, in order.
+
+    Raises:
+        InvalidRecord: If a shared field breaks the document's rules.
+    """
+    shared.setdefault("timestamp", utcnow())
+    first = to_prediction_document(
+        {
+            "request_id": request_ids[0],
+            "features": features[0],
+            "prediction": predictions[0],
+            "probability": probabilities[0],
+            **shared,
+        }  # fmt: skip
+    )
+    common = {key: value for key, value in first.items() if key in shared}
+    return [
+        {
+            "_id": request_id,
+            **common,
+            "features": row,
+            "prediction": prediction,
+            "probability": probability,
+        }  # fmt: skip
+        for request_id, row, prediction, probability in zip(
+            request_ids, features, predictions, probabilities, strict=True
+        )
+    ]
 
 
 def plain_value(value: Any) -> Any:
@@ -197,33 +258,45 @@ class InsertResult:
 
     Attributes:
         inserted: Documents newly stored.
-        already_stored: Documents MongoDB already had (same request id).
-        refused: Documents MongoDB refused for another reason, each with the reason: retrying
-            them cannot succeed.
+        already_stored: Documents the store already had (same request id).
+        refused: Documents the store refused for another reason, each with the reason:
+            retrying them cannot succeed.
     """
 
     inserted: int = 0
     already_stored: int = 0
     refused: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
 
+    def __add__(self, other: InsertResult) -> InsertResult:
+        return InsertResult(
+            self.inserted + other.inserted,
+            self.already_stored + other.already_stored,
+            self.refused + other.refused,
+        )
+
 
 def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
     """Insert prediction-log documents, counting the ones already stored and the refused ones.
+
+    A store error for the whole batch (not a per-document write error) is bisected: the
+    halves are inserted again until the documents the store refuses are alone.
 
     Args:
         documents: BSON-ready documents with their ``_id``.
 
     Returns:
-        The counts, and the refused documents with MongoDB's reason.
+        The counts, and the refused documents with the store's reason.
 
     Raises:
-        StoreUnavailable: If MongoDB cannot be reached (nothing is known to be stored).
+        StoreUnavailable: If the store cannot be written (unreachable, an embedded file
+            locked, damaged or full): nothing more is known to be stored.
     """
     if not documents:
         return InsertResult()
-    collection = PredictionLog._get_collection()
     try:
-        result = collection.insert_many([dict(d) for d in documents], ordered=False)
+        result = PredictionLog._get_collection().insert_many(
+            [dict(d) for d in documents], ordered=False
+        )
         return InsertResult(inserted=len(result.inserted_ids))
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
@@ -235,40 +308,25 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
         ]
         inserted = exc.details.get("nInserted", len(documents) - duplicates - len(refused))
         return InsertResult(int(inserted), duplicates, refused)
-    except DuplicateKeyError:
-        return InsertResult(already_stored=len(documents))
-    except (InvalidDocument, OverflowError):
-        # A value BSON cannot encode (to_prediction_document checks it, a hand-made document
-        # may not): insert one at a time so that only the bad ones are refused.
-        return _insert_one_by_one(collection, documents)
     except UNREACHABLE as exc:
         raise StoreUnavailable(f"MongoDB is unreachable ({error_reason(exc)})") from exc
-
-
-def _insert_one_by_one(collection, documents: Sequence[Mapping[str, Any]]) -> InsertResult:
-    inserted = already = 0
-    refused: list[tuple[Mapping[str, Any], str]] = []
-    for document in documents:
-        try:
-            collection.insert_one(dict(document))
-            inserted += 1
-        except DuplicateKeyError:
-            already += 1
-        except (InvalidDocument, OverflowError) as exc:
-            refused.append((document, _unencodable(document, exc)))
-        except OperationFailure as exc:
-            if exc.code == _DUPLICATE_KEY:
-                already += 1
-            else:
-                refused.append((document, str(exc)))
-    return InsertResult(inserted, already, refused)
+    except OSError as exc:  # e.g. a full disk under the store
+        raise StoreUnavailable(f"the store cannot be written ({exc})") from exc
+    except (OperationFailure, InvalidDocument, OverflowError) as exc:
+        if len(documents) > 1:
+            middle = len(documents) // 2
+            return insert_documents(documents[:middle]) + insert_documents(documents[middle:])
+        if getattr(exc, "code", None) == _DUPLICATE_KEY:
+            return InsertResult(already_stored=1)
+        reason = _unencodable(documents[0], exc) if not isinstance(exc, OperationFailure) else None
+        return InsertResult(refused=[(documents[0], reason or str(exc))])
 
 
 class Journal:
-    """A local append-only file of prediction-log documents waiting for MongoDB.
+    """Local files of prediction logs the store could not take: the journal, the set-aside file.
 
-    One JSON document per line (MongoDB extended JSON, so datetimes survive), appended
-    under an exclusive file lock and ``fsync``'d, so several processes can share it.
+    The journal holds one document per line (MongoDB extended JSON, so datetimes survive),
+    appended under an exclusive file lock and ``fsync``'d, so several processes can share it.
 
     Args:
         path: The journal file (its folder is created when needed).
@@ -279,6 +337,7 @@ class Journal:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.bad_path = self.path.with_name(self.path.name + ".bad")
         self.refused_path = self.path.with_name(self.path.name + ".refused")
+        self.counters_path = self.path.with_name(self.path.name + ".counters.json")
 
     @contextmanager
     def _locked(self):
@@ -292,6 +351,30 @@ class Journal:
         finally:
             os.close(fd)
 
+    def _append(self, path: Path, lines: list[str], *, locked: bool = False) -> int:
+        if not lines:
+            return 0
+        if not locked:
+            with self._locked():
+                return self._append(path, lines, locked=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview("".join(lines).encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return len(lines)
+
+    @staticmethod
+    def _refusal_lines(refusals: Iterable[tuple[Mapping[str, Any], str]]) -> list[str]:
+        return [
+            json_util.dumps({"reason": reason, "document": doc}, json_options=_JSON, default=repr)
+            + "\n"
+            for doc, reason in refusals
+        ]
+
     def append(self, documents: Iterable[Mapping[str, Any]]) -> int:
         """Append documents durably.
 
@@ -300,45 +383,29 @@ class Journal:
 
         Returns:
             How many were appended.
+
+        Raises:
+            OSError: If the file cannot be written (e.g. a full disk).
         """
-        lines = [json_util.dumps(doc, json_options=_JSON) + "\n" for doc in documents]
-        if not lines:
-            return 0
-        payload = "".join(lines).encode("utf-8")
-        with self._locked():
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        return len(lines)
+        return self._append(
+            self.path, [json_util.dumps(d, json_options=_JSON) + "\n" for d in documents]
+        )
 
     def set_aside(self, refusals: Iterable[tuple[Mapping[str, Any], str]]) -> int:
-        """Keep documents MongoDB refused, with the reason, in ``<journal>.refused``.
+        """Keep refused documents, with the reason, in ``<journal>.refused`` (never replayed).
 
-        They are never replayed (the same document would be refused again); a human reads
-        the file, fixes the cause, and may store them by hand.
+        A human reads the file, fixes the cause, and may store them by hand.
 
         Args:
             refusals: ``(document, reason)`` pairs.
 
         Returns:
             How many were kept.
+
+        Raises:
+            OSError: If the file cannot be written.
         """
-        lines = [
-            json_util.dumps({"reason": reason, "document": doc}, json_options=_JSON) + "\n"
-            for doc, reason in refusals
-        ]
-        if lines:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.refused_path, "a", encoding="utf-8") as handle:
-                handle.write("".join(lines))
-                handle.flush()
-                os.fsync(handle.fileno())
-        return len(lines)
+        return self._append(self.refused_path, self._refusal_lines(refusals))
 
     def pending(self) -> bool:
         """Whether the journal holds anything (a cheap check, no parsing)."""
@@ -357,6 +424,14 @@ class Journal:
             documents, _ = self._parse()
         return documents
 
+    def set_aside_count(self) -> int:
+        """Return how many logs the set-aside file holds."""
+        try:
+            with open(self.refused_path, "rb") as handle:
+                return sum(1 for line in handle if line.strip())
+        except FileNotFoundError:
+            return 0
+
     def _parse(self) -> tuple[list[dict[str, Any]], list[str]]:
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -372,21 +447,21 @@ class Journal:
                 bad.append(line)
         return documents, bad
 
-    def replay(self, batch_size: int = 500) -> ReplayReport:
-        """Insert every journaled document into MongoDB, then empty the journal.
+    def replay(self, batch_size: int = 1000) -> ReplayReport:
+        """Insert every journaled document into the store, then empty the journal.
 
-        The journal stays locked during the replay, so a concurrent append waits. If MongoDB
-        goes away half-way, the journal is kept whole: the next replay counts the documents
-        already stored as such (their request id is the primary key).
+        The journal stays locked during the replay, so a concurrent append waits. If the
+        store goes away half-way, the journal is kept whole: the next replay counts the
+        documents already stored as such (their request id is the primary key).
 
         Args:
-            batch_size: Documents per ``insert_many``.
+            batch_size: Documents per insert.
 
         Returns:
             What was replayed.
 
         Raises:
-            StoreUnavailable: If MongoDB cannot be reached (the journal is kept).
+            StoreUnavailable: If the store cannot be written (the journal is kept).
         """
         with self._locked():
             documents, bad = self._parse()
@@ -396,13 +471,13 @@ class Journal:
                     handle.write("\n".join(bad) + "\n")
                 logger.warning("journal %s: %d unreadable line(s) moved to %s", self.path,
                                len(bad), self.bad_path)  # fmt: skip
-            inserted = already = refused = 0
+            result = InsertResult()
             for start in range(0, len(documents), batch_size):
-                result = insert_documents(documents[start : start + batch_size])
-                inserted += result.inserted
-                already += result.already_stored
-                # Refused for good: set aside, so that the journal does not replay them forever.
-                refused += self.set_aside(result.refused)
+                result += insert_documents(documents[start : start + batch_size])
+            # Refused for good: set aside before the journal is emptied.
+            refused = self._append(
+                self.refused_path, self._refusal_lines(result.refused), locked=True
+            )
             if documents or bad:
                 fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
                 try:
@@ -410,18 +485,35 @@ class Journal:
                 finally:
                     os.close(fd)
         if refused:
-            logger.error("journal %s: MongoDB refused %d log(s); set aside in %s", self.path,
+            logger.error("journal %s: the store refused %d log(s); set aside in %s", self.path,
                          refused, self.refused_path)  # fmt: skip
         return ReplayReport(
-            read=len(documents),
-            inserted=inserted,
-            already_stored=already,
-            unreadable=len(bad),
-            refused=refused,
+            len(documents), result.inserted, result.already_stored, len(bad), refused
         )
 
+    def add_counters(self, delta: Mapping[str, int]) -> None:
+        """Add a writer's new counts to the totals of every process.
 
-def replay_journal(path: str | os.PathLike | None = None, batch_size: int = 500) -> ReplayReport:
+        Raises:
+            OSError: If the file cannot be written.
+        """
+        with self._locked():
+            totals = self.counters()
+            for name, count in delta.items():
+                totals[name] = totals.get(name, 0) + count
+            temporary = self.counters_path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(totals, sort_keys=True), encoding="utf-8")
+            os.replace(temporary, self.counters_path)
+
+    def counters(self) -> dict[str, int]:
+        """Return the counts every writer of this journal added (empty when none did)."""
+        try:
+            return json.loads(self.counters_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+
+def replay_journal(path: str | os.PathLike | None = None, batch_size: int = 1000) -> ReplayReport:
     """Replay the prediction-log journal into the connected store.
 
     Args:
@@ -432,7 +524,7 @@ def replay_journal(path: str | os.PathLike | None = None, batch_size: int = 500)
         What was replayed.
 
     Raises:
-        StoreUnavailable: If MongoDB cannot be reached (the journal is kept).
+        StoreUnavailable: If the store cannot be written (the journal is kept).
     """
     if path is None:
         path = StoreSettings.from_env().journal_path
@@ -440,30 +532,33 @@ def replay_journal(path: str | os.PathLike | None = None, batch_size: int = 500)
 
 
 class PredictionLogWriter:
-    """Store prediction logs off the request path, in batches, without ever losing one.
+    """Store prediction logs in batches off the event loop, without ever losing one.
 
     Args:
-        journal_path: Where logs go while MongoDB is unreachable (default: from settings).
-        batch_size: Logs per ``insert_many``; a full batch wakes the thread at once.
-        flush_interval: Longest time, in seconds, a log waits in memory before its batch
-            is written.
-        retry_interval: Seconds between attempts to reach MongoDB again after a failure
-            (meanwhile batches go straight to the journal, so nothing waits on a dead
+        journal_path: Where logs go when the store cannot take them (default: settings).
+        batch_size: Most logs per bulk insert.
+        flush_interval: Longest time, in seconds, a log given to :meth:`write` waits in
+            memory (logs given to :meth:`submit` wake the thread at once).
+        retry_interval: Seconds between attempts to write to the store again after it
+            failed (meanwhile logs go straight to the journal: nothing waits on a dead
             server).
+        on_outcome: Called from the writer's thread as ``on_outcome(outcome, count)``
+            with one of :data:`OUTCOMES` (the API feeds its ``/metrics`` with it).
 
-    The documents must be connected (:func:`store.connect`) before logs are written;
-    with a real MongoDB, ``connect(check=False)`` lets the service start while it is down.
-    Create the writer in the process that serves requests (a forked worker does not inherit
-    the background thread), and close it at shutdown.
+    The documents must be connected (:func:`store.connect`) first; with a real MongoDB,
+    ``connect(check=False)`` lets the service start while it is down. Create the writer in
+    the process that serves requests (a forked worker does not inherit the thread), and
+    close it at shutdown.
     """
 
     def __init__(
         self,
         journal_path: str | os.PathLike | None = None,
         *,
-        batch_size: int = 256,
+        batch_size: int = 5000,
         flush_interval: float = 0.2,
         retry_interval: float = 5.0,
+        on_outcome: Callable[[str, int], None] | None = None,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -473,13 +568,17 @@ class PredictionLogWriter:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
-        self._queue: deque[Mapping[str, Any]] = deque()
-        self._lock = threading.Lock()  # uncontended: ~0.1 us, keeps queue and count in step
-        self._enqueued = 0
+        self.on_outcome = on_outcome
+        # Each item: (records or documents, whether they are validated documents, future).
+        self._queue: deque[tuple[list, bool, Future | None]] = deque()
+        self._lock = threading.Lock()  # uncontended: keeps the queue and the count in step
+        self._counts = dict.fromkeys(("enqueued", *OUTCOMES), 0)
+        self._saved = dict(self._counts)  # what the counters file already holds
+        self._saved_at = 0.0
         self._handled = 0  # logs taken off the queue and fully dealt with
-        self._stored = self._journaled = self._already = self._rejected = self._refused = 0
+        self._queued = 0
         self._last_error: str | None = None
-        self._retry_at = 0.0  # monotonic time before which MongoDB is assumed down
+        self._retry_at = 0.0  # monotonic time before which the store is assumed down
         self._indexes_ready = False
         self._wake = threading.Event()
         self._done = threading.Condition()
@@ -488,31 +587,51 @@ class PredictionLogWriter:
         self._thread.start()
         atexit.register(self.close)
 
+    def _enqueue(self, items: list, validated: bool, future: Future | None) -> None:
+        if self._closed:
+            raise RuntimeError("the prediction-log writer is closed")
+        with self._lock:
+            self._queue.append((items, validated, future))
+            self._counts["enqueued"] += len(items)
+            self._queued += len(items)
+        if future is not None or self._queued >= self.batch_size:
+            self._wake.set()
+
     def write(self, record: Mapping[str, Any]) -> None:
-        """Queue one prediction log; returns at once (validation happens in the background).
+        """Queue one prediction log; returns at once (validated in the background).
 
         Args:
-            record: Fields of :class:`~store.documents.PredictionLog` by name
-                (``request_id``, ``model_name``, ``model_version``, ``features``,
-                ``prediction``, ``probability``, ``latency_ms``, optional ``timestamp``
-                and ``dataset``). An invalid log is counted in ``stats().rejected``. The
-                mapping is stored later, so it must not be changed after the call.
+            record: Fields of :class:`~store.documents.PredictionLog` by name. An invalid
+                log is set aside with the reason. The mapping is stored later, so it must
+                not be changed after the call.
 
         Raises:
             RuntimeError: If the writer is closed.
         """
-        if self._closed:
-            raise RuntimeError("the prediction-log writer is closed")
         if "timestamp" not in record:
             record = {**record, "timestamp": utcnow()}
-        with self._lock:
-            self._queue.append(record)
-            self._enqueued += 1
-        if len(self._queue) >= self.batch_size:
-            self._wake.set()
+        self._enqueue([record], False, None)
+
+    def submit(self, documents: list[dict[str, Any]]) -> Future:
+        """Queue validated documents; the future is resolved once they are durable.
+
+        Args:
+            documents: BSON-ready prediction-log documents (see :func:`prediction_documents`).
+
+        Returns:
+            A future whose result is ``None`` once every document is stored, journaled or
+            set aside; it fails with :class:`~tabular.errors.StoreUnavailable` when some
+            could be none of these (dropped).
+
+        Raises:
+            RuntimeError: If the writer is closed.
+        """
+        future: Future = Future()
+        self._enqueue(documents, True, future)
+        return future
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every log queued so far is stored or journaled.
+        """Wait until every log queued so far is stored, journaled or set aside.
 
         Args:
             timeout: Longest wait in seconds (``None``: no limit).
@@ -520,7 +639,7 @@ class PredictionLogWriter:
         Returns:
             Whether everything was handled in time.
         """
-        target = self._enqueued
+        target = self._counts["enqueued"]
         deadline = None if timeout is None else time.monotonic() + timeout
         self._wake.set()
         with self._done:
@@ -549,17 +668,9 @@ class PredictionLogWriter:
         return self.stats()
 
     def stats(self) -> WriterStats:
-        """Return the writer's counters."""
-        return WriterStats(
-            enqueued=self._enqueued,
-            stored=self._stored,
-            journaled=self._journaled,
-            already_stored=self._already,
-            rejected=self._rejected,
-            pending=len(self._queue),
-            last_error=self._last_error,
-            refused=self._refused,
-        )
+        """Return this writer's counters."""
+        counts = {name: self._counts[name] for name in ("enqueued", *OUTCOMES)}
+        return WriterStats(**counts, pending=self._queued, last_error=self._last_error)
 
     # -- background thread ---------------------------------------------------------------
 
@@ -568,82 +679,154 @@ class PredictionLogWriter:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             while self._queue:
-                batch = []
-                while self._queue and len(batch) < self.batch_size:
-                    batch.append(self._queue.popleft())
-                try:
-                    self._handle(batch)
-                except Exception:  # never let the thread die: that would lose every later log
-                    logger.exception("prediction-log writer: unexpected error")
-                    self._last_error = "unexpected error (see the log)"
+                items, size = [], 0
+                with self._lock:
+                    while self._queue and (
+                        not items or size + len(self._queue[0][0]) <= self.batch_size
+                    ):
+                        items.append(self._queue.popleft())
+                        size += len(items[-1][0])
+                    self._queued -= size
+                self._handle(items)
                 with self._done:
-                    self._handled += len(batch)
+                    self._handled += size
                     self._done.notify_all()
+            self._save_counters(force=self._closed)
             if self._closed:
                 return
             self._maybe_replay()
 
-    def _handle(self, batch: list[Mapping[str, Any]]) -> None:
-        documents = []
-        for record in batch:
-            try:
-                documents.append(to_prediction_document(record))
-            except InvalidRecord as exc:
-                self._rejected += 1
-                self._last_error = str(exc)
-                logger.error("prediction log refused: %s", exc)
-            except Exception as exc:  # e.g. a non-mapping passed by mistake
-                self._rejected += 1
-                self._last_error = f"prediction log refused: {exc}"
-                logger.error("prediction log refused: %s", exc)
+    def _count(self, outcome: str, count: int) -> None:
+        if count:
+            self._counts[outcome] += count
+            if self.on_outcome is not None:
+                self.on_outcome(outcome, count)
+
+    def _handle(self, items: list[tuple[list, bool, Future | None]]) -> None:
+        documents: list[dict[str, Any]] = []
+        invalid: list[tuple[Mapping[str, Any], str]] = []
+        for records, validated, _ in items:
+            if validated:
+                documents.extend(records)
+                continue
+            for record in records:
+                try:
+                    documents.append(to_prediction_document(record))
+                except Exception as exc:  # InvalidRecord, or e.g. a non-mapping by mistake
+                    self._last_error = f"prediction log refused: {exc}"
+                    kept = record if isinstance(record, Mapping) else {"record": repr(record)}
+                    invalid.append((kept, str(exc)))
+        dropped = self._counts["dropped"]
+        try:
+            self._deliver(documents)
+            self._set_aside(invalid)
+        except Exception as exc:  # a bug: never let the thread die, never lose a log silently
+            logger.exception("prediction-log writer: unexpected error")
+            self._last_error = f"unexpected error: {exc}"
+            self._count("dropped", len(documents) + len(invalid))
+        lost = self._counts["dropped"] > dropped
+        for _, _, future in items:
+            if future is not None:
+                if lost:
+                    future.set_exception(
+                        StoreUnavailable(
+                            f"the prediction logs could not be recorded: {self._last_error}"
+                        )
+                    )
+                else:
+                    future.set_result(None)
+
+    def _deliver(self, documents: list[dict[str, Any]]) -> None:
         if not documents:
             return
         if time.monotonic() < self._retry_at:
             self._to_journal(documents)
             return
         try:
-            self._ensure_indexes()
+            if not self._indexes_ready:
+                ensure_indexes()
+                self._indexes_ready = True
             result = insert_documents(documents)
-        except StoreUnavailable as exc:
+        except Exception as exc:  # StoreUnavailable, or anything the store did not foresee
             self._retry_at = time.monotonic() + self.retry_interval
             self._last_error = str(exc)
-            logger.warning("MongoDB unreachable, journaling %d log(s): %s", len(documents), exc)
+            logger.warning(
+                "the store cannot take %d log(s), journaling them: %s", len(documents), exc
+            )
             self._to_journal(documents)
             return
-        self._stored += result.inserted
-        self._already += result.already_stored
+        self._count("stored", result.inserted)
+        self._count("already_stored", result.already_stored)
         if result.refused:
             # Refused for good (not a duplicate, not an outage): no retry window, no journal
-            # replay; the rest of the batch is stored and later batches go to MongoDB.
-            self._refused += self.journal.set_aside(result.refused)
-            self._last_error = f"MongoDB refused a prediction log: {result.refused[0][1]}"
-            logger.error("%s; %d log(s) set aside in %s", self._last_error,
-                         len(result.refused), self.journal.refused_path)  # fmt: skip
+            # replay; the rest of the batch is stored and later batches go to the store.
+            self._last_error = f"the store refused a prediction log: {result.refused[0][1]}"
+            self._set_aside(result.refused)
 
     def _to_journal(self, documents: list[dict[str, Any]]) -> None:
-        self._journaled += self.journal.append(documents)
+        try:
+            self._count("journaled", self.journal.append(documents))
+        except OSError as exc:
+            self._last_error = f"the journal {self.journal.path} cannot be written either: {exc}"
+            logger.error("%d prediction log(s) dropped: %s", len(documents), self._last_error)
+            self._count("dropped", len(documents))
 
-    def _ensure_indexes(self) -> None:
-        if not self._indexes_ready:
-            ensure_indexes()
-            self._indexes_ready = True
+    def _set_aside(self, refusals: list[tuple[Mapping[str, Any], str]]) -> None:
+        if not refusals:
+            return
+        try:
+            self._count("set_aside", self.journal.set_aside(refusals))
+        except OSError as exc:
+            self._last_error = f"{self.journal.refused_path} cannot be written: {exc}"
+            self._count("dropped", len(refusals))
+            return
+        logger.error("%d prediction log(s) set aside in %s: %s", len(refusals),
+                     self.journal.refused_path, refusals[0][1])  # fmt: skip
+
+    def _save_counters(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._saved_at < 1.0:
+            return
+        self._saved_at = now
+        counts = dict(self._counts)
+        delta = {
+            name: counts[name] - self._saved[name]
+            for name in counts
+            if counts[name] != self._saved[name]
+        }
+        if not delta:
+            return
+        try:
+            self.journal.add_counters(delta)
+        except OSError:
+            return  # kept for the next time (the disk may be full)
+        self._saved = counts
 
     def _maybe_replay(self) -> None:
         if time.monotonic() < self._retry_at or not self.journal.pending():
             return
         try:
-            self._ensure_indexes()
             report = self.journal.replay()
-        except StoreError as exc:
+        except Exception as exc:  # the store still cannot take them: the journal is kept whole
             self._retry_at = time.monotonic() + self.retry_interval
             self._last_error = str(exc)
             return
-        except Exception:
-            self._retry_at = time.monotonic() + self.retry_interval
-            logger.exception("prediction-log writer: journal replay failed")
-            return
-        self._stored += report.inserted
-        self._already += report.already_stored
-        self._refused += report.refused
+        self._count("stored", report.inserted)
+        self._count("already_stored", report.already_stored)
+        self._count("set_aside", report.refused)
         if report.read:
             logger.info("replayed %d journaled prediction log(s)", report.read)
+
+
+def writer_totals(journal_path: str | os.PathLike) -> WriterStats:
+    """Return the counters every writer of a journal added up (for ``mlops db status``).
+
+    Args:
+        journal_path: The journal.
+
+    Returns:
+        The summed counters (``pending`` is 0: what is queued lives in each process).
+    """
+    totals = Journal(journal_path).counters()
+    names = {f.name for f in fields(WriterStats)} - {"pending", "last_error"}
+    return WriterStats(**{name: int(totals.get(name, 0)) for name in names})

@@ -121,7 +121,7 @@ def test_settings_from_environment(tmp_path):
     assert (uri, database) == ("mongodb://u:p@db:27017/?tls=false&authSource=prod", "prod")
     assert split_uri_database("mongodb://db") == ("mongodb://db", None)
 
-    with pytest.raises(StoreError, match="MONGODB_URI must start with mongodb://"):
+    with pytest.raises(StoreError, match="MONGODB_URI must be a MongoDB URI"):
         StoreSettings.from_env({"MONGODB_URI": "postgres://x"})
     with pytest.raises(StoreError, match="MONGODB_TIMEOUT_MS"):
         StoreSettings.from_env({"MONGODB_TIMEOUT_MS": "soon"})

@@ -76,7 +76,7 @@ def test_outage_journals_every_log_and_replays_each_once(store):
     # One batch waits for the timeout; the next ones go straight to the journal.
     assert time.perf_counter() - started < 5
     stats = writer.close()
-    assert (stats.enqueued, stats.journaled, stats.stored, stats.rejected) == (LOGS, LOGS, 0, 0)
+    assert (stats.enqueued, stats.journaled, stats.stored, stats.set_aside) == (LOGS, LOGS, 0, 0)
     assert "unreachable" in (stats.last_error or "")
 
     journaled = Journal(dead.journal_path).read()
@@ -132,7 +132,7 @@ def test_writer_stores_batches_and_counts_rejections(store):
     writer.write({"request_id": "bad-2"})
     assert writer.flush(timeout=10)
     stats = writer.close()
-    assert (stats.stored, stats.rejected, stats.journaled, stats.pending) == (120, 2, 0, 0)
+    assert (stats.stored, stats.set_aside, stats.journaled, stats.pending) == (120, 2, 0, 0)
     assert "model_name: Field is required" in stats.last_error
     assert count_prediction_logs() == 120
     with pytest.raises(RuntimeError, match="closed"):
@@ -240,7 +240,7 @@ def test_a_refused_log_is_set_aside_and_later_batches_still_reach_mongodb(refusi
     writer.write(prediction("bad", features={"poison": 1}))
     assert writer.flush(timeout=10)
     stats = writer.stats()
-    assert (stats.stored, stats.refused, stats.journaled) == (5, 1, 0)
+    assert (stats.stored, stats.set_aside, stats.journaled) == (5, 1, 0)
     assert "refused" in stats.last_error
 
     # No retry window opened by a refusal: the next batch goes to MongoDB, not the journal.
@@ -248,7 +248,7 @@ def test_a_refused_log_is_set_aside_and_later_batches_still_reach_mongodb(refusi
         writer.write(prediction(f"second-{i}"))
     assert writer.flush(timeout=10)
     stats = writer.close()
-    assert (stats.stored, stats.refused, stats.journaled) == (10, 1, 0)
+    assert (stats.stored, stats.set_aside, stats.journaled) == (10, 1, 0)
     assert count_prediction_logs() == 10
     journal = Journal(refusing_store.journal_path)
     assert not journal.pending()  # nothing left to replay forever
@@ -287,7 +287,7 @@ def test_numpy_scalars_are_stored_as_plain_values_and_one_bad_value_spoils_no_ba
         writer.write(prediction(f"plain-{i}"))
     assert writer.flush(timeout=10)
     stats = writer.close()
-    assert (stats.stored, stats.rejected) == (4, 1)
+    assert (stats.stored, stats.set_aside) == (4, 1)
     assert "features.carrier" in stats.last_error
     stored = get_prediction_log("numpy-1").features
     assert stored == {
