@@ -36,6 +36,7 @@ import calendar
 import datetime as dt
 import heapq
 import itertools
+import operator
 import os
 import sqlite3
 import threading
@@ -127,6 +128,9 @@ def missing_mongomock_internals() -> list[str]:
         else:
             missing += [f"{owner}.{name}" for name in names if not hasattr(owners[owner], name)]
     return missing
+
+
+_DOLLAR = operator.methodcaller("startswith", "$")
 
 
 def _key(value: Any) -> Any:
@@ -680,13 +684,13 @@ class EmbeddedCollection(_MockCollection):
 
     @staticmethod
     def _check(document: dict) -> None:
-        if not all(isinstance(key, str) for key in document):
-            raise ValueError("Document keys must be strings")
-        if any(key.startswith("$") for key in document):
+        # As MongoDB: no "$" at the top level; BSON refuses keys that are not text.
+        if any(map(_DOLLAR, document)):
             raise bson.errors.InvalidDocument(
                 "Top-level field names cannot start with the '$' sign"
             )
-        document.setdefault("_id", bson.ObjectId())
+        if "_id" not in document:
+            document["_id"] = bson.ObjectId()
 
     def insert_many(self, documents, ordered=True, bypass_document_validation=False, session=None):
         """Insert documents with one SQLite statement (one transaction) for the whole list.

@@ -294,9 +294,7 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
     if not documents:
         return InsertResult()
     try:
-        result = PredictionLog._get_collection().insert_many(
-            [dict(d) for d in documents], ordered=False
-        )
+        result = PredictionLog._get_collection().insert_many(list(documents), ordered=False)
         return InsertResult(inserted=len(result.inserted_ids))
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])

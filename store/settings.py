@@ -63,7 +63,7 @@ def default_store_dir() -> Path:
         ``.store/`` in the current directory (an installed package must not write into
         ``site-packages``).
     """
-    if (_REPO_ROOT / "pyproject.toml").is_file():
+    if (_REPO_ROOT / "pyproject.toml").is_file() and (_REPO_ROOT / ".git").exists():
         return _REPO_ROOT / ".store"
     return Path.cwd() / ".store"
 
