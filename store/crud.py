@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mongoengine.errors import NotUniqueError
 from pydantic import BaseModel
+from pymongo import ASCENDING, ReturnDocument
 
 from store.connection import UNREACHABLE, error_reason
 from store.documents import (
@@ -27,16 +28,20 @@ from store.documents import (
     build,
     decode_key,
     encode_key,
+    out_model,
 )
 from store.journal import Journal, parse_timestamp, to_prediction_document, utcnow
 from store.settings import StoreSettings
-from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
+from tabular.config import ChecksConfig
+from tabular.errors import Conflict, InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 1000
+#: The TTL index that keeps prediction logs ``monitoring.log_retention_days`` days.
+RETENTION_INDEX = "timestamp_retention"
 
 
 class Page(BaseModel, Generic[T]):
@@ -56,14 +61,7 @@ class Page(BaseModel, Generic[T]):
 
 
 class ColumnOut(BaseModel):
-    """One column of a stored dataset.
-
-    Attributes:
-        name: Column name.
-        dtype: pandas dtype restored by backups.
-        kind: Python type of the values (``int``, ``float``, ``bool``, ``datetime``, ``string``).
-        role: Role in the dataset config.
-    """
+    """One column of a stored dataset: name, pandas dtype, Python kind and config role."""
 
     name: str
     dtype: str
@@ -72,17 +70,7 @@ class ColumnOut(BaseModel):
 
 
 class DatasetInfo(BaseModel):
-    """A stored dataset: its columns and size.
-
-    Attributes:
-        dataset: The dataset's name.
-        records: Records stored now.
-        columns: Columns in frame order.
-        date_column: The date column (``None`` when the dataset has none).
-        target_column: The 0/1 target column.
-        source: Where the last import came from.
-        imported_at: When the last import finished (UTC).
-    """
+    """A stored dataset: its columns and size (see :class:`~store.documents.DatasetSchema`)."""
 
     dataset: str
     records: int
@@ -93,70 +81,11 @@ class DatasetInfo(BaseModel):
     imported_at: dt.datetime | None = None
 
 
-class DatasetRecordOut(BaseModel):
-    """One stored row.
-
-    Attributes:
-        id: The record's id.
-        dataset: The dataset's name.
-        row_number: Position in the dataset (backups keep this order).
-        date: The date column's value (``None`` when the dataset has no date column).
-        target: The 0/1 target.
-        values: Every column of the row by name, date and target included, in frame order;
-            ``None`` for a missing value.
-    """
-
-    id: str
-    dataset: str
-    row_number: int
-    date: dt.datetime | None = None
-    target: int
-    values: dict[str, Any]
-
-
-class PredictionLogOut(BaseModel):
-    """One stored prediction log.
-
-    Attributes:
-        request_id: The request's id.
-        timestamp: When it was served (UTC).
-        model_name: The model that answered.
-        model_version: Its version.
-        features: The input features as received.
-        prediction: The predicted class.
-        probability: The predicted probability of class 1.
-        latency_ms: Serving time in milliseconds.
-        dataset: The model's dataset, when known.
-        run_id: The pipeline run that trained the model, when known.
-        journaled: ``True`` when MongoDB was unreachable and the log went to the journal
-            (it reaches MongoDB at the next replay).
-    """
-
-    request_id: str
-    timestamp: dt.datetime
-    model_name: str
-    model_version: str
-    features: dict[str, Any]
-    prediction: int
-    probability: float | None = None
-    latency_ms: float
-    dataset: str | None = None
-    run_id: str | None = None
-    journaled: bool = False
-
-
-class FeedbackOut(BaseModel):
-    """The true outcome of a request.
-
-    Attributes:
-        request_id: The request's id.
-        actual: The true class (0/1).
-        received_at: When it was recorded (UTC).
-    """
-
-    request_id: str
-    actual: int
-    received_at: dt.datetime
+# One model per stored concept, derived from its document (fields, types, descriptions).
+DatasetRecordOut = out_model(DatasetRecord, "DatasetRecordOut")
+PredictionLogOut = out_model(PredictionLog, "PredictionLogOut", journaled=(bool, False))
+FeedbackOut = out_model(Feedback, "FeedbackOut")
+DecisionOut = out_model(PromotionDecision, "DecisionOut")
 
 
 @contextmanager
@@ -367,6 +296,58 @@ def coerce_values(
     return typed
 
 
+def check_values(
+    schema: DatasetSchema, values: Mapping[str, Any], *, partial: bool
+) -> dict[str, Any]:
+    """Check a row's values by the rules the CSV was held to, and type them.
+
+    The same rules as the import: each column's kind (:func:`coerce_values`), the levels
+    of a categorical column, the data gate's ``checks.ranges`` and ``checks.date_range``
+    (kept with the schema at the import), a 0/1 target, and no missing value in a column
+    the dataset requires.
+
+    Args:
+        schema: The dataset's schema.
+        values: Column values by column name.
+        partial: ``True`` for an update (only the given columns).
+
+    Returns:
+        The typed values by column name.
+
+    Raises:
+        InvalidRecord: Naming the first offending column and the rule it breaks.
+    """
+    typed = coerce_values(schema, values, partial=partial)
+    checks = ChecksConfig.model_validate(schema.checks or {})
+    required = {*schema.required, schema.date_column, schema.target_column} - {None}
+    levels = {column.name: column.categories for column in schema.columns}
+    for name, value in typed.items():
+        field = f"values.{name}"
+        if value is None:
+            if name in required and (not partial or name in values):
+                raise InvalidRecord(
+                    f"{field}: required (dataset '{schema.dataset}' has no row without it)"
+                )
+            continue
+        low, high = checks.ranges.get(name, (None, None))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise InvalidRecord(
+                f"{field}: {value!r} is outside [{low}, {high}] (the dataset's checks.ranges)"
+            )
+        if levels[name] and value not in levels[name]:
+            shown = ", ".join(map(str, levels[name][:20]))
+            raise InvalidRecord(f"{field}: {value!r} is not one of the column's levels ({shown})")
+        if name == schema.target_column and value not in (0, 1):
+            raise InvalidRecord(f"{field}: the target must be 0 or 1, got {value!r}")
+        if name == schema.date_column and checks.date_range:
+            first, last = checks.date_range
+            if not first <= value.date() <= last:
+                raise InvalidRecord(
+                    f"{field}: {value} is outside {first} to {last} (the dataset's checks.date_range)"
+                )
+    return typed
+
+
 def _record_fields(schema: DatasetSchema, typed: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"values": {}}
     for name, value in typed.items():
@@ -420,7 +401,7 @@ def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
         StoreUnavailable: If MongoDB is unreachable.
     """
     schema = get_schema(dataset)
-    typed = coerce_values(schema, values, partial=False)
+    typed = check_values(schema, values, partial=False)
     # Validated before a row number is taken, so a refused record leaves no gap.
     document = build(
         DatasetRecord,
@@ -517,39 +498,44 @@ def find_records(
 
 
 def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut:
-    """Change some values of a record.
+    """Change some values of a record, in one ``$set`` (a concurrent change of other values stays).
 
     Args:
         record_id: The record's id.
         values: The new values by column name (others are kept); ``None`` makes a value
-            missing (not allowed for the date and target columns).
+            missing (not allowed for the columns the dataset requires).
 
     Returns:
         The updated record.
 
     Raises:
         RecordNotFound: If no record has this id.
-        InvalidRecord: If a column is unknown or a value has the wrong type (names it).
+        InvalidRecord: If a column is unknown or a value breaks the dataset's rules (names it).
         StoreUnavailable: If MongoDB is unreachable.
     """
+    collection = DatasetRecord._get_collection()
     with _reachable(f"read record '{record_id}'"):
-        document = DatasetRecord.objects(id=record_id).first()
-    if document is None:
+        found = collection.find_one({"_id": record_id}, {"dataset": 1})
+    if found is None:
         raise RecordNotFound(f"no dataset record has id '{record_id}'")
-    schema = get_schema(document.dataset)
-    fields = _record_fields(schema, coerce_values(schema, values, partial=True))
-    merged = {
-        "id": document.id,
-        "dataset": document.dataset,
-        "row_number": document.row_number,
-        "date": fields.get("date", document.date),
-        "target": fields.get("target", document.target),
-        "values": {**(document["values"] or {}), **fields["values"]},
-    }
-    updated = build(DatasetRecord, merged, "dataset record")
+    schema = get_schema(found["dataset"])
+    fields = _record_fields(schema, check_values(schema, values, partial=True))
+    changes = {f"values.{key}": value for key, value in fields.pop("values").items()}
+    changes.update(fields)
     with _reachable(f"update record '{record_id}'"):
-        updated.save(validate=False)  # validated by build; replaces the stored record
-    return _record_out(updated.to_mongo(), schema)
+        document = _set(collection, record_id, changes)
+    if document is None:
+        raise RecordNotFound(f"no dataset record has id '{record_id}' (deleted meanwhile)")
+    return _record_out(document, schema)
+
+
+def _set(collection, key: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Apply ``$set`` to one document and return it as it is now (``None``: no such document)."""
+    if not changes:
+        return collection.find_one({"_id": key})
+    return collection.find_one_and_update(
+        {"_id": key}, {"$set": dict(changes)}, return_document=ReturnDocument.AFTER
+    )
 
 
 def delete_record(record_id: str) -> None:
@@ -721,7 +707,7 @@ def count_prediction_logs(
 
 
 def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> PredictionLogOut:
-    """Change fields of a prediction log (e.g. fix a model version).
+    """Change fields of a prediction log (e.g. fix a model version), in one ``$set``.
 
     Args:
         request_id: The request's id.
@@ -737,12 +723,13 @@ def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> Predic
     """
     if "request_id" in changes and changes["request_id"] != request_id:
         raise InvalidRecord("request_id: cannot be changed (it identifies the log)")
-    current = get_prediction_log(request_id)
-    merged = current.model_dump(exclude={"journaled"})
-    merged.update({key: value for key, value in changes.items() if key != "request_id"})
-    document = to_prediction_document(merged)
+    current = get_prediction_log(request_id).model_dump(exclude={"journaled"})
+    merged = to_prediction_document({**current, **changes})  # the whole log stays valid
+    update = {key: merged.get(key) for key in changes if key != "request_id"}
     with _reachable(f"update prediction log '{request_id}'"):
-        _log_document(document).save(validate=False)  # replaces the stored log
+        document = _set(PredictionLog._get_collection(), request_id, update)
+    if document is None:
+        raise RecordNotFound(f"no prediction log has request_id '{request_id}' (deleted meanwhile)")
     return _log_out(document)
 
 
@@ -766,7 +753,10 @@ def delete_prediction_log(request_id: str) -> None:
 
 
 def record_feedback(request_id: str, actual: int, *, received_at: Any = None) -> FeedbackOut:
-    """Record the true outcome of a request (posting again replaces it).
+    """Record the true outcome of a request, atomically: the first outcome wins.
+
+    Posting the same outcome again returns the stored one; a different one is refused,
+    even when both arrive at once (one upsert that only sets the outcome on insert).
 
     Args:
         request_id: The request's id.
@@ -774,23 +764,33 @@ def record_feedback(request_id: str, actual: int, *, received_at: Any = None) ->
         received_at: When it was known (default: now, UTC).
 
     Returns:
-        The stored feedback.
+        The stored feedback (the first one posted).
 
     Raises:
         InvalidRecord: If a field is missing or of the wrong type (names it).
+        Conflict: If the request already has the other outcome.
         StoreUnavailable: If MongoDB is unreachable.
     """
     when = utcnow() if received_at is None else parse_timestamp(received_at, "received_at")
+    when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # MongoDB keeps ms
     document = build(
-        Feedback,
-        {"request_id": request_id, "actual": actual, "received_at": when},
-        "feedback",
+        Feedback, {"request_id": request_id, "actual": actual, "received_at": when}, "feedback"
     ).to_mongo()
     with _reachable(f"record feedback for '{request_id}'"):
-        Feedback.objects(request_id=request_id).update_one(
-            upsert=True, set__actual=document["actual"], set__received_at=when
+        before = Feedback.objects(request_id=request_id).modify(
+            upsert=True,
+            new=False,
+            set_on_insert__actual=document["actual"],
+            set_on_insert__received_at=when,
         )
-    return FeedbackOut(request_id=request_id, actual=document["actual"], received_at=when)
+    if before is None:
+        return FeedbackOut(request_id=request_id, actual=document["actual"], received_at=when)
+    if before.actual != document["actual"]:
+        raise Conflict(
+            f"request '{request_id}' already has outcome {before.actual}; "
+            f"{document['actual']} contradicts it"
+        )
+    return FeedbackOut(request_id=request_id, actual=before.actual, received_at=before.received_at)
 
 
 def get_feedback(request_id: str) -> FeedbackOut:
@@ -834,46 +834,6 @@ def delete_feedback(request_id: str) -> None:
 
 
 # -- champion/challenger decisions ----------------------------------------------------------
-
-
-class DecisionOut(BaseModel):
-    """A stored champion/challenger decision (see :class:`PromotionDecision`).
-
-    Attributes:
-        decision_id: The decision's id.
-        dataset: The dataset of both models.
-        decided_at: When it was taken (UTC).
-        promoted: Whether the challenger replaced the champion.
-        reason: The decision in one sentence.
-        metric: The metric compared.
-        margin: The margin the challenger had to beat.
-        champion: The champion's model tags (primary, secondary).
-        challenger: The challenger's model tags.
-        champion_score: The champion's score on the labelled window.
-        challenger_score: The challenger's score on the same rows.
-        window: The labelled window.
-        challenger_run: The retraining run's id.
-        drift_check: The drift check that triggered it.
-        bento: The Bento built for a promoted challenger.
-        service_reload: The service's answer to ``/reload``, if it was called.
-    """
-
-    decision_id: str
-    dataset: str
-    decided_at: dt.datetime
-    promoted: bool
-    reason: str
-    metric: str
-    margin: float
-    champion: list[str]
-    challenger: list[str]
-    champion_score: float | None = None
-    challenger_score: float | None = None
-    window: dict[str, Any]
-    challenger_run: str | None = None
-    drift_check: str | None = None
-    bento: str | None = None
-    service_reload: str | None = None
 
 
 def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
@@ -1022,20 +982,37 @@ def feedback_for(request_ids: list[str]) -> dict[str, dict[str, Any]]:
     Raises:
         StoreUnavailable: If MongoDB is unreachable.
     """
-    from store.connection import is_embedded
-
     found: dict[str, dict[str, Any]] = {}
+    collection = Feedback._get_collection()
     with _reachable("read feedback"):
-        if is_embedded():
-            # The embedded store answers every query by scanning the collection: one scan
-            # of all feedback beats one scan per chunk of ids (100 scans for 100,000 logs).
-            wanted = set(request_ids)
-            for document in Feedback.objects.as_pymongo():
-                if document["_id"] in wanted:
-                    found[document["_id"]] = document
-        else:
-            for start in range(0, len(request_ids), 1000):
-                chunk = request_ids[start : start + 1000]
-                for document in Feedback.objects(request_id__in=chunk).as_pymongo():
-                    found[document["_id"]] = document
+        for start in range(0, len(request_ids), 1000):  # by primary key, on both stores
+            for document in collection.find({"_id": {"$in": request_ids[start : start + 1000]}}):
+                found[document["_id"]] = document
     return found
+
+
+def apply_log_retention(days: float | None) -> None:
+    """Keep prediction logs ``days`` days after they were served, or for ever (``None``).
+
+    A TTL index on ``timestamp`` (``expireAfterSeconds``): MongoDB's TTL monitor deletes
+    expired logs about every minute; the embedded store deletes them on its next write
+    after at most a minute. Changing the days replaces the index.
+
+    Args:
+        days: ``monitoring.log_retention_days`` of the dataset config.
+
+    Raises:
+        StoreUnavailable: If MongoDB is unreachable.
+    """
+    collection = PredictionLog._get_collection()
+    seconds = None if days is None else int(days * 86400)
+    with _reachable("set the prediction-log retention"):
+        current = collection.index_information().get(RETENTION_INDEX)
+        if current is not None and current.get("expireAfterSeconds") == seconds:
+            return
+        if current is not None:
+            collection.drop_index(RETENTION_INDEX)
+        if seconds is not None:
+            collection.create_index(
+                [("timestamp", ASCENDING)], name=RETENTION_INDEX, expireAfterSeconds=seconds
+            )

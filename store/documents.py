@@ -11,8 +11,8 @@ whole server-selection timeout when MongoDB is down).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +29,7 @@ from mongoengine import (
     StringField,
     ValidationError,
 )
+from pydantic import BaseModel, Field, create_model
 
 from tabular.errors import InvalidRecord
 
@@ -143,6 +144,9 @@ class DatasetSchema(Document):
         rows: Rows in the last imported frame.
         next_row_number: Row number given to the next record created one at a time.
         imported_at: When the last import finished (UTC).
+        checks: The dataset config's ``checks`` at the import (what the data gate held the
+            rows to): records created or changed later are held to the same ranges.
+        required: Columns a row cannot miss (date, target, ``drop_rows_missing``).
     """
 
     dataset = StringField(primary_key=True, regex=DATASET_NAME, max_length=100)
@@ -154,6 +158,8 @@ class DatasetSchema(Document):
     rows = StrictIntField(min_value=0, default=0)
     next_row_number = StrictIntField(min_value=0, default=0)
     imported_at = DateTimeField()
+    checks = DictField(default=dict)
+    required = ListField(StringField(), default=list)
 
     meta = {"collection": "dataset_schemas", "auto_create_index": False}
 
@@ -359,85 +365,6 @@ def build(document_class: type[Document], data: Mapping[str, Any], what: str) ->
     return document
 
 
-#: Values a DictField stores as they are (its to_mongo returns them unchanged).
-_SCALARS = frozenset({str, int, float, bool, dt.datetime, type(None)})
-
-
-@functools.cache
-def _plain_fields(document_class: type[Document]) -> bool:
-    """Whether no field has ``choices`` or custom ``validation`` (checked by :func:`build` only)."""
-    return not any(
-        f.choices or getattr(f, "validation", None) for f in document_class._fields.values()
-    )
-
-
-def mongo_document(
-    document_class: type[Document], data: Mapping[str, Any], what: str
-) -> dict[str, Any]:
-    """Validate plain data by a document class's field rules and return what MongoDB stores.
-
-    The same checks, messages and result as ``build(...).to_mongo()``, about five times
-    faster: each field's own ``validate`` and ``to_mongo`` are called directly, without
-    making a ``Document`` (the prediction-log writer validates every log this way).
-    ``tests/test_store.py`` holds the two paths to the same answers. Classes whose fields
-    have ``choices`` or custom ``validation`` go through :func:`build`, which checks those.
-
-    Args:
-        document_class: A document class without embedded documents.
-        data: Field values by field name.
-        what: How to call the document in messages.
-
-    Returns:
-        The BSON-ready document (database field names, e.g. ``_id``).
-
-    Raises:
-        InvalidRecord: If a field is unknown, missing, or of the wrong type or range.
-    """
-    fields = document_class._fields
-    if not _plain_fields(document_class):
-        return build(document_class, data, what).to_mongo().to_dict()
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        allowed = ", ".join(name for name in fields if name != "id")
-        raise InvalidRecord(
-            f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
-        )
-    errors: dict[str, Any] = {}
-    document: dict[str, Any] = {}
-    for name in document_class._fields_ordered:
-        field = fields[name]
-        value = data.get(name)
-        if value is None and field.default is not None:  # as Document() fills defaults
-            value = field.default() if callable(field.default) else field.default
-        if value is None:
-            if field.required:
-                errors[name] = ValidationError("Field is required", field_name=name)
-            continue
-        try:
-            field.validate(value)
-        except ValidationError as error:
-            errors[name] = error.errors or error
-            continue
-        except (ValueError, AttributeError, AssertionError) as error:
-            errors[name] = error
-            continue
-        if (
-            type(field) is DictField
-            and field.field is None
-            and type(value) is dict
-            and all(type(item) in _SCALARS for item in value.values())
-        ):
-            # What DictField.to_mongo returns for plain values, without its per-value calls
-            # (more than half of the validation time of a prediction log).
-            document[field.db_field] = dict(value)
-        else:
-            document[field.db_field] = field.to_mongo(value)
-    if errors:
-        error = ValidationError(f"ValidationError ({document_class.__name__})", errors=errors)
-        raise InvalidRecord(f"{what} is invalid: {describe(error)}")
-    return document
-
-
 def check(document: Document, what: str) -> Document:
     """Validate a document built or changed in place.
 
@@ -456,3 +383,44 @@ def check(document: Document, what: str) -> Document:
     except ValidationError as exc:
         raise InvalidRecord(f"{what} is invalid: {describe(exc)}") from exc
     return document
+
+
+_PYTHON_TYPES: tuple[tuple[type, Any], ...] = (
+    (StringField, str),
+    (BooleanField, bool),
+    (IntField, int),
+    (FloatField, float),
+    (DateTimeField, dt.datetime),
+    (DictField, dict[str, Any]),
+    (ListField, list[str]),
+)
+
+
+def out_model(document_class: type[Document], name: str, **extra: Any) -> type[BaseModel]:
+    """Derive the pydantic model the API returns for a document class (one definition).
+
+    Field names, types, required fields and descriptions (from the class docstring's
+    ``Attributes:`` section) all come from the document.
+
+    Args:
+        document_class: A document class.
+        name: The model's name (shown in OpenAPI).
+        **extra: Additional ``(type, default)`` fields.
+
+    Returns:
+        The model class.
+    """
+    doc = document_class.__doc__ or ""
+    described = dict(re.findall(r"^ {8}(\w+): (.+(?:\n {12}.+)*)", doc, re.MULTILINE))
+    fields: dict[str, Any] = {}
+    for field_name in document_class._fields_ordered:
+        field = document_class._fields[field_name]
+        kind = next(t for base, t in _PYTHON_TYPES if isinstance(field, base))
+        description = " ".join(described.get(field_name, "").split()) or None
+        if field.required or field.primary_key:
+            fields[field_name] = (kind, Field(description=description))
+        else:
+            default = field.default() if callable(field.default) else field.default
+            fields[field_name] = (kind | None, Field(default, description=description))
+    fields.update(extra)
+    return create_model(name, __doc__=doc.strip().splitlines()[0], **fields)

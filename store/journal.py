@@ -45,7 +45,7 @@ from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from store.connection import UNREACHABLE, ensure_indexes, error_reason
-from store.documents import PredictionLog, mongo_document
+from store.documents import PredictionLog, build
 from store.settings import StoreSettings
 from tabular.errors import InvalidRecord, StoreError, StoreUnavailable
 
@@ -132,7 +132,7 @@ def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
     data["timestamp"] = utcnow() if timestamp is None else parse_timestamp(timestamp, "timestamp")
     if isinstance(data.get("features"), Mapping):
         data["features"] = {key: plain_value(value) for key, value in data["features"].items()}
-    document = mongo_document(PredictionLog, data, "prediction log")
+    document = build(PredictionLog, data, "prediction log").to_mongo().to_dict()
     try:
         # mongoengine's DictField accepts any value; BSON does not. Checked here, one log at a
         # time, so that one bad value cannot fail the insert of a whole batch.

@@ -91,6 +91,7 @@ def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> Sto
         The proof.
     """
     from store.connection import connect, disconnect
+    from store.crud import apply_log_retention
     from store.transfer import import_dataset
 
     command = f"mlops db query --dataset {config.name} --limit {limit}"
@@ -99,6 +100,7 @@ def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> Sto
         info = connect()
         try:
             report = import_dataset(config, frame=data)
+            apply_log_retention(config.monitoring.log_retention_days)
             output = query_output(info, config.name, limit=limit)
         finally:
             # The embedded store keeps the collection in memory: let it go with the connection.

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import operator
 import os
@@ -270,8 +269,9 @@ def frame_documents(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Turn a cleaned frame into dataset-record documents (checked, ready to insert).
 
-    Each record's id is ``<dataset>:<hash>`` where the hash covers the row's values and
-    its occurrence number among identical rows: the same data always gives the same ids.
+    Each record's id is ``<dataset>:<hash>`` where the hash is pandas' own hash of the
+    row's values (``hash_pandas_object``), numbered among identical rows: the same data
+    always gives the same ids.
 
     Args:
         frame: The cleaned frame.
@@ -303,20 +303,23 @@ def frame_documents(
             f"target: column '{target_column}' must be 0 or 1, not in {len(bad_targets)} "
             f"row(s), e.g. rows {bad_targets[:5]}"
         )
-    names = list(values)
-    keys = [encode_key(name) for name in names]
-    seen: dict[str, int] = {}
+    keys = [encode_key(name) for name in values]
+    # The same values give the same id; identical rows are told apart by their occurrence.
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    occurrences = hashes.groupby(hashes, sort=False).cumcount().tolist()
     documents = []
-    for row_number, row in enumerate(zip(dates, targets, *values.values(), strict=True)):
-        digest = hashlib.blake2b(repr(row).encode(), digest_size=12).hexdigest()
-        occurrence = seen.get(digest, 0)
-        seen[digest] = occurrence + 1
-        record_id = f"{dataset}:{digest}" if occurrence == 0 else f"{dataset}:{digest}-{occurrence}"
-        document = {"_id": record_id, "dataset": dataset, "row_number": row_number}
+    rows = zip(hashes.tolist(), occurrences, dates, targets, *values.values(), strict=True)
+    for row_number, (digest, occurrence, date, target, *row) in enumerate(rows):
+        suffix = f"-{occurrence}" if occurrence else ""
+        document = {
+            "_id": f"{dataset}:{digest:016x}{suffix}",
+            "dataset": dataset,
+            "row_number": row_number,
+        }
         if date_column is not None:  # like mongoengine, a dataset without dates has no field
-            document["date"] = row[0]
-        document["target"] = int(row[1])
-        document["values"] = dict(zip(keys, row[2:], strict=True))
+            document["date"] = date
+        document["target"] = int(target)
+        document["values"] = dict(zip(keys, row, strict=True))
         documents.append(document)
     return documents
 
@@ -434,6 +437,12 @@ def import_dataset(
                 "rows": len(frame),
                 "next_row_number": max(
                     len(frame), 0 if existing is None or replace else existing.next_row_number
+                ),
+                # The rules the data gate held these rows to, for the records added later.
+                "checks": config.checks.model_dump(mode="json"),
+                "required": sorted(
+                    {config.target.name, *config.drop_rows_missing}
+                    | ({config.date_column} if config.date_column else set())
                 ),
             },
             "dataset schema",
