@@ -32,7 +32,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import bentoml
-from pydantic import BaseModel, Field, SkipValidation
+from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
 from bentos.registry import ServedModel, served_model, served_model_from_tag
@@ -551,7 +551,7 @@ class PredictionService:
         rows: Annotated[
             # Checked below as a whole, column by column, by the same contract (the schema
             # still shows the rows' fields): per-row models cost more than the prediction.
-            list[SkipValidation[Features]],  # type: ignore[valid-type]
+            list[Annotated[Any, WithJsonSchema(Features.model_json_schema())]],
             Field(min_length=1, max_length=MAX_BATCH_ROWS, description="1 to 1000 rows."),
         ],
         ctx: bentoml.Context,

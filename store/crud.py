@@ -303,8 +303,7 @@ def check_values(
 
     The same rules as the import: each column's kind (:func:`coerce_values`), the levels
     of a categorical column, the data gate's ``checks.ranges`` and ``checks.date_range``
-    (kept with the schema at the import), a 0/1 target, and no missing value in a column
-    the dataset requires.
+    (kept with the schema at the import), a 0/1 target, a date and a target in every row.
 
     Args:
         schema: The dataset's schema.
@@ -319,15 +318,13 @@ def check_values(
     """
     typed = coerce_values(schema, values, partial=partial)
     checks = ChecksConfig.model_validate(schema.checks or {})
-    required = {*schema.required, schema.date_column, schema.target_column} - {None}
+    required = {schema.date_column, schema.target_column} - {None}
     levels = {column.name: column.categories for column in schema.columns}
     for name, value in typed.items():
         field = f"values.{name}"
         if value is None:
             if name in required and (not partial or name in values):
-                raise InvalidRecord(
-                    f"{field}: required (dataset '{schema.dataset}' has no row without it)"
-                )
+                raise InvalidRecord(f"{field}: required (the dataset's date or target column)")
             continue
         low, high = checks.ranges.get(name, (None, None))
         if (low is not None and value < low) or (high is not None and value > high):

@@ -146,7 +146,6 @@ class DatasetSchema(Document):
         imported_at: When the last import finished (UTC).
         checks: The dataset config's ``checks`` at the import (what the data gate held the
             rows to): records created or changed later are held to the same ranges.
-        required: Columns a row cannot miss (date, target, ``drop_rows_missing``).
     """
 
     dataset = StringField(primary_key=True, regex=DATASET_NAME, max_length=100)
@@ -159,7 +158,6 @@ class DatasetSchema(Document):
     next_row_number = StrictIntField(min_value=0, default=0)
     imported_at = DateTimeField()
     checks = DictField(default=dict)
-    required = ListField(StringField(), default=list)
 
     meta = {"collection": "dataset_schemas", "auto_create_index": False}
 

@@ -440,10 +440,6 @@ def import_dataset(
                 ),
                 # The rules the data gate held these rows to, for the records added later.
                 "checks": config.checks.model_dump(mode="json"),
-                "required": sorted(
-                    {config.target.name, *config.drop_rows_missing}
-                    | ({config.date_column} if config.date_column else set())
-                ),
             },
             "dataset schema",
         )
