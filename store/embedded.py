@@ -661,6 +661,12 @@ class EmbeddedCollection(_MockCollection):
         for document in itertools.islice(documents, keep):
             yield self._copy_only_fields(document, fields, as_class)
 
+    def _copy_only_fields(self, doc, fields, container):
+        # Each query decodes its own documents: nothing else holds them, no copy is needed.
+        if not fields and container is dict:
+            return doc
+        return super()._copy_only_fields(doc, fields, container)
+
     def _insert(self, data, session=None, ordered=True):
         if not isinstance(data, Mapping) or session:  # a list comes back one document at a time
             return super()._insert(data, session, ordered=ordered)
