@@ -359,8 +359,10 @@ class SqliteCollectionStore:
 
     def rows(self, documents: Iterable[Mapping[str, Any]]) -> list[tuple[Any, bytes, Any]]:
         """Encode documents (with their ``_id``) into rows to insert."""
-        ttl = self._ttl(self.indexes)
-        return [(_key(d["_id"]), bson.encode(d), self._expiry(d, ttl)) for d in documents]
+        ttl, encode = self._ttl(self.indexes), bson.encode
+        if ttl is None:  # the common case, without a function call a document
+            return [(_key(d["_id"]), encode(d), None) for d in documents]
+        return [(_key(d["_id"]), encode(d), self._expiry(d, ttl)) for d in documents]
 
     def insert_rows(self, rows: list[tuple[Any, bytes, Any]], ordered: bool) -> list[int]:
         """Insert encoded rows; return the positions of those whose ``_id`` is taken."""
