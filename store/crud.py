@@ -1,9 +1,15 @@
-"""Create, read, update and delete dataset records, prediction logs and feedback.
+"""Create, read, update and delete dataset records, prediction logs, feedback and decisions.
 
-Plain functions over the connected store (:func:`store.connect` first). Inputs
-are plain values (what an HTTP API receives); they pass the documents' validation and the
-dataset's column types, and errors name the field. Results are pydantic models the API can
-return as they are.
+Plain functions over the connected store (:func:`store.connect` first). Inputs are plain
+values (what an HTTP API receives); a record is held to the rules its dataset's CSV was
+held to (:func:`check_values`), a log, feedback or decision to its document's rules, and
+errors name the field. Results are the models derived from the documents
+(:func:`store.documents.out_model`), which the API returns as they are. Writes are atomic:
+feedback is one upsert that keeps the first outcome, updates are one ``$set``.
+
+Errors: :class:`~tabular.errors.InvalidRecord` (a field breaks a rule, named),
+:class:`~tabular.errors.RecordNotFound`, :class:`~tabular.errors.Conflict` (contradicts
+what is stored), :class:`~tabular.errors.StoreUnavailable` (the store cannot be reached).
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from mongoengine.errors import NotUniqueError
 from pydantic import BaseModel
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from store.connection import UNREACHABLE, error_reason
 from store.documents import (
+    DOCUMENTS,
     DatasetRecord,
     DatasetSchema,
     Feedback,
@@ -45,14 +52,7 @@ RETENTION_INDEX = "timestamp_retention"
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of results.
-
-    Attributes:
-        items: The documents of this page.
-        total: Documents matching the filter, all pages together.
-        page: This page's number, from 1.
-        page_size: Documents per page.
-    """
+    """One page of results: its items, the total matching, the page number and size."""
 
     items: list[T]
     total: int
@@ -116,33 +116,36 @@ def _time_filter(since: Any, until: Any, field: str) -> dict[str, Any]:
     return {field: bounds} if bounds else {}
 
 
+def _set(collection, key: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Apply ``$set`` to one document and return it as it is now (``None``: no such document)."""
+    if not changes:
+        return collection.find_one({"_id": key})
+    return collection.find_one_and_update(
+        {"_id": key}, {"$set": dict(changes)}, return_document=ReturnDocument.AFTER
+    )
+
+
+def _delete(document_class, key: str, what: str) -> None:
+    with _reachable(f"delete {what}"):
+        deleted = document_class._get_collection().delete_one({"_id": key}).deleted_count
+    if not deleted:
+        raise RecordNotFound(f"no {what}")
+
+
 def collection_counts() -> dict[str, int]:
-    """Count the documents of each collection of the store.
-
-    Returns:
-        Documents per collection name.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    from store.documents import DOCUMENTS
-
+    """Count the documents of each collection (raises StoreUnavailable)."""
     with _reachable("count documents"):
-        # An unfiltered count() reads the collection's metadata (estimated_document_count).
-        return {document._get_collection_name(): document.objects.count() for document in DOCUMENTS}
+        return {
+            d._get_collection_name(): d._get_collection().estimated_document_count()
+            for d in DOCUMENTS
+        }
 
 
-# -- dataset schemas -----------------------------------------------------------------------
+# -- datasets ------------------------------------------------------------------------------
 
 
 def get_schema(dataset: str) -> DatasetSchema:
     """Return the stored schema of a dataset.
-
-    Args:
-        dataset: The dataset's name.
-
-    Returns:
-        Its :class:`~store.documents.DatasetSchema`.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
@@ -159,181 +162,104 @@ def get_schema(dataset: str) -> DatasetSchema:
 
 
 def dataset_info(dataset: str) -> DatasetInfo:
-    """Describe a stored dataset.
-
-    Args:
-        dataset: The dataset's name.
-
-    Returns:
-        Its columns and record count.
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Describe a stored dataset: its columns and record count (raises like get_schema)."""
     schema = get_schema(dataset)
     with _reachable(f"count records of '{dataset}'"):
         records = DatasetRecord.objects(dataset=dataset).count()
-    return DatasetInfo(
-        dataset=schema.dataset,
-        records=records,
-        columns=[
-            ColumnOut(name=c.name, dtype=c.dtype, kind=c.kind, role=c.role) for c in schema.columns
-        ],
-        date_column=schema.date_column,
-        target_column=schema.target_column,
-        source=schema.source,
-        imported_at=schema.imported_at,
-    )
+    columns = [
+        ColumnOut(name=c.name, dtype=c.dtype, kind=c.kind, role=c.role) for c in schema.columns
+    ]
+    return DatasetInfo(dataset=schema.dataset, records=records, columns=columns,
+                       date_column=schema.date_column, target_column=schema.target_column,
+                       source=schema.source, imported_at=schema.imported_at)  # fmt: skip
 
 
 def list_datasets() -> list[DatasetInfo]:
-    """Describe every stored dataset.
-
-    Returns:
-        One :class:`DatasetInfo` per dataset, by name.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Describe every stored dataset, by name (raises StoreUnavailable)."""
     with _reachable("list datasets"):
         names = sorted(DatasetSchema.objects.scalar("dataset"))
     return [dataset_info(name) for name in names]
 
 
 def delete_dataset(dataset: str) -> int:
-    """Delete a dataset's records and schema.
-
-    Args:
-        dataset: The dataset's name.
-
-    Returns:
-        Records deleted.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Delete a dataset's records and schema; return the records deleted."""
     with _reachable(f"delete dataset '{dataset}'"):
         deleted = DatasetRecord.objects(dataset=dataset).delete()
         DatasetSchema.objects(dataset=dataset).delete()
     return deleted
 
 
-# -- values typed by the dataset's schema ----------------------------------------------------
+# -- the rules a record is held to -----------------------------------------------------------
 
 
-def coerce_value(kind: str, value: Any, field: str) -> Any:
-    """Check and convert one value to its column's kind.
-
-    Args:
-        kind: The column's kind (``int``, ``float``, ``bool``, ``datetime``, ``string``).
-        value: The value as received (JSON types, or Python ones).
-        field: The field's name, for the message.
-
-    Returns:
-        The value with the column's Python type; ``None`` stays ``None`` (missing).
-
-    Raises:
-        InvalidRecord: If the value does not fit the kind; the message names the field.
-    """
+def _typed(kind: str, value: Any, field: str) -> Any:
+    """One value converted to its column's kind (``None`` stays missing), or the error."""
     if value is None:
         return None
-    if kind == "int":
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise InvalidRecord(f"{field}: expected a whole number, got {value!r}")
-    if kind == "float":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return None if value != value else float(value)  # NaN means missing
-        raise InvalidRecord(f"{field}: expected a number, got {value!r}")
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise InvalidRecord(f"{field}: expected true or false, got {value!r}")
     if kind == "datetime":
         return parse_timestamp(value, field)
-    if isinstance(value, str):
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "int" and (isinstance(value, int) if number else False):
         return value
-    raise InvalidRecord(f"{field}: expected text, got {value!r}")
-
-
-def coerce_values(
-    schema: DatasetSchema, values: Mapping[str, Any], *, partial: bool
-) -> dict[str, Any]:
-    """Check a row's values against the dataset's columns.
-
-    Args:
-        schema: The dataset's schema.
-        values: Column values by column name.
-        partial: ``True`` for an update (only the given columns); ``False`` for a new
-            record (the date and target columns are required, the others default to
-            missing).
-
-    Returns:
-        The typed values by column name.
-
-    Raises:
-        InvalidRecord: If a column is unknown, a required one is missing, or a value has the
-            wrong type; the message names the column.
-    """
-    if not isinstance(values, Mapping):
-        raise InvalidRecord(f"values: expected an object of column values, got {values!r}")
-    kinds = {column.name: column.kind for column in schema.columns}
-    unknown = [name for name in values if name not in kinds]
-    if unknown:
-        raise InvalidRecord(
-            f"values.{unknown[0]}: not a column of dataset '{schema.dataset}' "
-            f"(columns: {', '.join(kinds)})"
-        )
-    typed = {name: coerce_value(kinds[name], values[name], f"values.{name}") for name in values}
-    if not partial:
-        for name, role in ((schema.date_column, "date"), (schema.target_column, "target")):
-            if name is not None and typed.get(name) is None:
-                raise InvalidRecord(f"values.{name}: required (the dataset's {role} column)")
-        typed = {name: typed.get(name) for name in kinds}
-    return typed
+    if kind == "int" and number and float(value).is_integer():
+        return int(value)
+    if kind == "float" and number:
+        return None if value != value else float(value)  # NaN means missing
+    if (kind == "bool" and isinstance(value, bool)) or (
+        kind == "string" and isinstance(value, str)
+    ):
+        return value
+    expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+    raise InvalidRecord(f"{field}: expected {expected.get(kind, 'text')}, got {value!r}")
 
 
 def check_values(
     schema: DatasetSchema, values: Mapping[str, Any], *, partial: bool
 ) -> dict[str, Any]:
-    """Check a row's values by the rules the CSV was held to, and type them.
+    """Check a row's values by the rules its dataset's CSV was held to, and type them.
 
-    The same rules as the import: each column's kind (:func:`coerce_values`), the levels
-    of a categorical column, the data gate's ``checks.ranges`` and ``checks.date_range``
-    (kept with the schema at the import), a 0/1 target, a date and a target in every row.
+    Each column's kind; the levels of a categorical column; the data gate's
+    ``checks.ranges`` and ``checks.date_range`` (kept with the schema at the import); a
+    0/1 target; a date and a target in every row.
 
     Args:
         schema: The dataset's schema.
         values: Column values by column name.
-        partial: ``True`` for an update (only the given columns).
+        partial: ``True`` for an update (only the given columns); ``False`` for a new
+            record (the others are stored as missing).
 
     Returns:
         The typed values by column name.
 
     Raises:
-        InvalidRecord: Naming the first offending column and the rule it breaks.
+        InvalidRecord: Naming the first offending column (``values.<column>``) and the rule.
     """
-    typed = coerce_values(schema, values, partial=partial)
+    if not isinstance(values, Mapping):
+        raise InvalidRecord(f"values: expected an object of column values, got {values!r}")
+    specs = {column.name: column for column in schema.columns}
+    for name in values:
+        if name not in specs:
+            raise InvalidRecord(f"values.{name}: not a column of dataset '{schema.dataset}' "
+                                f"(columns: {', '.join(specs)})")  # fmt: skip
     checks = ChecksConfig.model_validate(schema.checks or {})
-    required = {schema.date_column, schema.target_column} - {None}
-    levels = {column.name: column.categories for column in schema.columns}
+    required = {schema.date_column: "date", schema.target_column: "target"}
+    names = values if partial else specs
+    typed = {n: _typed(specs[n].kind, values.get(n), f"values.{n}") for n in names}
     for name, value in typed.items():
         field = f"values.{name}"
-        if value is None:
-            if name in required and (not partial or name in values):
-                raise InvalidRecord(f"{field}: required (the dataset's date or target column)")
-            continue
+        if value is None and name in required:
+            raise InvalidRecord(f"{field}: required (the dataset's {required[name]} column)")
         low, high = checks.ranges.get(name, (None, None))
-        if (low is not None and value < low) or (high is not None and value > high):
+        if value is not None and (
+            (low is not None and value < low) or (high is not None and value > high)
+        ):
             raise InvalidRecord(
                 f"{field}: {value!r} is outside [{low}, {high}] (the dataset's checks.ranges)"
             )
-        if levels[name] and value not in levels[name]:
-            shown = ", ".join(map(str, levels[name][:20]))
-            raise InvalidRecord(f"{field}: {value!r} is not one of the column's levels ({shown})")
+        levels = specs[name].categories
+        if value is not None and levels and value not in levels:
+            raise InvalidRecord(f"{field}: {value!r} is not one of the column's levels "
+                                f"({', '.join(map(str, levels[:20]))})")  # fmt: skip
         if name == schema.target_column and value not in (0, 1):
             raise InvalidRecord(f"{field}: the target must be 0 or 1, got {value!r}")
         if name == schema.date_column and checks.date_range:
@@ -358,24 +284,14 @@ def _record_fields(schema: DatasetSchema, typed: Mapping[str, Any]) -> dict[str,
 
 
 def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRecordOut:
-    stored = document.get("values") or {}
-    values = {decode_key(key): value for key, value in stored.items()}
-    row = {}
-    for column in schema.columns:
-        if column.name == schema.date_column:
-            row[column.name] = document.get("date")
-        elif column.name == schema.target_column:
-            row[column.name] = document["target"]
-        else:
-            row[column.name] = values.get(column.name)
-    return DatasetRecordOut(
-        id=document["_id"],
-        dataset=document["dataset"],
-        row_number=document["row_number"],
-        date=document.get("date"),
-        target=document["target"],
-        values=row,
+    stored = {decode_key(key): value for key, value in (document.get("values") or {}).items()}
+    stored.update(
+        {schema.date_column: document.get("date"), schema.target_column: document["target"]}
     )
+    row = {column.name: stored.get(column.name) for column in schema.columns}
+    return DatasetRecordOut(id=document["_id"], dataset=document["dataset"],
+                            row_number=document["row_number"], date=document.get("date"),
+                            target=document["target"], values=row)  # fmt: skip
 
 
 # -- dataset records -------------------------------------------------------------------------
@@ -385,31 +301,22 @@ def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
     """Add one row to a stored dataset.
 
     Args:
-        dataset: The dataset's name (imported before, so its columns are known).
-        values: The row's values by column name; the date and target columns are required,
-            a column left out is stored as missing.
+        dataset: The dataset's name (imported before, so its columns and rules are known).
+        values: The row's values by column name; a column left out is stored as missing.
 
     Returns:
         The stored record (with its new id and row number).
 
     Raises:
         RecordNotFound: If the dataset was never imported.
-        InvalidRecord: If a value is missing, unknown or of the wrong type (names it).
+        InvalidRecord: If a value breaks the dataset's rules (names it).
         StoreUnavailable: If MongoDB is unreachable.
     """
     schema = get_schema(dataset)
-    typed = check_values(schema, values, partial=False)
+    fields = _record_fields(schema, check_values(schema, values, partial=False))
     # Validated before a row number is taken, so a refused record leaves no gap.
-    document = build(
-        DatasetRecord,
-        {
-            "id": f"{dataset}:{uuid.uuid4().hex[:24]}",
-            "dataset": dataset,
-            "row_number": 0,
-            **_record_fields(schema, typed),
-        },
-        "dataset record",
-    )
+    document = build(DatasetRecord, {"id": f"{dataset}:{uuid.uuid4().hex[:24]}",
+                                     "dataset": dataset, "row_number": 0, **fields}, "dataset record")  # fmt: skip
     with _reachable(f"add a record to '{dataset}'"):
         # modify() returns the schema as it was before the increment: this record's number.
         counter = DatasetSchema.objects(dataset=dataset).modify(inc__next_row_number=1)
@@ -421,20 +328,9 @@ def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
 
 
 def get_record(record_id: str) -> DatasetRecordOut:
-    """Read one record by id.
-
-    Args:
-        record_id: The record's id.
-
-    Returns:
-        The record.
-
-    Raises:
-        RecordNotFound: If no record has this id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Read one record by id (raises RecordNotFound, StoreUnavailable)."""
     with _reachable(f"read record '{record_id}'"):
-        document = DatasetRecord.objects(id=record_id).as_pymongo().first()
+        document = DatasetRecord._get_collection().find_one({"_id": record_id})
     if document is None:
         raise RecordNotFound(f"no dataset record has id '{record_id}'")
     return _record_out(document, get_schema(document["dataset"]))
@@ -470,37 +366,36 @@ def find_records(
     """
     skip, limit = _paging(page, page_size)
     schema = get_schema(dataset)
+    if where is not None and not isinstance(where, Mapping):
+        raise InvalidRecord(f"where: expected an object of column values, got {where!r}")
+    specs = {column.name: column for column in schema.columns}
     query: dict[str, Any] = {"dataset": dataset}
-    for name, value in coerce_values(schema, where or {}, partial=True).items():
-        if name == schema.date_column:
-            query["date"] = value
-        elif name == schema.target_column:
-            query["target"] = value
-        else:
-            query[f"values.{encode_key(name)}"] = value
+    for name, value in (where or {}).items():
+        if name not in specs:
+            raise InvalidRecord(
+                f"values.{name}: not a column of dataset '{dataset}' (columns: {', '.join(specs)})"
+            )
+        fields = _record_fields(schema, {name: _typed(specs[name].kind, value, f"values.{name}")})
+        query.update({f"values.{k}": v for k, v in fields.pop("values").items()} | fields)
     bounds = _time_filter(date_from, date_to, "date")
     if bounds and schema.date_column is None:
         raise InvalidRecord(f"date_from, date_to: dataset '{dataset}' has no date column")
-    if bounds and "date" in query:
-        query = {"$and": [query, bounds]}
-    else:
-        query.update(bounds)
-    records = DatasetRecord.objects(__raw__=query)
+    query = {"$and": [query, bounds]} if bounds and "date" in query else {**query, **bounds}
+    records = DatasetRecord._get_collection()
     with _reachable(f"list records of '{dataset}'"):
-        total = records.count()
-        ordered = records.order_by("row_number", "id").skip(skip).limit(limit)
-        documents = list(ordered.as_pymongo())
-    items = [_record_out(document, schema) for document in documents]
+        total = records.count_documents(query)
+        found = records.find(query).sort([("row_number", 1), ("_id", 1)]).skip(skip).limit(limit)
+        items = [_record_out(document, schema) for document in found]
     return Page[DatasetRecordOut](items=items, total=total, page=page, page_size=page_size)
 
 
 def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut:
-    """Change some values of a record, in one ``$set`` (a concurrent change of other values stays).
+    """Change some values of a record, in one ``$set`` (a concurrent change of others stays).
 
     Args:
         record_id: The record's id.
-        values: The new values by column name (others are kept); ``None`` makes a value
-            missing (not allowed for the columns the dataset requires).
+        values: The new values by column name; ``None`` makes a value missing (not allowed
+            for the date and target columns).
 
     Returns:
         The updated record.
@@ -517,8 +412,7 @@ def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut
         raise RecordNotFound(f"no dataset record has id '{record_id}'")
     schema = get_schema(found["dataset"])
     fields = _record_fields(schema, check_values(schema, values, partial=True))
-    changes = {f"values.{key}": value for key, value in fields.pop("values").items()}
-    changes.update(fields)
+    changes = {f"values.{key}": value for key, value in fields.pop("values").items()} | fields
     with _reachable(f"update record '{record_id}'"):
         document = _set(collection, record_id, changes)
     if document is None:
@@ -526,38 +420,12 @@ def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut
     return _record_out(document, schema)
 
 
-def _set(collection, key: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Apply ``$set`` to one document and return it as it is now (``None``: no such document)."""
-    if not changes:
-        return collection.find_one({"_id": key})
-    return collection.find_one_and_update(
-        {"_id": key}, {"$set": dict(changes)}, return_document=ReturnDocument.AFTER
-    )
-
-
 def delete_record(record_id: str) -> None:
-    """Delete one record.
-
-    Args:
-        record_id: The record's id.
-
-    Raises:
-        RecordNotFound: If no record has this id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    with _reachable(f"delete record '{record_id}'"):
-        deleted = DatasetRecord.objects(id=record_id).delete()
-    if not deleted:
-        raise RecordNotFound(f"no dataset record has id '{record_id}'")
+    """Delete one record (raises RecordNotFound, StoreUnavailable)."""
+    _delete(DatasetRecord, record_id, f"dataset record has id '{record_id}'")
 
 
 # -- prediction logs -------------------------------------------------------------------------
-
-
-def _log_document(document: Mapping[str, Any]) -> PredictionLog:
-    """Turn a validated prediction-log document (``_id`` = request id) back into a Document."""
-    fields = {key: value for key, value in document.items() if key != "_id"}
-    return PredictionLog(request_id=document["_id"], **fields)
 
 
 def _log_out(document: Mapping[str, Any], journaled: bool = False) -> PredictionLogOut:
@@ -571,15 +439,12 @@ def create_prediction_log(
     journal_on_outage: bool = True,
     settings: StoreSettings | None = None,
 ) -> PredictionLogOut:
-    """Store one prediction log now (synchronously).
-
-    The API's request path should use :class:`~store.journal.PredictionLogWriter`
-    instead, which never waits for the database; this function is for explicit creations.
+    """Store one prediction log now (the API's predictions go through the writer instead).
 
     Args:
         record: The log's fields by name (see :class:`~store.documents.PredictionLog`).
-        journal_on_outage: When MongoDB is unreachable, append the log to the journal and
-            return it with ``journaled=True`` instead of failing.
+        journal_on_outage: When the store cannot be written, append the log to the journal
+            and return it with ``journaled=True`` instead of failing.
         settings: Settings naming the journal (default: from the environment).
 
     Returns:
@@ -588,40 +453,28 @@ def create_prediction_log(
     Raises:
         InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
         StoreError: If a log with this request id already exists.
-        StoreUnavailable: If MongoDB is unreachable and ``journal_on_outage`` is false.
+        StoreUnavailable: If the store cannot be written and ``journal_on_outage`` is false.
     """
     document = to_prediction_document(record)
     try:
-        _log_document(document).save(force_insert=True, validate=False)
-    except NotUniqueError:
+        with _reachable(f"store prediction log '{document['_id']}'"):
+            PredictionLog._get_collection().insert_one(dict(document))
+    except DuplicateKeyError:
         raise StoreError(
             f"a prediction log with request_id '{document['_id']}' already exists"
         ) from None
-    except UNREACHABLE as exc:
+    except StoreUnavailable:
         if not journal_on_outage:
-            raise StoreUnavailable(
-                f"cannot store prediction log '{document['_id']}': MongoDB is unreachable"
-            ) from exc
+            raise
         Journal((settings or StoreSettings.from_env()).journal_path).append([document])
         return _log_out(document, journaled=True)
     return _log_out(document)
 
 
 def get_prediction_log(request_id: str) -> PredictionLogOut:
-    """Read one prediction log.
-
-    Args:
-        request_id: The request's id.
-
-    Returns:
-        The log.
-
-    Raises:
-        RecordNotFound: If no log has this request id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Read one prediction log (raises RecordNotFound, StoreUnavailable)."""
     with _reachable(f"read prediction log '{request_id}'"):
-        document = PredictionLog.objects(request_id=request_id).as_pymongo().first()
+        document = PredictionLog._get_collection().find_one({"_id": request_id})
     if document is None:
         raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
     return _log_out(document)
@@ -634,12 +487,11 @@ def _log_query(model_name, model_version, dataset, since, until) -> dict[str, An
         ("model_version", model_version),
         ("dataset", dataset),
     ):
+        if value is not None and not isinstance(value, str):
+            raise InvalidRecord(f"{field}: expected text, got {value!r}")
         if value is not None:
-            if not isinstance(value, str):
-                raise InvalidRecord(f"{field}: expected text, got {value!r}")
             query[field] = value
-    query.update(_time_filter(since, until, "timestamp"))
-    return query
+    return {**query, **_time_filter(since, until, "timestamp")}
 
 
 def find_prediction_logs(
@@ -672,35 +524,22 @@ def find_prediction_logs(
     """
     skip, limit = _paging(page, page_size)
     query = _log_query(model_name, model_version, dataset, since, until)
-    logs = PredictionLog.objects(__raw__=query)
+    logs = PredictionLog._get_collection()
     with _reachable("list prediction logs"):
-        total = logs.count()
-        newest_first = logs.order_by("-timestamp", "request_id").skip(skip).limit(limit)
-        documents = list(newest_first.as_pymongo())
-    items = [_log_out(document) for document in documents]
+        total = logs.count_documents(query)
+        found = logs.find(query).sort([("timestamp", -1), ("_id", 1)]).skip(skip).limit(limit)
+        items = [_log_out(document) for document in found]
     return Page[PredictionLogOut](items=items, total=total, page=page, page_size=page_size)
 
 
 def count_prediction_logs(
-    *,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    dataset: str | None = None,
-    since: Any = None,
-    until: Any = None,
-) -> int:
-    """Count prediction logs matching a filter (same filters as :func:`find_prediction_logs`).
-
-    Returns:
-        The count.
-
-    Raises:
-        InvalidRecord: If a filter has the wrong type.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    *, model_name: str | None = None, model_version: str | None = None, dataset: str | None = None,
+    since: Any = None, until: Any = None,
+) -> int:  # fmt: skip
+    """Count prediction logs matching the filters of :func:`find_prediction_logs`."""
     query = _log_query(model_name, model_version, dataset, since, until)
     with _reachable("count prediction logs"):
-        return PredictionLog.objects(__raw__=query).count()
+        return PredictionLog._get_collection().count_documents(query)
 
 
 def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> PredictionLogOut:
@@ -722,28 +561,17 @@ def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> Predic
         raise InvalidRecord("request_id: cannot be changed (it identifies the log)")
     current = get_prediction_log(request_id).model_dump(exclude={"journaled"})
     merged = to_prediction_document({**current, **changes})  # the whole log stays valid
-    update = {key: merged.get(key) for key in changes if key != "request_id"}
     with _reachable(f"update prediction log '{request_id}'"):
-        document = _set(PredictionLog._get_collection(), request_id, update)
+        document = _set(PredictionLog._get_collection(), request_id,
+                        {key: merged.get(key) for key in changes if key != "request_id"})  # fmt: skip
     if document is None:
         raise RecordNotFound(f"no prediction log has request_id '{request_id}' (deleted meanwhile)")
     return _log_out(document)
 
 
 def delete_prediction_log(request_id: str) -> None:
-    """Delete one prediction log.
-
-    Args:
-        request_id: The request's id.
-
-    Raises:
-        RecordNotFound: If no log has this request id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    with _reachable(f"delete prediction log '{request_id}'"):
-        deleted = PredictionLog.objects(request_id=request_id).delete()
-    if not deleted:
-        raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
+    """Delete one prediction log (raises RecordNotFound, StoreUnavailable)."""
+    _delete(PredictionLog, request_id, f"prediction log has request_id '{request_id}'")
 
 
 # -- feedback --------------------------------------------------------------------------------
@@ -752,8 +580,8 @@ def delete_prediction_log(request_id: str) -> None:
 def record_feedback(request_id: str, actual: int, *, received_at: Any = None) -> FeedbackOut:
     """Record the true outcome of a request, atomically: the first outcome wins.
 
-    Posting the same outcome again returns the stored one; a different one is refused,
-    even when both arrive at once (one upsert that only sets the outcome on insert).
+    One upsert that sets the outcome only when it inserts: the same outcome posted again
+    returns the stored one, a different one is refused, even when both arrive at once.
 
     Args:
         request_id: The request's id.
@@ -770,74 +598,60 @@ def record_feedback(request_id: str, actual: int, *, received_at: Any = None) ->
     """
     when = utcnow() if received_at is None else parse_timestamp(received_at, "received_at")
     when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # MongoDB keeps ms
-    document = build(
-        Feedback, {"request_id": request_id, "actual": actual, "received_at": when}, "feedback"
-    ).to_mongo()
+    fields = {"request_id": request_id, "actual": actual, "received_at": when}
+    actual = build(Feedback, fields, "feedback").to_mongo()["actual"]
     with _reachable(f"record feedback for '{request_id}'"):
         before = Feedback.objects(request_id=request_id).modify(
-            upsert=True,
-            new=False,
-            set_on_insert__actual=document["actual"],
-            set_on_insert__received_at=when,
+            upsert=True, new=False, set_on_insert__actual=actual, set_on_insert__received_at=when
         )
     if before is None:
-        return FeedbackOut(request_id=request_id, actual=document["actual"], received_at=when)
-    if before.actual != document["actual"]:
+        return FeedbackOut(request_id=request_id, actual=actual, received_at=when)
+    if before.actual != actual:
         raise Conflict(
-            f"request '{request_id}' already has outcome {before.actual}; "
-            f"{document['actual']} contradicts it"
+            f"request '{request_id}' already has outcome {before.actual}; {actual} contradicts it"
         )
     return FeedbackOut(request_id=request_id, actual=before.actual, received_at=before.received_at)
 
 
 def get_feedback(request_id: str) -> FeedbackOut:
-    """Read the feedback of a request.
-
-    Args:
-        request_id: The request's id.
-
-    Returns:
-        The feedback.
-
-    Raises:
-        RecordNotFound: If none was recorded.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Read the feedback of a request (raises RecordNotFound, StoreUnavailable)."""
     with _reachable(f"read feedback for '{request_id}'"):
-        document = Feedback.objects(request_id=request_id).as_pymongo().first()
+        document = Feedback._get_collection().find_one({"_id": request_id})
     if document is None:
         raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
-    return FeedbackOut(
-        request_id=document["_id"],
-        actual=document["actual"],
-        received_at=document["received_at"],
-    )
+    return FeedbackOut(request_id=document["_id"], actual=document["actual"],
+                       received_at=document["received_at"])  # fmt: skip
 
 
 def delete_feedback(request_id: str) -> None:
-    """Delete the feedback of a request.
+    """Delete the feedback of a request (raises RecordNotFound, StoreUnavailable)."""
+    _delete(Feedback, request_id, f"feedback was recorded for request_id '{request_id}'")
 
-    Args:
-        request_id: The request's id.
 
-    Raises:
-        RecordNotFound: If none was recorded.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    with _reachable(f"delete feedback for '{request_id}'"):
-        deleted = Feedback.objects(request_id=request_id).delete()
-    if not deleted:
-        raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
+def feedback_for(request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Return the feedback document of each of these request ids that has one (by primary key)."""
+    found: dict[str, dict[str, Any]] = {}
+    collection = Feedback._get_collection()
+    with _reachable("read feedback"):
+        for start in range(0, len(request_ids), 1000):
+            for document in collection.find({"_id": {"$in": request_ids[start : start + 1000]}}):
+                found[document["_id"]] = document
+    return found
 
 
 # -- champion/challenger decisions ----------------------------------------------------------
+
+
+def _decision_out(document: Mapping[str, Any]) -> DecisionOut:
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    return DecisionOut(decision_id=document["_id"], **fields)
 
 
 def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
     """Store a champion/challenger decision.
 
     Args:
-        decision: Its fields by name (see :class:`DecisionOut`); ``decision_id`` and
+        decision: Its fields by name (see :data:`DecisionOut`); ``decision_id`` and
             ``decided_at`` default to a new id and now (UTC).
 
     Returns:
@@ -847,60 +661,35 @@ def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
         InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
         StoreUnavailable: If MongoDB is unreachable.
     """
-    data = dict(decision)
-    data.setdefault("decision_id", uuid.uuid4().hex)
-    when = data.get("decided_at")
-    when = utcnow() if when is None else parse_timestamp(when, "decided_at")
-    # MongoDB keeps milliseconds: return what a later read gives back.
-    data["decided_at"] = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    data = {"decision_id": uuid.uuid4().hex, **decision}
+    when = (
+        utcnow()
+        if data.get("decided_at") is None
+        else parse_timestamp(data["decided_at"], "decided_at")
+    )
+    data["decided_at"] = when.replace(microsecond=when.microsecond // 1000 * 1000)  # as read back
     document = build(PromotionDecision, data, "promotion decision")
     with _reachable("record a promotion decision"):
         document.save(force_insert=True, validate=False)
     return _decision_out(document.to_mongo().to_dict())
 
 
-def _decision_out(document: Mapping[str, Any]) -> DecisionOut:
-    fields = {key: value for key, value in document.items() if key != "_id"}
-    return DecisionOut(decision_id=document["_id"], **fields)
-
-
 def find_decisions(dataset: str, *, page: int = 1, page_size: int = 50) -> Page[DecisionOut]:
-    """List a dataset's champion/challenger decisions, newest first.
-
-    Args:
-        dataset: The dataset's name.
-        page: Page number, from 1.
-        page_size: Decisions per page (1 to 1000).
-
-    Returns:
-        The page and the total count.
-
-    Raises:
-        InvalidRecord: If the paging is invalid.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """List a dataset's champion/challenger decisions, newest first, one page at a time."""
     skip, limit = _paging(page, page_size)
-    decisions = PromotionDecision.objects(dataset=dataset)
+    decisions = PromotionDecision._get_collection()
     with _reachable("list promotion decisions"):
-        total = decisions.count()
-        newest = decisions.order_by("-decided_at").skip(skip).limit(limit).as_pymongo()
+        total = decisions.count_documents({"dataset": dataset})
+        newest = decisions.find({"dataset": dataset}).sort("decided_at", -1).skip(skip).limit(limit)
         items = [_decision_out(document) for document in newest]
     return Page[DecisionOut](items=items, total=total, page=page, page_size=page_size)
 
 
-# -- frames for monitoring -------------------------------------------------------------------
+# -- frames for monitoring, retention --------------------------------------------------------
 
 #: Columns of :func:`prediction_logs_frame` besides the features.
-LOG_COLUMNS = (
-    "request_id",
-    "timestamp",
-    "model_name",
-    "model_version",
-    "run_id",
-    "prediction",
-    "probability",
-    "latency_ms",
-)
+LOG_COLUMNS = ("request_id", "timestamp", "model_name", "model_version", "run_id",
+               "prediction", "probability", "latency_ms")  # fmt: skip
 
 
 def prediction_logs_frame(
@@ -938,54 +727,30 @@ def prediction_logs_frame(
     import pandas as pd
 
     query = _log_query(model_name, model_version, dataset, since, until)
-    logs = PredictionLog.objects(__raw__=query).order_by("-timestamp", "request_id")
+    logs = PredictionLog._get_collection().find(query).sort([("timestamp", -1), ("_id", 1)])
     with _reachable("read prediction logs"):
-        if limit is not None:
-            logs = logs.limit(int(limit))
-        documents = list(logs.as_pymongo())
+        documents = list(logs.limit(int(limit)) if limit is not None else logs)
     documents.reverse()
-    meta = pd.DataFrame(
-        {
-            "request_id": [d["_id"] for d in documents],
-            "timestamp": pd.to_datetime([d["timestamp"] for d in documents]),
-            "model_name": [d["model_name"] for d in documents],
-            "model_version": [d["model_version"] for d in documents],
-            "run_id": [d.get("run_id") for d in documents],
-            "prediction": pd.array([d["prediction"] for d in documents], dtype="int64"),
-            "probability": pd.array([d.get("probability") for d in documents], dtype="float64"),
-            "latency_ms": pd.array([d["latency_ms"] for d in documents], dtype="float64"),
-        }
-    )
+
+    def column(name: str) -> list[Any]:
+        return [d.get(name) for d in documents]
+
+    meta = pd.DataFrame({
+        "request_id": [d["_id"] for d in documents],
+        "timestamp": pd.to_datetime(column("timestamp")),
+        "model_name": column("model_name"),
+        "model_version": column("model_version"),
+        "run_id": column("run_id"),
+        "prediction": pd.array(column("prediction"), dtype="int64"),
+        "probability": pd.array(column("probability"), dtype="float64"),
+        "latency_ms": pd.array(column("latency_ms"), dtype="float64"),
+    })  # fmt: skip
     if feature_dicts:
-        meta["features"] = pd.Series([d["features"] for d in documents], dtype=object)
+        meta["features"] = pd.Series(column("features"), dtype=object)
         return meta
-    features = pd.DataFrame.from_records([d["features"] for d in documents])
-    features.columns = [
-        f"feature.{name}" if name in LOG_COLUMNS else str(name) for name in features.columns
-    ]
+    features = pd.DataFrame.from_records(column("features"))
+    features.columns = [f"feature.{n}" if n in LOG_COLUMNS else str(n) for n in features.columns]
     return pd.concat([meta, features.set_axis(meta.index)], axis=1)
-
-
-def feedback_for(request_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Read the feedback stored for some prediction logs.
-
-    Args:
-        request_ids: The logs' request ids.
-
-    Returns:
-        The feedback document (``_id``, ``actual``, ``received_at``) of each id that has
-        one; ids without feedback are absent.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    found: dict[str, dict[str, Any]] = {}
-    collection = Feedback._get_collection()
-    with _reachable("read feedback"):
-        for start in range(0, len(request_ids), 1000):  # by primary key, on both stores
-            for document in collection.find({"_id": {"$in": request_ids[start : start + 1000]}}):
-                found[document["_id"]] = document
-    return found
 
 
 def apply_log_retention(days: float | None) -> None:

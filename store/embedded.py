@@ -1,33 +1,29 @@
 """An embedded MongoDB for development: mongomock's query engine over SQLite files.
 
 When ``MONGODB_URI`` is unset, :func:`store.connection.connect` hands mongoengine
-:class:`EmbeddedMongoClient` as its ``mongo_client_class``. It answers like
-``mongomock.MongoClient`` (mongomock matches filters, applies update operators and runs
-aggregations), but the documents live in SQLite (standard library), one file per
-collection: ``<store_dir>/<database>/<collection>.sqlite3``, in WAL mode.
+:class:`EmbeddedMongoClient`. It answers like ``mongomock.MongoClient`` (mongomock matches
+filters, applies update operators, runs aggregations), but the documents live in SQLite
+(standard library), one file a collection, ``<store_dir>/<database>/<collection>.sqlite3``,
+in WAL mode. What SQLite gives, and this module relies on:
 
-What SQLite gives, and this module relies on
-    * Atomic writes: every write operation (an ``insert_many``, an ``update_many``, a
-      ``find_one_and_update``) is one SQLite transaction, taken with ``BEGIN IMMEDIATE``, so
-      writers of every process are serialised and a read-modify-write cannot interleave.
-    * Nothing committed is lost or corrupted by ``kill -9`` at any moment (SQLite's
-      atomic commit). ``MLOPS_STORE_FSYNC=1`` also syncs every commit to the disk
-      (``synchronous=FULL``, 2-5 ms a commit measured here); the default
-      (``synchronous=NORMAL``) may lose the last commits in a machine crash or power cut,
-      like MongoDB's default write concern, and never corrupts: WAL frames carry
-      checksums, so a torn, zero-filled or garbage tail is ignored.
-    * Readers never wait: in WAL mode a read sees the last committed state while another
-      process writes. There is no lock in this module; each thread has its own connection.
-    * A damaged or foreign file is named in one :class:`~tabular.errors.StoreDamaged` line
-      with the way to recover; the other collections, in their own files, keep working.
+* Atomic writes: each write operation (an ``insert_many``, an ``update_many``, a
+  ``find_one_and_update``) is one transaction taken with ``BEGIN IMMEDIATE``, so writers
+  of every process are serialised and a read-modify-write cannot interleave.
+* Nothing committed is lost or corrupted by ``kill -9`` (SQLite's atomic commit).
+  ``MLOPS_STORE_FSYNC=1`` also syncs each commit to the disk (``synchronous=FULL``); the
+  default may lose the last commits in a power cut, never corrupts: WAL frames carry
+  checksums, so a torn, zero-filled or garbage tail is ignored.
+* Readers never wait: in WAL mode a read sees the last commit while another process
+  writes. There is no lock in this module; each thread has its own connection.
+* A damaged or foreign file is one :class:`~tabular.errors.StoreDamaged` line naming it and
+  the way to recover; the other collections, in their own files, keep working.
+* Nothing is cached: queries stream the collection in chunks and keep only what matches
+  (a sorted query with a limit keeps only the best ``skip + limit``), so a process that
+  only appends holds none of the collection. Lookups by ``_id`` use the primary key; other
+  queries scan. TTL indexes work: expired documents go at the next write, within a minute.
 
-Memory: nothing is cached. Queries stream the collection in chunks and keep only what
-matches (a sorted query with a limit keeps only the best ``skip + limit`` documents), so
-a process that only appends holds nothing of the collection. Lookups by ``_id`` use
-SQLite's primary-key index; other queries scan. A TTL index (``expireAfterSeconds``) is
-honoured: expired documents are deleted by the next write after at most a minute, as
-MongoDB's TTL monitor does. Renaming collections and transactions across collections are
-not supported. Use a real MongoDB (``MONGODB_URI``) for anything shared or large.
+Not supported: renaming collections, transactions across collections. Use a real MongoDB
+(``MONGODB_URI``) for anything shared or large.
 """
 
 from __future__ import annotations
@@ -35,6 +31,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import heapq
+import inspect
 import itertools
 import operator
 import os
@@ -48,10 +45,10 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import bson
-import bson.errors
 import mongomock
 from bson.codec_options import CodecOptions
-from mongomock import filtering
+from bson.errors import InvalidDocument
+from mongomock import aggregate, filtering
 from mongomock.collection import Collection as _MockCollection
 from mongomock.collection import Cursor as _MockCursor
 from mongomock.database import Database as _MockDatabase
@@ -68,29 +65,25 @@ CHUNK = 2000
 #: Seconds between two deletions of expired documents (MongoDB's TTL monitor: 60 s).
 TTL_INTERVAL_S = 60.0
 _CODEC = CodecOptions(tz_aware=False)
+_DOLLAR = operator.methodcaller("startswith", "$")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS documents (key PRIMARY KEY, body BLOB NOT NULL, expires REAL)",
     "CREATE INDEX IF NOT EXISTS expiring ON documents (expires) WHERE expires IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)",
 )
 
-#: mongomock's private attributes and keywords this module relies on, by what has them.
-#: ``pyproject.toml`` pins mongomock to the version they were checked against, and
-#: :func:`missing_mongomock_internals` (run by the tests) names any that an upgrade removed.
+#: mongomock's private attributes and keywords this module relies on, by what has them:
+#: ``pyproject.toml`` pins mongomock, :func:`missing_mongomock_internals` names any an
+#: upgrade removed (``tests/test_store_embedded.py`` runs it).
 MONGOMOCK_INTERNALS: dict[str, tuple[str, ...]] = {
     "mongomock.MongoClient.__init__": ("_store",),
     "mongomock.collection.Collection.__init__": ("_db_store",),
     "mongomock.MongoClient": ("_database_accesses", "_codec_options"),
     "mongomock.database.Database": ("_collection_accesses", "_ensure_valid_collection_name"),
-    "mongomock.collection.Collection": (
-        "_store", "_db_store", "_insert", "_iter_documents", "_get_dataset", "_ensure_uniques",
-        "_copy_only_fields", "_write_concern", "_read_concern", "_read_preference",
-        "_codec_options",
-    ),
-    "mongomock.collection.Cursor": (
-        "_compute_results", "_factory", "_factory_last_generated_results", "_results",
-        "_emitted", "_limit", "_skip",
-    ),
+    "mongomock.collection.Collection": ("_store", "_insert", "_iter_documents", "_get_dataset",
+                                        "_ensure_uniques", "_copy_only_fields"),
+    "mongomock.collection.Cursor": ("_compute_results", "_factory", "_results", "_emitted",
+                                    "_factory_last_generated_results", "_limit", "_skip"),
     "mongomock.filtering": ("filter_applies",),
     "mongomock.aggregate": ("process_pipeline",),
 }  # fmt: skip
@@ -102,35 +95,21 @@ def missing_mongomock_internals() -> list[str]:
     Returns:
         ``"<owner>.<attribute>"`` for each missing one (empty when all are there).
     """
-    import inspect
-
-    from mongomock import aggregate
-
     client = mongomock.MongoClient()
     collection = client["probe"]["probe"]
-    owners: dict[str, Any] = {
-        "mongomock.MongoClient": client,
-        "mongomock.database.Database": client["probe"],
-        "mongomock.collection.Collection": collection,
-        "mongomock.collection.Cursor": collection.find(),
-        "mongomock.filtering": filtering,
-        "mongomock.aggregate": aggregate,
-    }
-    keywords = {
-        "mongomock.MongoClient.__init__": mongomock.MongoClient.__init__,
-        "mongomock.collection.Collection.__init__": _MockCollection.__init__,
-    }
+    owners = {"mongomock.MongoClient": client, "mongomock.database.Database": client["probe"],
+              "mongomock.collection.Collection": collection, "mongomock.filtering": filtering,
+              "mongomock.collection.Cursor": collection.find(), "mongomock.aggregate": aggregate}  # fmt: skip
+    inits = {"mongomock.MongoClient.__init__": mongomock.MongoClient.__init__,
+             "mongomock.collection.Collection.__init__": _MockCollection.__init__}  # fmt: skip
     missing = []
     for owner, names in MONGOMOCK_INTERNALS.items():
-        if owner in keywords:
-            parameters = inspect.signature(keywords[owner]).parameters
+        if owner in inits:
+            parameters = inspect.signature(inits[owner]).parameters
             missing += [f"{owner}({name}=...)" for name in names if name not in parameters]
         else:
             missing += [f"{owner}.{name}" for name in names if not hasattr(owners[owner], name)]
     return missing
-
-
-_DOLLAR = operator.methodcaller("startswith", "$")
 
 
 def _key(value: Any) -> Any:
@@ -138,10 +117,6 @@ def _key(value: Any) -> Any:
     if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value
     return bson.encode({"": value})
-
-
-def _epoch(value: Any) -> float | None:
-    return calendar.timegm(value.utctimetuple()) if isinstance(value, dt.datetime) else None
 
 
 @contextmanager
@@ -152,15 +127,12 @@ def _named(path: Path, timeout_s: float) -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         reason = str(exc)
         if "locked" in reason or "busy" in reason:
+            message = f"stayed locked by another process's write for {timeout_s:g} s; try again"
             raise StoreUnavailable(
-                f"embedded store file {path} stayed locked by another process's write for "
-                f"{timeout_s:g} s; try again (MLOPS_STORE_TIMEOUT_S sets the wait)"
+                f"embedded store file {path} {message} (MLOPS_STORE_TIMEOUT_S)"
             ) from exc
-        if "full" in reason:
-            raise StoreUnavailable(
-                f"embedded store file {path}: the disk is full ({reason}); free some space"
-            ) from exc
-        raise StoreUnavailable(f"embedded store file {path} cannot be used ({reason})") from exc
+        what = "the disk is full" if "full" in reason else "cannot be used"
+        raise StoreUnavailable(f"embedded store file {path}: {what} ({reason})") from exc
     except sqlite3.DatabaseError as exc:
         raise StoreDamaged(
             f"embedded store file {path} is damaged or not a store file ({exc}); the other "
@@ -185,8 +157,6 @@ class SqliteCollectionStore:
         self._local = threading.local()  # per thread: connection, write depth, indexes
         self._expired_at = 0.0
 
-    # -- connections and transactions ---------------------------------------------------
-
     def _connection(self, create: bool) -> sqlite3.Connection | None:
         local = self._local
         if getattr(local, "pid", None) == os.getpid():
@@ -195,9 +165,8 @@ class SqliteCollectionStore:
             return None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _named(self.path, self.timeout_s):
-            connection = sqlite3.connect(
-                self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
-            )
+            connection = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
+                                         check_same_thread=False)  # fmt: skip
             try:
                 if connection.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                     self._create(connection)
@@ -216,10 +185,8 @@ class SqliteCollectionStore:
             ours = connection.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
             if not ours and connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise sqlite3.DatabaseError("it holds the tables of another application")
-            if not ours:
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            for statement in () if ours else (*_SCHEMA, f"PRAGMA application_id={APPLICATION_ID}"):
+                connection.execute(statement)
             connection.execute("COMMIT")
         finally:
             if connection.in_transaction:
@@ -228,9 +195,8 @@ class SqliteCollectionStore:
 
     def close(self) -> None:
         """Close this thread's connection (other threads close theirs when they end)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None and self._local.pid == os.getpid():
-            connection.close()
+        if getattr(self._local, "pid", None) == os.getpid():
+            self._local.connection.close()
         self._local = threading.local()
 
     def _rows(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple]:
@@ -243,8 +209,7 @@ class SqliteCollectionStore:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """Run the enclosed writes as one transaction (nested calls join the outer one)."""
-        connection = self._connection(create=True)
-        local = self._local
+        connection, local = self._connection(create=True), self._local
         if local.depth:
             local.depth += 1
             try:
@@ -257,13 +222,11 @@ class SqliteCollectionStore:
         local.depth, local.indexes = 1, None
         try:
             with _named(self.path, self.timeout_s):
-                now = time.monotonic()
-                if now - self._expired_at >= TTL_INTERVAL_S:  # as MongoDB's TTL monitor
-                    self._expired_at = now
-                    connection.execute(
-                        "DELETE FROM documents WHERE expires IS NOT NULL AND expires <= ?",
-                        (time.time(),),
-                    )
+                if (
+                    time.monotonic() - self._expired_at >= TTL_INTERVAL_S
+                ):  # as MongoDB's TTL monitor
+                    self._expired_at = time.monotonic()
+                    connection.execute("DELETE FROM documents WHERE expires <= ?", (time.time(),))
                 yield connection
         except BulkWriteError:  # an unordered insert keeps what it inserted
             self._end(connection, "COMMIT")
@@ -283,14 +246,13 @@ class SqliteCollectionStore:
             if connection.in_transaction:  # a failed COMMIT (disk full) leaves nothing half-done
                 connection.execute("ROLLBACK")
 
-    # -- indexes (kept in the meta table) ----------------------------------------------------
+    # -- indexes, kept in the meta table (only unique and TTL indexes change anything) -----
 
     @property
     def indexes(self) -> dict[str, dict]:
         """The collection's secondary indexes, by name (read once per write transaction)."""
-        cached = getattr(self._local, "indexes", None)
-        if cached is not None:
-            return cached
+        if getattr(self._local, "indexes", None) is not None:
+            return self._local.indexes
         rows = self._rows("SELECT value FROM meta WHERE name = 'indexes'")
         indexes = bson.decode(rows[0][0], _CODEC) if rows else {}
         for spec in indexes.values():
@@ -307,31 +269,23 @@ class SqliteCollectionStore:
                 "INSERT OR REPLACE INTO meta VALUES ('indexes', ?)", (bson.encode(value),)
             )
             self._local.indexes = None
-            ttl = self._ttl(value)
-            if ttl == before:
-                return
-            # A new TTL: every document's expiry, computed once here and kept in a column.
-            last = 0
-            while rows := connection.execute(
-                "SELECT rowid, body FROM documents WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (last, CHUNK),
-            ).fetchall():
-                connection.executemany(
-                    "UPDATE documents SET expires = ? WHERE rowid = ?",
-                    [(self._expiry(bson.decode(body, _CODEC), ttl), rowid) for rowid, body in rows],
-                )
+            ttl, last = self._ttl(value), 0
+            while ttl != before and (rows := connection.execute(
+                "SELECT rowid, body FROM documents WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, CHUNK)
+            ).fetchall()):  # fmt: skip
+                # A new TTL: each document's expiry, computed once and kept in a column.
+                expiries = [
+                    (self._expiry(bson.decode(body, _CODEC), ttl), rowid) for rowid, body in rows
+                ]
+                connection.executemany("UPDATE documents SET expires = ? WHERE rowid = ?", expiries)
                 last = rows[-1][0]
 
     def create_index(self, index_name: str, index_dict: dict) -> None:
-        """Record an index (only unique and TTL indexes change what the store does)."""
+        """Record an index."""
         self.indexes = {**self.indexes, index_name: index_dict}
 
     def drop_index(self, index_name: str) -> None:
-        """Forget an index.
-
-        Raises:
-            KeyError: If there is no such index.
-        """
+        """Forget an index (``KeyError`` when there is none of that name)."""
         indexes = self.indexes
         del indexes[index_name]
         self.indexes = indexes
@@ -344,11 +298,13 @@ class SqliteCollectionStore:
         return None
 
     @staticmethod
-    def _expiry(document: Mapping[str, Any], ttl: tuple[str, float] | None) -> float | None:
-        if ttl is None:
-            return None
-        moment = _epoch(document.get(ttl[0]))
-        return None if moment is None else moment + ttl[1]
+    def _expiry(document: Mapping[str, Any], ttl: tuple[str, float]) -> float | None:
+        moment = document.get(ttl[0])
+        return (
+            calendar.timegm(moment.utctimetuple()) + ttl[1]
+            if isinstance(moment, dt.datetime)
+            else None
+        )
 
     @property
     def unique(self) -> bool:
@@ -396,13 +352,9 @@ class SqliteCollectionStore:
     def documents(self) -> Iterator[dict]:
         """Every document in insertion order, read in chunks (each its own short read)."""
         last = 0
-        while True:
-            rows = self._rows(
-                "SELECT rowid, body FROM documents WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (last, CHUNK),
-            )
-            if not rows:
-                return
+        while rows := self._rows(
+            "SELECT rowid, body FROM documents WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, CHUNK)
+        ):  # fmt: skip
             for _, body in rows:
                 yield bson.decode(body, _CODEC)
             last = rows[-1][0]
@@ -463,21 +415,18 @@ class SqliteDatabaseStore:
         self._stores: dict[str, SqliteCollectionStore] = {}
 
     def __getitem__(self, name: str) -> SqliteCollectionStore:
-        store = self._stores.get(name)
-        if store is None:
+        if name not in self._stores:
             path = self.folder / f"{quote(name, safe='')}{SUFFIX}"
-            store = self._stores[name] = SqliteCollectionStore(
-                path, name, self.fsync, self.timeout_s
-            )
-        return store
+            self._stores[name] = SqliteCollectionStore(path, name, self.fsync, self.timeout_s)
+        return self._stores[name]
 
     def __contains__(self, name: str) -> bool:
         return self[name].is_created
 
     @property
     def _collections(self) -> dict[str, SqliteCollectionStore]:
-        names = [unquote(p.name[: -len(SUFFIX)]) for p in self.folder.glob(f"*{SUFFIX}")]
-        return {name: self[name] for name in sorted(names)}
+        names = sorted(unquote(p.name[: -len(SUFFIX)]) for p in self.folder.glob(f"*{SUFFIX}"))
+        return {name: self[name] for name in names}
 
     def list_created_collection_names(self) -> list[str]:
         """Return the collections that exist."""
@@ -489,11 +438,7 @@ class SqliteDatabaseStore:
         return self[name]
 
     def rename(self, name: str, new_name: str) -> None:
-        """Not supported by the embedded store.
-
-        Raises:
-            NotImplementedError: Always.
-        """
+        """Not supported: raises ``NotImplementedError``."""
         raise NotImplementedError("the embedded store cannot rename collections")
 
     @property
@@ -520,8 +465,8 @@ class SqliteServerStore:
 
     def list_created_database_names(self) -> list[str]:
         """Return the databases holding a collection."""
-        folders = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        return [unquote(name) for name in folders if unquote(name) in self]
+        names = sorted(unquote(p.name) for p in self.root.iterdir() if p.is_dir())
+        return [name for name in names if name in self]
 
 
 # -- the query side: mongomock's collection, cursor, database and client over the stores ------
@@ -552,24 +497,26 @@ def _sort_value(key: str, document: dict, descending: bool) -> tuple:
     for part in key.split("."):
         if isinstance(value, dict):
             value = value.get(part)
-        elif value is None:
-            break
-        else:
+        elif value is not None:
             raise _Unsortable
     sign = -1 if descending else 1
     if value is None:
         return (sign,)
     if isinstance(value, bool):
         return (8 * sign, value != descending)
-    if isinstance(value, int | float):
-        if value != value:  # NaN sorts before every number in MongoDB
-            return (2 * sign, -sign * float("inf"), -sign)
-        return (2 * sign, sign * value, sign)
+    if isinstance(value, int | float):  # NaN sorts before every number
+        return (
+            (2 * sign, -sign * float("inf"), -sign)
+            if value != value
+            else (2 * sign, sign * value, sign)
+        )
     if isinstance(value, dt.datetime):
         return (9 * sign, sign * (value - dt.datetime(1970, 1, 1)).total_seconds())
-    if isinstance(value, str | bson.ObjectId):
-        rank = 3 if isinstance(value, str) else 7  # code points = MongoDB's UTF-8 byte order
-        return (rank * sign, _Descending(value) if descending else value)
+    if isinstance(value, str | bson.ObjectId):  # code points = MongoDB's UTF-8 byte order
+        return (
+            (3 if isinstance(value, str) else 7) * sign,
+            _Descending(value) if descending else value,
+        )
     raise _Unsortable
 
 
@@ -585,18 +532,14 @@ class EmbeddedCursor(_MockCursor):
 
     def _compute_results(self, with_limit_and_skip=False):
         keep = (self._skip or 0) + abs(self._limit) if self._limit else None
-        fresh = self._factory_last_generated_results == (self._factory, keep)
-        if self._results is None or not fresh:
+        if self._results is None or self._factory_last_generated_results != (self._factory, keep):
             self._results = list(self._factory(keep=keep))
             self._factory_last_generated_results = (self._factory, keep)
-        if not with_limit_and_skip:
-            return self._results
-        results = self._results[self._skip or 0 :]
-        return results[: abs(self._limit)] if self._limit else results
+        results = self._results[self._skip or 0 :] if with_limit_and_skip else self._results
+        return results[: abs(self._limit)] if with_limit_and_skip and self._limit else results
 
     def __next__(self):
-        results = self._compute_results()
-        index = (self._skip or 0) + self._emitted
+        results, index = self._compute_results(), (self._skip or 0) + self._emitted
         if (self._limit and self._emitted >= abs(self._limit)) or index >= len(results):
             raise StopIteration
         self._emitted += 1
@@ -618,8 +561,7 @@ def _writing(name: str):
         with self._store.write():
             return base(self, *args, **kwargs)
 
-    method.__name__ = name
-    method.__doc__ = f"Run mongomock's ``{name}`` as one SQLite transaction."
+    method.__name__, method.__doc__ = name, f"Run mongomock's ``{name}`` as one SQLite transaction."
     return method
 
 
@@ -641,9 +583,9 @@ class EmbeddedCollection(_MockCollection):
             documents = self._store.get([value])
         else:
             documents = self._store.documents
-        if not filter:
-            return documents
-        return (document for document in documents if filtering.filter_applies(filter, document))
+        return (
+            (d for d in documents if filtering.filter_applies(filter, d)) if filter else documents
+        )
 
     def _get_dataset(self, spec, sort, fields, as_class, keep=None):
         documents = self._iter_documents(spec)
@@ -694,14 +636,12 @@ class EmbeddedCollection(_MockCollection):
     def _check(document: dict) -> None:
         # As MongoDB: no "$" at the top level; BSON refuses keys that are not text.
         if any(map(_DOLLAR, document)):
-            raise bson.errors.InvalidDocument(
-                "Top-level field names cannot start with the '$' sign"
-            )
+            raise InvalidDocument("Top-level field names cannot start with the '$' sign")
         if "_id" not in document:
             document["_id"] = bson.ObjectId()
 
     def insert_many(self, documents, ordered=True, bypass_document_validation=False, session=None):
-        """Insert documents with one SQLite statement (one transaction) for the whole list.
+        """Insert documents with one SQLite statement, in one transaction.
 
         Raises:
             BulkWriteError: Listing the documents whose ``_id`` was taken (the others are
@@ -715,26 +655,18 @@ class EmbeddedCollection(_MockCollection):
                 return super().insert_many(documents, ordered, bypass_document_validation, session)
             for document in documents:
                 self._check(document)
-            rows = self._store.rows(documents)
-            taken = self._store.insert_rows(rows, ordered)
+            taken = self._store.insert_rows(self._store.rows(documents), ordered)
             if taken:
+                errors = [{"index": i, "code": 11000, "errmsg": "E11000 Duplicate Key Error",
+                           "op": documents[i]} for i in taken]  # fmt: skip
                 tried = taken[-1] + 1 if ordered else len(documents)
-                errors = [
-                    {
-                        "index": i,
-                        "code": 11000,
-                        "errmsg": "E11000 Duplicate Key Error",
-                        "op": documents[i],
-                    }  # fmt: skip
-                    for i in taken
-                ]
                 raise BulkWriteError({"writeErrors": errors, "nInserted": tried - len(taken)})
         return InsertManyResult([document["_id"] for document in documents], acknowledged=True)
 
     def count_documents(self, filter, **kwargs):
         """Count matching documents without keeping them (an empty filter asks SQLite)."""
-        count = len(self._store) if not filter else sum(1 for _ in self._iter_documents(filter))
-        count = max(count - kwargs.get("skip", 0), 0)
+        count = max((sum(1 for _ in self._iter_documents(filter)) if filter else len(self._store))
+                    - kwargs.get("skip", 0), 0)  # fmt: skip
         return min(count, kwargs["limit"]) if kwargs.get("limit") else count
 
     def estimated_document_count(self, **kwargs):
@@ -743,8 +675,6 @@ class EmbeddedCollection(_MockCollection):
 
     def aggregate(self, pipeline, session=None, **kwargs):
         """Run an aggregation; a leading ``$match`` is applied while scanning."""
-        from mongomock import aggregate
-
         pipeline = list(pipeline)
         match = pipeline[0].get("$match") if pipeline and len(pipeline[0]) == 1 else None
         if match is None:
@@ -753,48 +683,34 @@ class EmbeddedCollection(_MockCollection):
             list(self.find(match)), self.database, pipeline[1:], session
         )
 
-    def with_options(
-        self, codec_options=None, read_preference=None, write_concern=None, read_concern=None
-    ):
+    def with_options(self, *args, **kwargs):
         """Return this collection (the embedded store has no read or write concerns)."""
         return self
 
     def rename(self, new_name, session=None, **kwargs):
-        """Not supported by the embedded store.
-
-        Raises:
-            NotImplementedError: Always.
-        """
+        """Not supported: raises ``NotImplementedError``."""
         raise NotImplementedError("the embedded store cannot rename collections")
 
 
-for _name in (
-    "insert_one", "update_one", "update_many", "replace_one", "find_one_and_delete",
-    "find_one_and_replace", "find_one_and_update", "delete_one", "delete_many", "bulk_write",
-    "create_index", "create_indexes", "drop_index", "drop_indexes",
-):  # fmt: skip
+for _name in ("insert_one", "update_one", "update_many", "replace_one", "find_one_and_delete",
+              "find_one_and_replace", "find_one_and_update", "delete_one", "delete_many",
+              "bulk_write", "create_index", "create_indexes", "drop_index", "drop_indexes"):  # fmt: skip
     setattr(EmbeddedCollection, _name, _writing(_name))
-del _name
 
 
 class EmbeddedDatabase(_MockDatabase):
     """A mongomock database whose collections are :class:`EmbeddedCollection`."""
 
-    def get_collection(
-        self, name, codec_options=None, read_preference=None, write_concern=None, read_concern=None
-    ):
+    def get_collection(self, name, *args, **kwargs):
         """Return a collection of this database (created on first write)."""
-        collection = self._collection_accesses.get(name)
-        if collection is None:
+        if name not in self._collection_accesses:
             self._ensure_valid_collection_name(name)
-            collection = self._collection_accesses[name] = EmbeddedCollection(
+            self._collection_accesses[name] = EmbeddedCollection(
                 self, name, _db_store=self._store, codec_options=self.codec_options
             )
-        return collection
+        return self._collection_accesses[name]
 
-    def with_options(
-        self, codec_options=None, read_preference=None, write_concern=None, read_concern=None
-    ):
+    def with_options(self, *args, **kwargs):
         """Return this database (the embedded store has no read or write concerns)."""
         return self
 
@@ -811,8 +727,9 @@ class EmbeddedMongoClient(mongomock.MongoClient):
         **kwargs: Other ``MongoClient`` options, accepted and ignored as mongomock does.
     """
 
-    def __init__(self, host=None, port=None, *, store_dir=None, fsync=False, timeout_s=10.0,
-                 **kwargs):  # fmt: skip
+    def __init__(
+        self, host=None, port=None, *, store_dir=None, fsync=False, timeout_s=10.0, **kwargs
+    ):
         if store_dir is None:
             raise StoreError("the embedded store needs a folder (set MLOPS_STORE_DIR)")
         root = Path(store_dir).expanduser().resolve()
@@ -825,17 +742,15 @@ class EmbeddedMongoClient(mongomock.MongoClient):
         """The folder holding the data."""
         return self._store.root
 
-    def get_database(self, name=None, codec_options=None, read_preference=None,
-                     write_concern=None, read_concern=None):  # fmt: skip
+    def get_database(self, name=None, *args, **kwargs):
         """Return a database of the store."""
         if name is None:
             return self.get_default_database()
-        database = self._database_accesses.get(name)
-        if database is None:
-            database = self._database_accesses[name] = EmbeddedDatabase(
+        if name not in self._database_accesses:
+            self._database_accesses[name] = EmbeddedDatabase(
                 self, name, _store=self._store[name], codec_options=self._codec_options
             )
-        return database
+        return self._database_accesses[name]
 
     def close(self):
         """Close this thread's SQLite connections (the data is all on disk)."""

@@ -1,24 +1,24 @@
 """Prediction logs that are never lost: a batching writer, a local journal, a set-aside file.
 
 The API hands logs to :class:`PredictionLogWriter`: :meth:`~PredictionLogWriter.submit`
-returns a future that is resolved once the logs are durable, so a request is answered
-only when its logs are. A background thread inserts what is queued in one bulk insert
-(group commit: concurrent requests share it). Every log then ends in exactly one of:
+returns a future resolved once the logs are durable, and the request is answered then. A
+background thread inserts what is queued in one bulk insert (group commit: concurrent
+requests share it). Every log ends in exactly one of:
 
-* **stored** in the store (a request id already stored counts as stored once);
+* **stored** (a request id already stored counts as ``already_stored``, never twice);
 * **journaled**: the store could not be written (MongoDB unreachable, an embedded file
-  locked, damaged or on a full disk, any unexpected store error). The log goes to a local
+  locked, damaged or on a full disk, any unforeseen store error). The log goes to a local
   JSON-lines journal (``fsync``'d), replayed by the thread once the store answers again;
   the request id is the primary key, so a replay stores each log exactly once;
-* **set aside**: the store refused the document itself, or it failed validation. It is
-  kept with the reason in ``<journal>.refused`` for a human, never retried. A store error
-  for a whole batch is bisected, so only the refused documents are set aside;
-* **dropped**: neither the store, nor the journal, nor the set-aside file could be written
-  (a full disk under both). The future fails, so the API answers 503 instead of
-  acknowledging a log it could not keep. This counter must stay 0.
+* **set aside**: the store refused the document itself, or it failed validation; kept
+  with the reason in ``<journal>.refused`` for a human, never retried. A store error for a
+  whole batch is bisected, so only the refused documents are set aside;
+* **dropped**: neither the store, the journal nor the set-aside file could be written (a
+  full disk under all three). The future fails, so the API answers 503 rather than
+  acknowledge a log it could not keep. This counter must stay 0.
 
 The counters are kept per process (:meth:`PredictionLogWriter.stats`, the API's
-``/metrics``) and added up for every process in ``<journal>.counters.json``
+``/metrics``) and summed over every process in ``<journal>.counters.json``
 (``mlops db status``).
 """
 
@@ -55,11 +55,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
-
-_JSON = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.RELAXED, tz_aware=False, datetime_representation=2
-)
-_DUPLICATE_KEY = 11000
+_JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=False,
+                              datetime_representation=2)  # fmt: skip
 #: What a log can become (the ``outcome`` label of the API's ``/metrics`` counter).
 OUTCOMES = ("stored", "already_stored", "journaled", "set_aside", "dropped")
 
@@ -68,13 +65,8 @@ OUTCOMES = ("stored", "already_stored", "journaled", "set_aside", "dropped")
 class ReplayReport:
     """What a journal replay did.
 
-    Attributes:
-        read: Logs read from the journal.
-        inserted: Logs newly stored.
-        already_stored: Logs the store already had (same request id): not stored twice.
-        unreadable: Lines that could not be parsed (moved to ``<journal>.bad``).
-        refused: Logs the store refused for another reason than a duplicate id (set aside
-            in ``<journal>.refused`` with the reason, never replayed again).
+    Logs read, newly inserted, already stored (not stored twice), unreadable lines (moved
+    to ``<journal>.bad``) and refused ones (set aside with the reason).
     """
 
     read: int = 0
@@ -86,7 +78,7 @@ class ReplayReport:
 
 @dataclass(frozen=True)
 class WriterStats:
-    """Counters of prediction-log writers: one process's, or every process's summed.
+    """Counters of prediction-log writers (one process's, or every process's summed).
 
     Attributes:
         enqueued: Logs handed to the writer.
@@ -114,18 +106,56 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def parse_timestamp(value: Any, field: str) -> dt.datetime:
+    """Turn a datetime, a date or an ISO 8601 string into a naive UTC datetime.
+
+    Raises:
+        InvalidRecord: If the value is none of these (names ``field``).
+    """
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRecord(
+                f"{field}: expected an ISO 8601 date and time, got {value!r}"
+            ) from None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    if not isinstance(value, dt.datetime):
+        raise InvalidRecord(f"{field}: expected a date and time, got {type(value).__name__}")
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def plain_value(value: Any) -> Any:
+    """Turn a numpy scalar into the Python value it holds (BSON cannot encode numpy ints)."""
+    if type(value).__module__ != "numpy" or not hasattr(value, "item"):
+        return value
+    if getattr(getattr(value, "dtype", None), "kind", "") == "M":  # datetime64: keep a date
+        return value.astype("datetime64[us]").item()
+    return value.item()
+
+
+def _unencodable(document: Mapping[str, Any], error: Exception) -> str:
+    for key, value in (document.get("features") or {}).items():
+        try:
+            bson.encode({"v": value})
+        except (InvalidDocument, OverflowError):
+            return f"features.{key}: {type(value).__name__} {value!r} cannot be stored in MongoDB"
+    return str(error)
+
+
 def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a prediction log and return the document to insert.
+    """Validate a prediction log by :class:`~store.documents.PredictionLog`'s rules.
 
     Args:
-        record: Fields of :class:`~store.documents.PredictionLog` by name;
-            ``timestamp`` defaults to now (UTC) and may be an ISO 8601 string.
+        record: Its fields by name; ``timestamp`` defaults to now (UTC), may be ISO text.
 
     Returns:
         The BSON-ready document (``_id`` is the request id).
 
     Raises:
-        InvalidRecord: If a field is unknown, missing or of the wrong type; names the field.
+        InvalidRecord: If a field is unknown, missing, of the wrong type or cannot be
+            encoded in BSON; names the field.
     """
     data = dict(record)
     timestamp = data.get("timestamp")
@@ -133,9 +163,7 @@ def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("features"), Mapping):
         data["features"] = {key: plain_value(value) for key, value in data["features"].items()}
     document = build(PredictionLog, data, "prediction log").to_mongo().to_dict()
-    try:
-        # mongoengine's DictField accepts any value; BSON does not. Checked here, one log at a
-        # time, so that one bad value cannot fail the insert of a whole batch.
+    try:  # checked one log at a time, so that one bad value cannot fail a whole batch
         bson.encode(document)
     except (InvalidDocument, OverflowError) as exc:
         raise InvalidRecord(f"prediction log is invalid: {_unencodable(document, exc)}") from None
@@ -153,16 +181,14 @@ def prediction_documents(
 
     The features must already be valid (the served model's input contract checked them);
     the fields every log of the batch shares (model, version, run, dataset, latency,
-    timestamp) pass :class:`~store.documents.PredictionLog`'s rules once, on the first log.
-    ``tests/test_store_journal.py`` holds the result equal to :func:`to_prediction_document`'s.
+    timestamp) pass :class:`~store.documents.PredictionLog`'s rules on the first log.
 
     Args:
         request_ids: One id per prediction.
         features: One dict of typed input values per prediction.
         predictions: The predicted classes.
         probabilities: The probabilities of class 1.
-        **shared: The other fields of :class:`~store.documents.PredictionLog`
-            (``timestamp`` defaults to now, UTC).
+        **shared: The other fields (``timestamp`` defaults to now, UTC).
 
     Returns:
         The BSON-ready documents, in order.
@@ -171,108 +197,28 @@ def prediction_documents(
         InvalidRecord: If a shared field breaks the document's rules.
     """
     shared.setdefault("timestamp", utcnow())
-    first = to_prediction_document(
-        {
-            "request_id": request_ids[0],
-            "features": features[0],
-            "prediction": predictions[0],
-            "probability": probabilities[0],
-            **shared,
-        }  # fmt: skip
-    )
+    first = to_prediction_document({"request_id": request_ids[0], "features": features[0],
+                                    "prediction": predictions[0], "probability": probabilities[0],
+                                    **shared})  # fmt: skip
     common = {key: value for key, value in first.items() if key in shared}
+    rows = zip(request_ids, features, predictions, probabilities, strict=True)
     return [
-        {
-            "_id": request_id,
-            **common,
-            "features": row,
-            "prediction": prediction,
-            "probability": probability,
-        }  # fmt: skip
-        for request_id, row, prediction, probability in zip(
-            request_ids, features, predictions, probabilities, strict=True
-        )
+        {"_id": i, **common, "features": f, "prediction": p, "probability": q}
+        for i, f, p, q in rows
     ]
-
-
-def plain_value(value: Any) -> Any:
-    """Turn a numpy scalar into the Python value it holds (other values are returned as is).
-
-    A numpy ``int64`` or ``bool_`` passes mongoengine's validation but cannot be encoded to
-    BSON; ``float64`` can, but would be read back as a plain float anyway.
-
-    Args:
-        value: A feature value.
-
-    Returns:
-        The value, with numpy scalars as ``int``, ``float``, ``bool``, ``str`` or ``datetime``.
-    """
-    if type(value).__module__ != "numpy" or not hasattr(value, "item"):
-        return value
-    if getattr(getattr(value, "dtype", None), "kind", "") == "M":  # datetime64: keep a date
-        return value.astype("datetime64[us]").item()
-    return value.item()
-
-
-def _unencodable(document: Mapping[str, Any], error: Exception) -> str:
-    for key, value in (document.get("features") or {}).items():
-        try:
-            bson.encode({"v": value})
-        except (InvalidDocument, OverflowError):
-            return f"features.{key}: {type(value).__name__} {value!r} cannot be stored in MongoDB"
-    return str(error)
-
-
-def parse_timestamp(value: Any, field: str) -> dt.datetime:
-    """Turn a datetime or an ISO 8601 string into a naive UTC datetime.
-
-    Args:
-        value: A ``datetime`` (naive = UTC) or an ISO 8601 string.
-        field: The field's name, for the message.
-
-    Returns:
-        The naive UTC datetime.
-
-    Raises:
-        InvalidRecord: If the value is neither.
-    """
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRecord(
-                f"{field}: expected an ISO 8601 date and time, got {value!r}"
-            ) from None
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime.combine(value, dt.time())
-    if not isinstance(value, dt.datetime):
-        raise InvalidRecord(f"{field}: expected a date and time, got {type(value).__name__}")
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
 
 
 @dataclass(frozen=True)
 class InsertResult:
-    """What an insert of prediction-log documents did.
-
-    Attributes:
-        inserted: Documents newly stored.
-        already_stored: Documents the store already had (same request id).
-        refused: Documents the store refused for another reason, each with the reason:
-            retrying them cannot succeed.
-    """
+    """What an insert did: stored, already stored, refused (with the store's reason)."""
 
     inserted: int = 0
     already_stored: int = 0
     refused: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
 
     def __add__(self, other: InsertResult) -> InsertResult:
-        return InsertResult(
-            self.inserted + other.inserted,
-            self.already_stored + other.already_stored,
-            self.refused + other.refused,
-        )
+        return InsertResult(self.inserted + other.inserted,
+                            self.already_stored + other.already_stored, self.refused + other.refused)  # fmt: skip
 
 
 def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
@@ -289,7 +235,7 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
 
     Raises:
         StoreUnavailable: If the store cannot be written (unreachable, an embedded file
-            locked, damaged or full): nothing more is known to be stored.
+            locked, damaged or full, a disk error): nothing more is known to be stored.
     """
     if not documents:
         return InsertResult()
@@ -298,12 +244,9 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
         return InsertResult(inserted=len(result.inserted_ids))
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
-        duplicates = sum(1 for error in errors if error.get("code") == _DUPLICATE_KEY)
-        refused = [
-            (documents[error["index"]], str(error.get("errmsg") or "refused"))
-            for error in errors
-            if error.get("code") != _DUPLICATE_KEY
-        ]
+        duplicates = sum(1 for error in errors if error.get("code") == 11000)
+        refused = [(documents[e["index"]], str(e.get("errmsg") or "refused")) for e in errors
+                   if e.get("code") != 11000]  # fmt: skip
         inserted = exc.details.get("nInserted", len(documents) - duplicates - len(refused))
         return InsertResult(int(inserted), duplicates, refused)
     except UNREACHABLE as exc:
@@ -314,17 +257,17 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
         if len(documents) > 1:
             middle = len(documents) // 2
             return insert_documents(documents[:middle]) + insert_documents(documents[middle:])
-        if getattr(exc, "code", None) == _DUPLICATE_KEY:
+        if getattr(exc, "code", None) == 11000:
             return InsertResult(already_stored=1)
-        reason = _unencodable(documents[0], exc) if not isinstance(exc, OperationFailure) else None
-        return InsertResult(refused=[(documents[0], reason or str(exc))])
+        reason = str(exc) if isinstance(exc, OperationFailure) else _unencodable(documents[0], exc)
+        return InsertResult(refused=[(documents[0], reason)])
 
 
 class Journal:
-    """Local files of prediction logs the store could not take: the journal, the set-aside file.
+    """The local files of logs the store could not take: the journal and the set-aside file.
 
-    The journal holds one document per line (MongoDB extended JSON, so datetimes survive),
-    appended under an exclusive file lock and ``fsync``'d, so several processes can share it.
+    One document per line (MongoDB extended JSON, so datetimes survive), appended under an
+    exclusive file lock and ``fsync``'d, so several processes can share them.
 
     Args:
         path: The journal file (its folder is created when needed).
@@ -332,10 +275,10 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.bad_path = self.path.with_name(self.path.name + ".bad")
-        self.refused_path = self.path.with_name(self.path.name + ".refused")
-        self.counters_path = self.path.with_name(self.path.name + ".counters.json")
+        self.lock_path, self.bad_path, self.refused_path, self.counters_path = (
+            self.path.with_name(self.path.name + suffix)
+            for suffix in (".lock", ".bad", ".refused", ".counters.json")
+        )
 
     @contextmanager
     def _locked(self):
@@ -350,9 +293,7 @@ class Journal:
             os.close(fd)
 
     def _append(self, path: Path, lines: list[str], *, locked: bool = False) -> int:
-        if not lines:
-            return 0
-        if not locked:
+        if lines and not locked:
             with self._locked():
                 return self._append(path, lines, locked=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -366,91 +307,55 @@ class Journal:
         return len(lines)
 
     @staticmethod
-    def _refusal_lines(refusals: Iterable[tuple[Mapping[str, Any], str]]) -> list[str]:
-        return [
-            json_util.dumps({"reason": reason, "document": doc}, json_options=_JSON, default=repr)
-            + "\n"
-            for doc, reason in refusals
-        ]
+    def _refusals(refusals: Iterable[tuple[Mapping[str, Any], str]]) -> list[str]:
+        return [json_util.dumps({"reason": reason, "document": doc}, json_options=_JSON,
+                                default=repr) + "\n" for doc, reason in refusals]  # fmt: skip
 
     def append(self, documents: Iterable[Mapping[str, Any]]) -> int:
-        """Append documents durably.
-
-        Args:
-            documents: BSON-ready prediction-log documents.
-
-        Returns:
-            How many were appended.
-
-        Raises:
-            OSError: If the file cannot be written (e.g. a full disk).
-        """
-        return self._append(
-            self.path, [json_util.dumps(d, json_options=_JSON) + "\n" for d in documents]
-        )
+        """Append documents durably; return how many (raises OSError, e.g. a full disk)."""
+        lines = [json_util.dumps(d, json_options=_JSON) + "\n" for d in documents]
+        return self._append(self.path, lines) if lines else 0
 
     def set_aside(self, refusals: Iterable[tuple[Mapping[str, Any], str]]) -> int:
-        """Keep refused documents, with the reason, in ``<journal>.refused`` (never replayed).
+        """Keep ``(document, reason)`` pairs in ``<journal>.refused``; return how many.
 
-        A human reads the file, fixes the cause, and may store them by hand.
-
-        Args:
-            refusals: ``(document, reason)`` pairs.
-
-        Returns:
-            How many were kept.
-
-        Raises:
-            OSError: If the file cannot be written.
+        They are never replayed: a human reads the reason, fixes the cause and may store them.
         """
-        return self._append(self.refused_path, self._refusal_lines(refusals))
+        lines = self._refusals(refusals)
+        return self._append(self.refused_path, lines) if lines else 0
 
     def pending(self) -> bool:
         """Whether the journal holds anything (a cheap check, no parsing)."""
-        try:
-            return self.path.stat().st_size > 0
-        except FileNotFoundError:
-            return False
+        return self.path.exists() and self.path.stat().st_size > 0
 
     def read(self) -> list[dict[str, Any]]:
-        """Return the documents in the journal (unreadable lines are skipped).
-
-        Returns:
-            The parsed documents, oldest first.
-        """
+        """Return the journaled documents, oldest first (unreadable lines skipped)."""
         with self._locked():
-            documents, _ = self._parse()
-        return documents
+            return self._parse()[0]
 
     def set_aside_count(self) -> int:
         """Return how many logs the set-aside file holds."""
-        try:
-            with open(self.refused_path, "rb") as handle:
-                return sum(1 for line in handle if line.strip())
-        except FileNotFoundError:
+        if not self.refused_path.exists():
             return 0
+        with open(self.refused_path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
 
     def _parse(self) -> tuple[list[dict[str, Any]], list[str]]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return [], []
         documents, bad = [], []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
+        text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        for line in filter(str.strip, text.splitlines()):
             try:
                 documents.append(json_util.loads(line, json_options=_JSON))
-            except (ValueError, TypeError, json.JSONDecodeError):
+            except (ValueError, TypeError):
                 bad.append(line)
         return documents, bad
 
     def replay(self, batch_size: int = 1000) -> ReplayReport:
         """Insert every journaled document into the store, then empty the journal.
 
-        The journal stays locked during the replay, so a concurrent append waits. If the
-        store goes away half-way, the journal is kept whole: the next replay counts the
-        documents already stored as such (their request id is the primary key).
+        The journal stays locked meanwhile (a concurrent append waits). If the store goes
+        away half-way, the journal is kept whole: the next replay counts the documents
+        already stored as such (their request id is the primary key).
 
         Args:
             batch_size: Documents per insert.
@@ -463,38 +368,35 @@ class Journal:
         """
         with self._locked():
             documents, bad = self._parse()
-            if bad:
-                # Kept aside for a human rather than silently dropped.
-                with open(self.bad_path, "a", encoding="utf-8") as handle:
-                    handle.write("\n".join(bad) + "\n")
-                logger.warning("journal %s: %d unreadable line(s) moved to %s", self.path,
-                               len(bad), self.bad_path)  # fmt: skip
+            if bad:  # kept aside for a human rather than silently dropped
+                self._append(self.bad_path, [line + "\n" for line in bad], locked=True)
+                logger.warning(
+                    "journal %s: %d unreadable line(s) moved to %s",
+                    self.path,
+                    len(bad),
+                    self.bad_path,
+                )
             result = InsertResult()
             for start in range(0, len(documents), batch_size):
                 result += insert_documents(documents[start : start + batch_size])
-            # Refused for good: set aside before the journal is emptied.
-            refused = self._append(
-                self.refused_path, self._refusal_lines(result.refused), locked=True
-            )
+            refused = self._append(self.refused_path, self._refusals(result.refused), locked=True)
             if documents or bad:
                 fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                os.fsync(fd)
+                os.close(fd)
         if refused:
-            logger.error("journal %s: the store refused %d log(s); set aside in %s", self.path,
-                         refused, self.refused_path)  # fmt: skip
+            logger.error(
+                "journal %s: the store refused %d log(s), set aside in %s",
+                self.path,
+                refused,
+                self.refused_path,
+            )
         return ReplayReport(
             len(documents), result.inserted, result.already_stored, len(bad), refused
         )
 
     def add_counters(self, delta: Mapping[str, int]) -> None:
-        """Add a writer's new counts to the totals of every process.
-
-        Raises:
-            OSError: If the file cannot be written.
-        """
+        """Add a writer's new counts to the totals of every process (raises OSError)."""
         with self._locked():
             totals = self.counters()
             for name, count in delta.items():
@@ -512,21 +414,19 @@ class Journal:
 
 
 def replay_journal(path: str | os.PathLike | None = None, batch_size: int = 1000) -> ReplayReport:
-    """Replay the prediction-log journal into the connected store.
-
-    Args:
-        path: The journal (default: ``MLOPS_JOURNAL_PATH`` or the store folder's journal).
-        batch_size: Documents per insert.
-
-    Returns:
-        What was replayed.
+    """Replay the prediction-log journal (default: the settings') into the connected store.
 
     Raises:
         StoreUnavailable: If the store cannot be written (the journal is kept).
     """
-    if path is None:
-        path = StoreSettings.from_env().journal_path
-    return Journal(path).replay(batch_size=batch_size)
+    return Journal(path or StoreSettings.from_env().journal_path).replay(batch_size=batch_size)
+
+
+def writer_totals(journal_path: str | os.PathLike) -> WriterStats:
+    """Return the counters every writer of a journal added up (for ``mlops db status``)."""
+    totals = Journal(journal_path).counters()
+    names = {f.name for f in fields(WriterStats)} - {"pending", "last_error"}
+    return WriterStats(**{name: int(totals.get(name, 0)) for name in names})
 
 
 class PredictionLogWriter:
@@ -540,13 +440,12 @@ class PredictionLogWriter:
         retry_interval: Seconds between attempts to write to the store again after it
             failed (meanwhile logs go straight to the journal: nothing waits on a dead
             server).
-        on_outcome: Called from the writer's thread as ``on_outcome(outcome, count)``
-            with one of :data:`OUTCOMES` (the API feeds its ``/metrics`` with it).
+        on_outcome: Called from the writer's thread as ``on_outcome(outcome, count)``,
+            ``outcome`` one of :data:`OUTCOMES` (the API feeds ``/metrics`` with it).
 
-    The documents must be connected (:func:`store.connect`) first; with a real MongoDB,
-    ``connect(check=False)`` lets the service start while it is down. Create the writer in
-    the process that serves requests (a forked worker does not inherit the thread), and
-    close it at shutdown.
+    Connect the documents first (:func:`store.connect`; with a real MongoDB,
+    ``connect(check=False)`` lets the service start while it is down). Create the writer
+    in the process that serves requests, and close it at shutdown.
     """
 
     def __init__(
@@ -560,27 +459,23 @@ class PredictionLogWriter:
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if journal_path is None:
-            journal_path = StoreSettings.from_env().journal_path
-        self.journal = Journal(journal_path)
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.retry_interval = retry_interval
+        self.journal = Journal(journal_path or StoreSettings.from_env().journal_path)
+        self.batch_size, self.flush_interval, self.retry_interval = (
+            batch_size,
+            flush_interval,
+            retry_interval,
+        )
         self.on_outcome = on_outcome
         # Each item: (records or documents, whether they are validated documents, future).
         self._queue: deque[tuple[list, bool, Future | None]] = deque()
-        self._lock = threading.Lock()  # uncontended: keeps the queue and the count in step
+        self._lock = threading.Lock()  # uncontended: keeps the queue and the counts in step
         self._counts = dict.fromkeys(("enqueued", *OUTCOMES), 0)
-        self._saved = dict(self._counts)  # what the counters file already holds
-        self._saved_at = 0.0
-        self._handled = 0  # logs taken off the queue and fully dealt with
-        self._queued = 0
+        self._saved, self._saved_at = dict(self._counts), 0.0  # what the counters file holds
+        self._handled = self._queued = 0
         self._last_error: str | None = None
         self._retry_at = 0.0  # monotonic time before which the store is assumed down
-        self._indexes_ready = False
-        self._wake = threading.Event()
-        self._done = threading.Condition()
-        self._closed = False
+        self._indexes_ready = self._closed = False
+        self._wake, self._done = threading.Event(), threading.Condition()
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -596,30 +491,24 @@ class PredictionLogWriter:
             self._wake.set()
 
     def write(self, record: Mapping[str, Any]) -> None:
-        """Queue one prediction log; returns at once (validated in the background).
+        """Queue one log's fields (validated in the background; an invalid one is set aside).
 
-        Args:
-            record: Fields of :class:`~store.documents.PredictionLog` by name. An invalid
-                log is set aside with the reason. The mapping is stored later, so it must
-                not be changed after the call.
+        The mapping is stored later, so it must not be changed after the call.
 
         Raises:
             RuntimeError: If the writer is closed.
         """
-        if "timestamp" not in record:
-            record = {**record, "timestamp": utcnow()}
-        self._enqueue([record], False, None)
+        self._enqueue(
+            [record if "timestamp" in record else {**record, "timestamp": utcnow()}], False, None
+        )
 
     def submit(self, documents: list[dict[str, Any]]) -> Future:
-        """Queue validated documents; the future is resolved once they are durable.
-
-        Args:
-            documents: BSON-ready prediction-log documents (see :func:`prediction_documents`).
+        """Queue validated documents (:func:`prediction_documents`); resolved once durable.
 
         Returns:
-            A future whose result is ``None`` once every document is stored, journaled or
-            set aside; it fails with :class:`~tabular.errors.StoreUnavailable` when some
-            could be none of these (dropped).
+            A future resolved (``None``) once every document is stored, journaled or set
+            aside; it fails with :class:`~tabular.errors.StoreUnavailable` if some could be
+            none of these (dropped).
 
         Raises:
             RuntimeError: If the writer is closed.
@@ -629,14 +518,7 @@ class PredictionLogWriter:
         return future
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every log queued so far is stored, journaled or set aside.
-
-        Args:
-            timeout: Longest wait in seconds (``None``: no limit).
-
-        Returns:
-            Whether everything was handled in time.
-        """
+        """Wait until every log queued so far is dealt with; return whether it was in time."""
         target = self._counts["enqueued"]
         deadline = None if timeout is None else time.monotonic() + timeout
         self._wake.set()
@@ -645,18 +527,11 @@ class PredictionLogWriter:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._done.wait(remaining if remaining is not None else 1.0)
+                self._done.wait(1.0 if remaining is None else remaining)
         return True
 
     def close(self, timeout: float | None = 30.0) -> WriterStats:
-        """Flush, stop the background thread and return the final counters.
-
-        Args:
-            timeout: Longest wait for the flush, in seconds.
-
-        Returns:
-            The counters.
-        """
+        """Flush, stop the background thread and return the final counters."""
         if not self._closed:
             self.flush(timeout)
             self._closed = True
@@ -667,8 +542,7 @@ class PredictionLogWriter:
 
     def stats(self) -> WriterStats:
         """Return this writer's counters."""
-        counts = {name: self._counts[name] for name in ("enqueued", *OUTCOMES)}
-        return WriterStats(**counts, pending=self._queued, last_error=self._last_error)
+        return WriterStats(**self._counts, pending=self._queued, last_error=self._last_error)
 
     # -- background thread ---------------------------------------------------------------
 
@@ -705,15 +579,19 @@ class PredictionLogWriter:
         invalid: list[tuple[Mapping[str, Any], str]] = []
         for records, validated, _ in items:
             if validated:
-                documents.extend(records)
+                documents += records
                 continue
             for record in records:
                 try:
                     documents.append(to_prediction_document(record))
                 except Exception as exc:  # InvalidRecord, or e.g. a non-mapping by mistake
                     self._last_error = f"prediction log refused: {exc}"
-                    kept = record if isinstance(record, Mapping) else {"record": repr(record)}
-                    invalid.append((kept, str(exc)))
+                    invalid.append(
+                        (
+                            record if isinstance(record, Mapping) else {"record": repr(record)},
+                            str(exc),
+                        )
+                    )
         dropped = self._counts["dropped"]
         try:
             self._deliver(documents)
@@ -722,17 +600,12 @@ class PredictionLogWriter:
             logger.exception("prediction-log writer: unexpected error")
             self._last_error = f"unexpected error: {exc}"
             self._count("dropped", len(documents) + len(invalid))
-        lost = self._counts["dropped"] > dropped
+        error = StoreUnavailable(f"the prediction logs could not be recorded: {self._last_error}")
         for _, _, future in items:
-            if future is not None:
-                if lost:
-                    future.set_exception(
-                        StoreUnavailable(
-                            f"the prediction logs could not be recorded: {self._last_error}"
-                        )
-                    )
-                else:
-                    future.set_result(None)
+            if future is not None and self._counts["dropped"] > dropped:
+                future.set_exception(error)
+            elif future is not None:
+                future.set_result(None)
 
     def _deliver(self, documents: list[dict[str, Any]]) -> None:
         if not documents:
@@ -755,9 +628,7 @@ class PredictionLogWriter:
             return
         self._count("stored", result.inserted)
         self._count("already_stored", result.already_stored)
-        if result.refused:
-            # Refused for good (not a duplicate, not an outage): no retry window, no journal
-            # replay; the rest of the batch is stored and later batches go to the store.
+        if result.refused:  # refused for good: no retry window, the rest of the batch is stored
             self._last_error = f"the store refused a prediction log: {result.refused[0][1]}"
             self._set_aside(result.refused)
 
@@ -770,35 +641,34 @@ class PredictionLogWriter:
             self._count("dropped", len(documents))
 
     def _set_aside(self, refusals: list[tuple[Mapping[str, Any], str]]) -> None:
-        if not refusals:
-            return
         try:
             self._count("set_aside", self.journal.set_aside(refusals))
         except OSError as exc:
             self._last_error = f"{self.journal.refused_path} cannot be written: {exc}"
             self._count("dropped", len(refusals))
-            return
-        logger.error("%d prediction log(s) set aside in %s: %s", len(refusals),
-                     self.journal.refused_path, refusals[0][1])  # fmt: skip
+        if refusals:
+            logger.error(
+                "%d prediction log(s) set aside in %s: %s",
+                len(refusals),
+                self.journal.refused_path,
+                refusals[0][1],
+            )
 
     def _save_counters(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._saved_at < 1.0:
+        if not force and time.monotonic() - self._saved_at < 1.0:
             return
-        self._saved_at = now
-        counts = dict(self._counts)
+        self._saved_at, counts = time.monotonic(), dict(self._counts)
         delta = {
             name: counts[name] - self._saved[name]
             for name in counts
             if counts[name] != self._saved[name]
         }
-        if not delta:
-            return
         try:
-            self.journal.add_counters(delta)
+            if delta:
+                self.journal.add_counters(delta)
+                self._saved = counts
         except OSError:
-            return  # kept for the next time (the disk may be full)
-        self._saved = counts
+            pass  # kept for the next time (the disk may be full)
 
     def _maybe_replay(self) -> None:
         if time.monotonic() < self._retry_at or not self.journal.pending():
@@ -814,17 +684,3 @@ class PredictionLogWriter:
         self._count("set_aside", report.refused)
         if report.read:
             logger.info("replayed %d journaled prediction log(s)", report.read)
-
-
-def writer_totals(journal_path: str | os.PathLike) -> WriterStats:
-    """Return the counters every writer of a journal added up (for ``mlops db status``).
-
-    Args:
-        journal_path: The journal.
-
-    Returns:
-        The summed counters (``pending`` is 0: what is queued lives in each process).
-    """
-    totals = Journal(journal_path).counters()
-    names = {f.name for f in fields(WriterStats)} - {"pending", "last_error"}
-    return WriterStats(**{name: int(totals.get(name, 0)) for name in names})
