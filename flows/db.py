@@ -257,10 +257,12 @@ def _status(args: argparse.Namespace) -> int:
             f"{len(dataset.columns)} columns, {imported} from {dataset.source}"
         )
     journal = Journal(settings.journal_path)
-    print(f"journal {journal.path}: {len(journal.read()):,} prediction log(s) waiting for replay")
     print(
-        f"set aside {journal.refused_path}: {journal.set_aside_count():,} refused log(s), with the reason"
+        f"journal {journal.path}: {len(journal.read()):,} prediction log(s) waiting for replay, "
+        f"{journal.set_aside_count():,} set aside with the reason"
     )
+    for document, reason in journal.set_aside_documents()[-3:]:
+        print(f"  set aside {document.get('_id')}: {reason}")
     totals = writer_totals(settings.journal_path)
     print(
         f"prediction-log writers, every process since the journal was created: "

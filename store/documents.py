@@ -1,7 +1,8 @@
 """The mongoengine documents: what a row, a prediction log and a feedback look like in MongoDB.
 
-Every document entering MongoDB passes its class's field rules; :func:`build` and
-:func:`check` turn mongoengine's errors into one sentence naming each offending field.
+Every document entering MongoDB passes its class's field rules; :func:`build` turns
+mongoengine's errors into one sentence naming each offending field. :func:`out_model`
+derives, from each document, the pydantic model the API and the monitor use.
 
 Indexes are declared here and created by :func:`store.connection.ensure_indexes`
 (``auto_create_index`` is off: creating them lazily would block the first write for the
@@ -45,14 +46,7 @@ class StrictIntField(IntField):
     """An integer field that refuses strings, booleans and fractions instead of casting them."""
 
     def validate(self, value):
-        """Refuse anything but a whole number (``3`` or ``3.0``, not ``3.5``, ``"3"``, ``True``).
-
-        Args:
-            value: The value to check.
-
-        Raises:
-            ValidationError: If the value is not a whole number.
-        """
+        """Refuse anything but a whole number (``3`` or ``3.0``, not ``3.5``, ``"3"``, ``True``)."""
         whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         if isinstance(value, bool) or not whole:
             self.error(f"expected a whole number, got {type(value).__name__} {value!r}")
@@ -63,14 +57,7 @@ class StrictFloatField(FloatField):
     """A float field that refuses strings, booleans, NaN and infinities."""
 
     def validate(self, value):
-        """Refuse anything but a finite number.
-
-        Args:
-            value: The value to check.
-
-        Raises:
-            ValidationError: If the value is not a finite ``int`` or ``float``.
-        """
+        """Refuse anything but a finite ``int`` or ``float``."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.error(f"expected a number, got {type(value).__name__} {value!r}")
         if not math.isfinite(value):
@@ -277,40 +264,19 @@ _DOT, _DOLLAR = "\uff0e", "\uff04"
 
 
 def encode_key(column: str) -> str:
-    """Turn a column name into a key MongoDB accepts (no ``.``, no leading ``$``).
-
-    Args:
-        column: The column name.
-
-    Returns:
-        The key; :func:`decode_key` gives the name back.
-    """
+    """Turn a column name into a key MongoDB accepts (no ``.``, no leading ``$``)."""
     key = str(column).replace(".", _DOT)
     return _DOLLAR + key[1:] if key.startswith("$") else key
 
 
 def decode_key(key: str) -> str:
-    """Give back the column name of a key made by :func:`encode_key`.
-
-    Args:
-        key: A key of :attr:`DatasetRecord.values`.
-
-    Returns:
-        The column name.
-    """
+    """Give back the column name of a key made by :func:`encode_key`."""
     name = key.replace(_DOT, ".")
     return "$" + name[1:] if name.startswith(_DOLLAR) else name
 
 
 def describe(error: ValidationError) -> str:
-    """Flatten a mongoengine validation error into ``field: problem; ...``.
-
-    Args:
-        error: The error raised by ``Document.validate()`` or a field's ``validate``.
-
-    Returns:
-        One line naming every offending field (dotted for nested fields).
-    """
+    """Flatten a mongoengine validation error into one line, ``field: problem; ...``."""
     problems: list[str] = []
 
     def walk(prefix: str, errors: Mapping[str, Any]) -> None:
@@ -357,26 +323,6 @@ def build(document_class: type[Document], data: Mapping[str, Any], what: str) ->
         # No auto-conversion: mongoengine would otherwise turn 1.5 into 1 and "2" into 2.0
         # before validating, hiding a wrong type from the user.
         document = document_class(__auto_convert=False, **data)
-        document.validate()
-    except ValidationError as exc:
-        raise InvalidRecord(f"{what} is invalid: {describe(exc)}") from exc
-    return document
-
-
-def check(document: Document, what: str) -> Document:
-    """Validate a document built or changed in place.
-
-    Args:
-        document: The document.
-        what: How to call it in messages.
-
-    Returns:
-        The same document.
-
-    Raises:
-        InvalidRecord: Naming each offending field.
-    """
-    try:
         document.validate()
     except ValidationError as exc:
         raise InvalidRecord(f"{what} is invalid: {describe(exc)}") from exc

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -41,20 +41,20 @@ from typing import Any
 
 import bson
 from bson import json_util
+from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from store.connection import UNREACHABLE, ensure_indexes, error_reason
 from store.documents import PredictionLog, build
 from store.settings import StoreSettings
-from tabular.errors import InvalidRecord, StoreError, StoreUnavailable
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from tabular.errors import InvalidRecord, StoreUnavailable
 
 logger = logging.getLogger(__name__)
+_CODEC = CodecOptions(tz_aware=False)
+_JOURNAL_TABLES = ("journal (id PRIMARY KEY, body BLOB NOT NULL)",
+                   "set_aside (id INTEGER PRIMARY KEY, reason TEXT, document TEXT)",
+                   "counters (name TEXT PRIMARY KEY, count INTEGER)")  # fmt: skip
 _JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.RELAXED, tz_aware=False,
                               datetime_representation=2)  # fmt: skip
 #: What a log can become (the ``outcome`` label of the API's ``/metrics`` counter).
@@ -264,10 +264,11 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
 
 
 class Journal:
-    """The local files of logs the store could not take: the journal and the set-aside file.
+    """Logs the store could not take, in a local SQLite file (WAL).
 
-    One document per line (MongoDB extended JSON, so datetimes survive), appended under an
-    exclusive file lock and ``fsync``'d, so several processes can share them.
+    The journal itself, the logs set aside with their reason, and every writer's counters.
+    Appends are transactions (no torn entries, nothing committed lost by ``kill -9``); the
+    file is shared by processes, one writer at a time.
 
     Args:
         path: The journal file (its folder is created when needed).
@@ -275,87 +276,98 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.lock_path, self.bad_path, self.refused_path, self.counters_path = (
-            self.path.with_name(self.path.name + suffix)
-            for suffix in (".lock", ".bad", ".refused", ".counters.json")
-        )
+        self._local = threading.local()  # this thread's connection, opened once
 
     @contextmanager
-    def _locked(self):
-        if fcntl is None:  # pragma: no cover - Windows
-            raise StoreError("the prediction-log journal needs POSIX file locks")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _database(self, create: bool = True) -> Iterator[sqlite3.Connection | None]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None and (create or self.path.exists()):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")  # rare, and the last resort: synced
+            for table in _JOURNAL_TABLES:
+                connection.execute(f"CREATE TABLE IF NOT EXISTS {table}")
+            self._local.connection = connection
+        yield connection
 
-    def _append(self, path: Path, lines: list[str], *, locked: bool = False) -> int:
-        if lines and not locked:
-            with self._locked():
-                return self._append(path, lines, locked=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview("".join(lines).encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return len(lines)
-
-    @staticmethod
-    def _refusals(refusals: Iterable[tuple[Mapping[str, Any], str]]) -> list[str]:
-        return [json_util.dumps({"reason": reason, "document": doc}, json_options=_JSON,
-                                default=repr) + "\n" for doc, reason in refusals]  # fmt: skip
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: all of it or nothing."""
+        with self._database() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def append(self, documents: Iterable[Mapping[str, Any]]) -> int:
-        """Append documents durably; return how many (raises OSError, e.g. a full disk)."""
-        lines = [json_util.dumps(d, json_options=_JSON) + "\n" for d in documents]
-        return self._append(self.path, lines) if lines else 0
+        """Append documents durably (a request id already there is kept once); return how many.
+
+        Raises:
+            sqlite3.Error: If the file cannot be written (e.g. a full disk).
+        """
+        rows = [(d["_id"], bson.encode(d)) for d in documents]
+        if not rows:
+            return 0
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO journal (id, body) VALUES (?, ?)", rows)
+        return len(rows)
 
     def set_aside(self, refusals: Iterable[tuple[Mapping[str, Any], str]]) -> int:
-        """Keep ``(document, reason)`` pairs in ``<journal>.refused``; return how many.
+        """Keep ``(document, reason)`` pairs, never replayed; return how many.
 
-        They are never replayed: a human reads the reason, fixes the cause and may store them.
+        A human reads the reasons (``mlops db status``, :meth:`set_aside_documents`), fixes
+        the cause and may store them. Documents that BSON cannot encode are kept as text.
+
+        Raises:
+            sqlite3.Error: If the file cannot be written.
         """
-        lines = self._refusals(refusals)
-        return self._append(self.refused_path, lines) if lines else 0
+        rows = [
+            (reason, json_util.dumps(doc, json_options=_JSON, default=repr))
+            for doc, reason in refusals
+        ]
+        if not rows:
+            return 0
+        with self._write() as db:
+            db.executemany("INSERT INTO set_aside (reason, document) VALUES (?, ?)", rows)
+        return len(rows)
+
+    def _all(self, sql: str) -> list[tuple]:
+        with self._database(create=False) as db:
+            return [] if db is None else db.execute(sql).fetchall()
 
     def pending(self) -> bool:
-        """Whether the journal holds anything (a cheap check, no parsing)."""
-        return self.path.exists() and self.path.stat().st_size > 0
+        """Whether the journal holds logs to replay."""
+        return bool(self._all("SELECT 1 FROM journal LIMIT 1"))
 
     def read(self) -> list[dict[str, Any]]:
-        """Return the journaled documents, oldest first (unreadable lines skipped)."""
-        with self._locked():
-            return self._parse()[0]
+        """Return the journaled documents, oldest first."""
+        return [
+            bson.decode(body, _CODEC)
+            for (body,) in self._all("SELECT body FROM journal ORDER BY rowid")
+        ]
+
+    def set_aside_documents(self) -> list[tuple[dict[str, Any], str]]:
+        """Return the logs set aside, each with its reason, oldest first."""
+        rows = self._all("SELECT document, reason FROM set_aside ORDER BY id")
+        return [
+            (json_util.loads(document, json_options=_JSON), reason) for document, reason in rows
+        ]
 
     def set_aside_count(self) -> int:
-        """Return how many logs the set-aside file holds."""
-        if not self.refused_path.exists():
-            return 0
-        with open(self.refused_path, "rb") as handle:
-            return sum(1 for line in handle if line.strip())
-
-    def _parse(self) -> tuple[list[dict[str, Any]], list[str]]:
-        documents, bad = [], []
-        text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-        for line in filter(str.strip, text.splitlines()):
-            try:
-                documents.append(json_util.loads(line, json_options=_JSON))
-            except (ValueError, TypeError):
-                bad.append(line)
-        return documents, bad
+        """Return how many logs are set aside."""
+        return self._all("SELECT count(*) FROM set_aside")[0][0] if self.path.exists() else 0
 
     def replay(self, batch_size: int = 1000) -> ReplayReport:
-        """Insert every journaled document into the store, then empty the journal.
+        """Insert the journaled documents into the store; each batch leaves the journal once stored.
 
-        The journal stays locked meanwhile (a concurrent append waits). If the store goes
-        away half-way, the journal is kept whole: the next replay counts the documents
-        already stored as such (their request id is the primary key).
+        Exactly once: a batch is deleted from the journal only after the store took it, and
+        a batch replayed twice (killed in between) is counted as already stored the second
+        time (the request id is the primary key).
 
         Args:
             batch_size: Documents per insert.
@@ -364,53 +376,36 @@ class Journal:
             What was replayed.
 
         Raises:
-            StoreUnavailable: If the store cannot be written (the journal is kept).
+            StoreUnavailable: If the store cannot be written (what is left stays journaled).
         """
-        with self._locked():
-            documents, bad = self._parse()
-            if bad:  # kept aside for a human rather than silently dropped
-                self._append(self.bad_path, [line + "\n" for line in bad], locked=True)
-                logger.warning(
-                    "journal %s: %d unreadable line(s) moved to %s",
-                    self.path,
-                    len(bad),
-                    self.bad_path,
-                )
-            result = InsertResult()
-            for start in range(0, len(documents), batch_size):
-                result += insert_documents(documents[start : start + batch_size])
-            refused = self._append(self.refused_path, self._refusals(result.refused), locked=True)
-            if documents or bad:
-                fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
-                os.fsync(fd)
-                os.close(fd)
-        if refused:
-            logger.error(
-                "journal %s: the store refused %d log(s), set aside in %s",
-                self.path,
-                refused,
-                self.refused_path,
+        read = inserted = already = refused = 0
+        while rows := self._all(
+            f"SELECT id, body FROM journal ORDER BY rowid LIMIT {int(batch_size)}"
+        ):
+            result = insert_documents([bson.decode(body, _CODEC) for _, body in rows])
+            refused += self.set_aside(result.refused)
+            with self._write() as db:
+                db.executemany("DELETE FROM journal WHERE id = ?", [(key,) for key, _ in rows])
+            read, inserted, already = (
+                read + len(rows),
+                inserted + result.inserted,
+                already + result.already_stored,
             )
-        return ReplayReport(
-            len(documents), result.inserted, result.already_stored, len(bad), refused
-        )
+        if refused:
+            logger.error("journal %s: the store refused %d log(s), set aside", self.path, refused)
+        return ReplayReport(read, inserted, already, 0, refused)
 
     def add_counters(self, delta: Mapping[str, int]) -> None:
-        """Add a writer's new counts to the totals of every process (raises OSError)."""
-        with self._locked():
-            totals = self.counters()
-            for name, count in delta.items():
-                totals[name] = totals.get(name, 0) + count
-            temporary = self.counters_path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(totals, sort_keys=True), encoding="utf-8")
-            os.replace(temporary, self.counters_path)
+        """Add a writer's new counts to the totals of every process (raises sqlite3.Error)."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
+                list(delta.items()),
+            )
 
     def counters(self) -> dict[str, int]:
         """Return the counts every writer of this journal added (empty when none did)."""
-        try:
-            return json.loads(self.counters_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            return {}
+        return dict(self._all("SELECT name, count FROM counters"))
 
 
 def replay_journal(path: str | os.PathLike | None = None, batch_size: int = 1000) -> ReplayReport:
@@ -635,24 +630,25 @@ class PredictionLogWriter:
     def _to_journal(self, documents: list[dict[str, Any]]) -> None:
         try:
             self._count("journaled", self.journal.append(documents))
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             self._last_error = f"the journal {self.journal.path} cannot be written either: {exc}"
             logger.error("%d prediction log(s) dropped: %s", len(documents), self._last_error)
             self._count("dropped", len(documents))
 
     def _set_aside(self, refusals: list[tuple[Mapping[str, Any], str]]) -> None:
+        if not refusals:
+            return
         try:
             self._count("set_aside", self.journal.set_aside(refusals))
-        except OSError as exc:
-            self._last_error = f"{self.journal.refused_path} cannot be written: {exc}"
+        except (OSError, sqlite3.Error) as exc:
+            self._last_error = f"the journal {self.journal.path} cannot be written: {exc}"
             self._count("dropped", len(refusals))
-        if refusals:
-            logger.error(
-                "%d prediction log(s) set aside in %s: %s",
-                len(refusals),
-                self.journal.refused_path,
-                refusals[0][1],
-            )
+        logger.error(
+            "%d prediction log(s) set aside in %s: %s",
+            len(refusals),
+            self.journal.path,
+            refusals[0][1],
+        )
 
     def _save_counters(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._saved_at < 1.0:
@@ -667,7 +663,7 @@ class PredictionLogWriter:
             if delta:
                 self.journal.add_counters(delta)
                 self._saved = counts
-        except OSError:
+        except (OSError, sqlite3.Error):
             pass  # kept for the next time (the disk may be full)
 
     def _maybe_replay(self) -> None:

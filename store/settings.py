@@ -1,31 +1,17 @@
 """Where the store lives and how long to wait for it, read from the environment (pydantic-settings).
 
-Environment variables (all optional):
-
-``MONGODB_URI``
-    A MongoDB connection string (``mongodb://host:27017``), checked as a ``MongoDsn``. Unset
-    or empty: the embedded store (SQLite files in ``MLOPS_STORE_DIR``).
-``MONGODB_DB``
-    Database name. Default: the database in ``MONGODB_URI`` if it names one, else ``mlops``.
-``MLOPS_STORE_DIR``
-    Folder of the embedded store. Default: ``.store/`` at the repository root when running
-    from a checkout, else ``.store/`` in the current directory.
-``MLOPS_JOURNAL_PATH``
-    The prediction-log journal (JSON lines) used while the store cannot take logs. Default:
-    ``<MLOPS_STORE_DIR>/journal/prediction_logs.jsonl``.
-``MONGODB_TIMEOUT_MS``
-    How long a call waits for an unreachable MongoDB before giving up (server selection
-    and connect timeout). Default 2000. A ``serverSelectionTimeoutMS`` in the URI wins.
-``MLOPS_STORE_TIMEOUT_S``
-    How long a write to the embedded store waits for another process's write. Default 10.
-``MLOPS_STORE_FSYNC``
-    ``1`` to sync every embedded-store commit to the disk (survives a power cut; 2-5 ms a
-    commit). Default ``0``: a process crash (``kill -9``) never loses a commit, a machine
-    crash may lose the last ones, as with MongoDB's default write concern.
-``MLOPS_REQUIRE_MONGODB``
-    ``1`` (or ``true``, ``yes``): a MongoDB server is required, so a missing ``MONGODB_URI``
-    is an error instead of a silent fall-back to the embedded store (the compose stack sets
-    it). Default ``0``.
+All optional: ``MONGODB_URI`` (a MongoDB URI, checked as a ``MongoDsn``; unset or empty:
+the embedded store, SQLite files in ``MLOPS_STORE_DIR``, default ``.store/`` at the root
+of a checkout, else in the current directory); ``MONGODB_DB`` (default: the URI's
+database, else ``mlops``); ``MLOPS_JOURNAL_PATH`` (the journal of logs the store could not
+take; default ``<MLOPS_STORE_DIR>/journal/prediction_logs.sqlite3``); ``MONGODB_TIMEOUT_MS``
+(the longest wait for an unreachable MongoDB, default 2000; a ``serverSelectionTimeoutMS``
+in the URI wins); ``MLOPS_STORE_TIMEOUT_S`` (the longest wait of an embedded write for
+another process's, default 10); ``MLOPS_STORE_FSYNC`` (``1``: sync each embedded commit to
+the disk, 2-5 ms a commit, survives a power cut; default ``0``: a ``kill -9`` never loses a
+commit, a machine crash may lose the last ones, as MongoDB's default write concern);
+``MLOPS_REQUIRE_MONGODB`` (``1``: a missing ``MONGODB_URI`` is an error, not a fall-back
+to the embedded store; the compose stack sets it).
 """
 
 from __future__ import annotations
@@ -55,13 +41,10 @@ _DSN = TypeAdapter(MongoDsn)
 
 
 def default_store_dir() -> Path:
-    """Return the default folder of the embedded store.
+    """Return ``.store/`` at the root of a checkout, else in the current directory.
 
-    Returns:
-        ``.store/`` at the repository root when the package runs from a checkout (so the
-        API and the flows share one store whatever their working directory), else
-        ``.store/`` in the current directory (an installed package must not write into
-        ``site-packages``).
+    From a checkout the API and the flows share it whatever their working directory; an
+    installed package must not write into ``site-packages``.
     """
     if (_REPO_ROOT / "pyproject.toml").is_file() and (_REPO_ROOT / ".git").exists():
         return _REPO_ROOT / ".store"
@@ -76,18 +59,7 @@ def _mongodb_uri(value: str) -> str:
 
 
 class StoreSettings(BaseSettings):
-    """How to reach the store (read by :meth:`from_env`, or given field by field).
-
-    Attributes:
-        uri: MongoDB connection string, or ``None`` for the embedded store.
-        database: Database name (empty: from the URI, else ``mlops``).
-        store_dir: Folder of the embedded store.
-        journal_path: JSON-lines journal of prediction logs the store could not take.
-        timeout_ms: Longest wait for an unreachable MongoDB, in milliseconds.
-        store_timeout_s: Longest wait of an embedded-store write for another process's.
-        fsync: Whether each embedded-store commit is synced to the disk.
-        require_mongodb: Refuse to fall back to the embedded store.
-    """
+    """How to reach the store: the variables above, by :meth:`from_env` or field by field."""
 
     model_config = SettingsConfigDict(
         frozen=True, populate_by_name=True, env_ignore_empty=True, extra="ignore"
@@ -115,7 +87,7 @@ class StoreSettings(BaseSettings):
         database = (
             self.database or (self.uri and split_uri_database(self.uri)[1]) or DEFAULT_DATABASE
         )
-        journal = self.journal_path or self.store_dir / "journal" / "prediction_logs.jsonl"
+        journal = self.journal_path or self.store_dir / "journal" / "prediction_logs.sqlite3"
         object.__setattr__(self, "database", database)
         object.__setattr__(self, "journal_path", journal)
         return self
@@ -127,28 +99,21 @@ class StoreSettings(BaseSettings):
 
     @property
     def location(self) -> str:
-        """Where the data lives, for messages: the URI without password, or the folder."""
+        """For messages: the URI without password, or the folder."""
         return redact_uri(self.uri) if self.uri else str(self.store_dir)
 
     @property
     def host(self) -> str:
-        """Where the data lives, for logs: the URI's hosts without credentials, or the folder."""
+        """For logs: the URI's hosts without credentials, or the folder."""
         return uri_hosts(self.uri) if self.uri else str(self.store_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StoreSettings:
-        """Read the settings from environment variables.
-
-        Args:
-            env: The variables to read (default: the process environment).
-
-        Returns:
-            The settings.
+        """Read the settings from ``env`` (default: the process environment).
 
         Raises:
-            StoreError: Naming the variable, if one is invalid (a URI that is not a MongoDB
-                URI, a timeout that is not a positive number) or if ``MONGODB_URI`` is unset
-                while ``MLOPS_REQUIRE_MONGODB`` asks for a server.
+            StoreError: Naming the variable that is invalid, or ``MONGODB_URI`` when it is
+                unset while ``MLOPS_REQUIRE_MONGODB`` asks for a server.
         """
         try:
             if env is None:
@@ -168,44 +133,23 @@ class StoreSettings(BaseSettings):
 
 
 def redact_uri(uri: str) -> str:
-    """Hide the password of a connection string, for messages and logs.
-
-    Args:
-        uri: A MongoDB URI.
-
-    Returns:
-        The URI with ``user:password@`` shown as ``user:***@``.
-    """
+    """Hide the password of a connection string: ``user:password@`` becomes ``user:***@``."""
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
 
 
 def uri_hosts(uri: str) -> str:
-    """Keep only the scheme and hosts of a connection string (no credentials, path, options).
-
-    Args:
-        uri: A MongoDB URI.
-
-    Returns:
-        E.g. ``mongodb://db:27017`` for ``mongodb://user:secret@db:27017/prod?tls=true``.
-    """
+    """The scheme and hosts of a URI: ``mongodb://u:p@db:27017/prod?x=1`` gives ``mongodb://db:27017``."""
     scheme, _, rest = uri.partition("://")
     hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
     return f"{scheme}://{hosts}"
 
 
 def split_uri_database(uri: str) -> tuple[str, str | None]:
-    """Remove the database path from a MongoDB URI.
+    """Return the URI without its database path, and that database (``None`` when absent).
 
     mongoengine lets the URI's database override the one it is given; removing it lets
-    ``MONGODB_DB`` (and the tests' throw-away databases) win. When the URI has credentials
-    and no ``authSource``, the removed database stays the authentication database, as the
-    driver would have used it.
-
-    Args:
-        uri: A MongoDB URI.
-
-    Returns:
-        The URI without database path, and that database (``None`` when absent).
+    ``MONGODB_DB`` (and the tests' throw-away databases) win. With credentials and no
+    ``authSource``, the removed database stays the authentication database, as before.
     """
     scheme, sep, rest = uri.partition("://")
     hosts, slash, tail = rest.partition("/")

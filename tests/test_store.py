@@ -109,7 +109,7 @@ def prediction(request_id: str, **changes) -> dict:
 def test_settings_from_environment(tmp_path):
     embedded = StoreSettings.from_env({"MLOPS_STORE_DIR": str(tmp_path)})
     assert embedded.embedded and embedded.database == "mlops"
-    assert embedded.journal_path == tmp_path / "journal" / "prediction_logs.jsonl"
+    assert embedded.journal_path == tmp_path / "journal" / "prediction_logs.sqlite3"
 
     server = StoreSettings.from_env(
         {"MONGODB_URI": "mongodb://u:secret@db:27017/prod?tls=false", "MONGODB_TIMEOUT_MS": "500"}

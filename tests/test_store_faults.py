@@ -101,8 +101,8 @@ def test_a_store_error_for_one_document_sets_it_aside_and_stores_the_rest(store,
     assert stored_ids() == [f"log-{i:02d}" for i in range(19)]
     journal = Journal(store.journal_path)
     assert not journal.pending()
-    kept = journal.refused_path.read_text(encoding="utf-8")
-    assert '"_id": "poisoned"' in kept and "BSONObj size is invalid" in kept
+    [(document, reason)] = journal.set_aside_documents()
+    assert document["_id"] == "poisoned" and "BSONObj size is invalid" in reason
     assert (stats.stored, stats.journaled, stats.set_aside, stats.dropped) == (19, 0, 1, 0)
 
 
