@@ -415,7 +415,7 @@ class PredictionService:
     secondary = bentoml.depends(SecondaryModel)
 
     def __init__(self) -> None:
-        from store import PredictionLogWriter, StoreSettings, connect
+        from store import StoreSettings, connect
 
         settings = StoreSettings.from_env()
         # check=False: the service starts while MongoDB is down (logs go to the journal).
@@ -424,7 +424,7 @@ class PredictionService:
         # measure what it costs (benchmarks/serving.py).
         logging_on = os.environ.get(LOG_ENV, "1").strip().lower() not in ("0", "false", "no")
         if logging_on:
-            from bentos.logs import count_outcome
+            from bentos.logs import PredictionLogWriter, count_outcome
 
             count_outcome("stored", 0)  # the /metrics counter shows every outcome from the start
             self.writer = PredictionLogWriter(settings.journal_path, on_outcome=count_outcome)

@@ -3,8 +3,8 @@
 :mod:`store.settings` (where the store is), :mod:`store.connection` (connect, indexes),
 :mod:`store.documents` (one document per stored concept, and the models the API returns,
 derived from them), :mod:`store.crud` (create, read, update, delete; the rules a record is
-held to), :mod:`store.journal` (the prediction-log writer, its journal and set-aside
-file), :mod:`store.transfer` (CSV import, backup, the query), :mod:`store.proof` (the
+held to), :mod:`store.journal` (prediction-log documents, their insert, the journal of what
+the store could not take), :mod:`store.transfer` (CSV import, backup, the query), :mod:`store.proof` (the
 run's proof of the connection) and :mod:`store.embedded` (the store used when no server
 is set: SQLite files under mongomock's query engine). The ``mlops db`` commands are in
 :mod:`flows.db`.
@@ -54,7 +54,6 @@ from store.crud import (
 )
 from store.journal import (
     Journal,
-    PredictionLogWriter,
     ReplayReport,
     WriterStats,
     prediction_documents,

@@ -27,7 +27,8 @@ LOGS = 300
 
 WRITER = """
 import sys
-from store import PredictionLogWriter, connect
+from bentos.logs import PredictionLogWriter
+from store import connect
 from tests.test_store import prediction
 
 connect()

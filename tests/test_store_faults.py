@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from pymongo.errors import OperationFailure
 
+from bentos.logs import PredictionLogWriter
 from flows.cli import main
 from store import (
     Journal,
-    PredictionLogWriter,
     StoreSettings,
     connect,
     count_prediction_logs,
@@ -139,7 +139,8 @@ def test_a_full_disk_ends_journaled_and_is_replayed_once(store, monkeypatch):
 #: once the writer says it is durable (what the API waits for before answering).
 ACKNOWLEDGING_WRITER = """
 import sys
-from store import PredictionLogWriter, connect, prediction_documents
+from bentos.logs import PredictionLogWriter
+from store import connect, prediction_documents
 from tests.test_store import prediction
 
 connect()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bentos.logs import PredictionLogWriter
 from store import (
     Journal,
-    PredictionLogWriter,
     connect,
     count_prediction_logs,
     create_prediction_log,
