@@ -1,15 +1,11 @@
 """Create, read, update and delete dataset records, prediction logs, feedback and decisions.
 
-Plain functions over the connected store (:func:`store.connect` first). Inputs are plain
-values (what an HTTP API receives); a record is held to the rules its dataset's CSV was
-held to (:func:`check_values`), a log, feedback or decision to its document's rules, and
-errors name the field. Results are the models derived from the documents
-(:func:`store.documents.out_model`), which the API returns as they are. Writes are atomic:
-feedback is one upsert that keeps the first outcome, updates are one ``$set``.
-
-Errors: :class:`~tabular.errors.InvalidRecord` (a field breaks a rule, named),
-:class:`~tabular.errors.RecordNotFound`, :class:`~tabular.errors.Conflict` (contradicts
-what is stored), :class:`~tabular.errors.StoreUnavailable` (the store cannot be reached).
+Plain functions over the connected store (:func:`store.connect` first); inputs are plain
+values (what an HTTP API receives), results the models derived from the documents
+(:func:`store.documents.out_model`). A record is held to the rules its dataset's CSV was
+held to (:func:`check_values`); errors name the field. Writes are atomic: feedback is one
+upsert that keeps the first outcome, updates are one ``$set``. Errors: ``InvalidRecord``,
+``RecordNotFound``, ``Conflict`` and ``StoreUnavailable`` (:mod:`tabular.errors`).
 """
 
 from __future__ import annotations
@@ -218,18 +214,10 @@ def check_values(
 ) -> dict[str, Any]:
     """Check a row's values by the rules its dataset's CSV was held to, and type them.
 
-    Each column's kind; the levels of a categorical column; the data gate's
-    ``checks.ranges`` and ``checks.date_range`` (kept with the schema at the import); a
-    0/1 target; a date and a target in every row.
-
-    Args:
-        schema: The dataset's schema.
-        values: Column values by column name.
-        partial: ``True`` for an update (only the given columns); ``False`` for a new
-            record (the others are stored as missing).
-
-    Returns:
-        The typed values by column name.
+    Each column's kind, a categorical column's levels, the data gate's ``checks.ranges``
+    and ``checks.date_range`` (kept with the schema at the import), a 0/1 target, a date and
+    a target in every row. ``partial``: an update (only the given columns); else a new
+    record (the others stored as missing).
 
     Raises:
         InvalidRecord: Naming the first offending column (``values.<column>``) and the rule.
@@ -298,14 +286,7 @@ def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRe
 
 
 def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
-    """Add one row to a stored dataset.
-
-    Args:
-        dataset: The dataset's name (imported before, so its columns and rules are known).
-        values: The row's values by column name; a column left out is stored as missing.
-
-    Returns:
-        The stored record (with its new id and row number).
+    """Add one row (values by column name) to a stored dataset; return it with its id and row number.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
@@ -345,19 +326,10 @@ def find_records(
     page: int = 1,
     page_size: int = 50,
 ) -> Page[DatasetRecordOut]:
-    """List a dataset's records matching a filter, one page at a time, in row order.
+    """List a dataset's records in row order, one page (1 to 1000 records) at a time.
 
-    Args:
-        dataset: The dataset's name.
-        where: Column values the records must equal, by column name (``None`` matches a
-            missing value), e.g. ``{"carrier": "UA", "origin": "JFK"}``.
-        date_from: Keep records whose date is at or after this (datetime or ISO string).
-        date_to: Keep records whose date is before this.
-        page: Page number, from 1.
-        page_size: Records per page (1 to 1000).
-
-    Returns:
-        The page of records and the total count.
+    ``where`` maps columns to the value they must equal (``None`` matches a missing value);
+    ``date_from`` (inclusive) and ``date_to`` (exclusive) bound the date column.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
@@ -390,15 +362,9 @@ def find_records(
 
 
 def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut:
-    """Change some values of a record, in one ``$set`` (a concurrent change of others stays).
+    """Change some values of a record in one ``$set`` (a concurrent change of others stays).
 
-    Args:
-        record_id: The record's id.
-        values: The new values by column name; ``None`` makes a value missing (not allowed
-            for the date and target columns).
-
-    Returns:
-        The updated record.
+    ``None`` makes a value missing (not allowed for the date and target columns).
 
     Raises:
         RecordNotFound: If no record has this id.
@@ -439,16 +405,10 @@ def create_prediction_log(
     journal_on_outage: bool = True,
     settings: StoreSettings | None = None,
 ) -> PredictionLogOut:
-    """Store one prediction log now (the API's predictions go through the writer instead).
+    """Store one prediction log now (the API's predictions go through its writer instead).
 
-    Args:
-        record: The log's fields by name (see :class:`~store.documents.PredictionLog`).
-        journal_on_outage: When the store cannot be written, append the log to the journal
-            and return it with ``journaled=True`` instead of failing.
-        settings: Settings naming the journal (default: from the environment).
-
-    Returns:
-        The stored (or journaled) log.
+    When the store cannot be written, the log is journaled and returned with
+    ``journaled=True``, unless ``journal_on_outage`` is false.
 
     Raises:
         InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
@@ -504,23 +464,11 @@ def find_prediction_logs(
     page: int = 1,
     page_size: int = 50,
 ) -> Page[PredictionLogOut]:
-    """List prediction logs, newest first, one page at a time.
+    """List prediction logs, newest first, one page (1 to 1000 logs) at a time.
 
-    Args:
-        model_name: Keep logs of this model.
-        model_version: Keep logs of this model version.
-        dataset: Keep logs of models of this dataset.
-        since: Keep logs at or after this time (datetime or ISO string, UTC).
-        until: Keep logs before this time.
-        page: Page number, from 1.
-        page_size: Logs per page (1 to 1000).
-
-    Returns:
-        The page of logs and the total count.
-
-    Raises:
-        InvalidRecord: If a filter has the wrong type.
-        StoreUnavailable: If MongoDB is unreachable.
+    Filters: model name and version, dataset, ``since`` (inclusive) and ``until``
+    (exclusive) times (datetimes or ISO text, UTC). Raises ``InvalidRecord`` for a filter of
+    the wrong type, ``StoreUnavailable`` when MongoDB is unreachable.
     """
     skip, limit = _paging(page, page_size)
     query = _log_query(model_name, model_version, dataset, since, until)
@@ -543,14 +491,7 @@ def count_prediction_logs(
 
 
 def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> PredictionLogOut:
-    """Change fields of a prediction log (e.g. fix a model version), in one ``$set``.
-
-    Args:
-        request_id: The request's id.
-        changes: New field values by name; ``request_id`` cannot change.
-
-    Returns:
-        The updated log.
+    """Change fields of a prediction log (not its ``request_id``) in one ``$set``.
 
     Raises:
         RecordNotFound: If no log has this request id.
@@ -578,18 +519,10 @@ def delete_prediction_log(request_id: str) -> None:
 
 
 def record_feedback(request_id: str, actual: int, *, received_at: Any = None) -> FeedbackOut:
-    """Record the true outcome of a request, atomically: the first outcome wins.
+    """Record the true outcome (0/1) of a request, atomically: the first outcome wins.
 
     One upsert that sets the outcome only when it inserts: the same outcome posted again
     returns the stored one, a different one is refused, even when both arrive at once.
-
-    Args:
-        request_id: The request's id.
-        actual: The true class (0/1).
-        received_at: When it was known (default: now, UTC).
-
-    Returns:
-        The stored feedback (the first one posted).
 
     Raises:
         InvalidRecord: If a field is missing or of the wrong type (names it).
@@ -648,14 +581,7 @@ def _decision_out(document: Mapping[str, Any]) -> DecisionOut:
 
 
 def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
-    """Store a champion/challenger decision.
-
-    Args:
-        decision: Its fields by name (see :data:`DecisionOut`); ``decision_id`` and
-            ``decided_at`` default to a new id and now (UTC).
-
-    Returns:
-        The stored decision.
+    """Store a champion/challenger decision (its fields by name; id and time default to new ones).
 
     Raises:
         InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
@@ -704,25 +630,11 @@ def prediction_logs_frame(
 ) -> pd.DataFrame:
     """Load prediction logs as a frame for the drift monitor, oldest first.
 
-    Args:
-        model_name: Keep logs of this model.
-        model_version: Keep logs of this model version.
-        dataset: Keep logs of models of this dataset.
-        since: Keep logs at or after this time.
-        until: Keep logs before this time.
-        limit: Keep only the most recent ``limit`` logs.
-        feature_dicts: Keep each log's features as stored, one dict per row in a
-            ``features`` column, instead of one column per feature (a check can then tell
-            a feature the request did not send from one sent as ``null``).
-
-    Returns:
-        One row per log: the :data:`LOG_COLUMNS`, then one column per input feature (named
-        ``feature.<name>`` only if a feature's name clashes with a log column), or the
-        ``features`` column. Features a request did not send are missing (NaN).
-
-    Raises:
-        InvalidRecord: If a filter has the wrong type.
-        StoreUnavailable: If MongoDB is unreachable.
+    The filters of :func:`find_prediction_logs`, and ``limit``: the most recent logs only.
+    One row per log: the :data:`LOG_COLUMNS`, then one column per input feature (named
+    ``feature.<name>`` if it clashes with a log column; NaN when a request did not send
+    it), or with ``feature_dicts`` one ``features`` column of the stored dicts (a check
+    can then tell a feature not sent from one sent as ``null``).
     """
     import pandas as pd
 
@@ -757,14 +669,8 @@ def apply_log_retention(days: float | None) -> None:
     """Keep prediction logs ``days`` days after they were served, or for ever (``None``).
 
     A TTL index on ``timestamp`` (``expireAfterSeconds``): MongoDB's TTL monitor deletes
-    expired logs about every minute; the embedded store deletes them on its next write
-    after at most a minute. Changing the days replaces the index.
-
-    Args:
-        days: ``monitoring.log_retention_days`` of the dataset config.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
+    expired logs about every minute, the embedded store at its next write within a minute.
+    Raises ``StoreUnavailable`` when MongoDB is unreachable.
     """
     collection = PredictionLog._get_collection()
     seconds = None if days is None else int(days * 86400)

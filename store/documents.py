@@ -68,21 +68,15 @@ class StrictFloatField(FloatField):
 class DatasetRecord(Document):
     """One row of a dataset, for any dataset config.
 
-    The fields every dataset has are typed fields; the other columns live in ``values``,
-    each value with its column's Python type (see :class:`DatasetSchema`). Column names
-    are stored as keys through :func:`encode_key` (MongoDB keys cannot hold ``.`` or start
-    with ``$``).
-
     Attributes:
-        id: ``<dataset>:<key>``; for imported rows the key is a hash of the row's values
-            (and of its occurrence number among identical rows), so importing the same file
-            twice inserts nothing the second time.
+        id: ``<dataset>:<key>``; an imported row's key is a hash of its values, so importing
+            the same file twice inserts nothing the second time.
         dataset: The dataset's name (the config's ``name``).
         row_number: Position of the row in the imported frame; backups keep this order.
-        date: The config's date column, as a datetime (millisecond precision, like MongoDB);
-            absent for a dataset without a date column.
+        date: The config's date column (millisecond precision); absent without one.
         target: The 0/1 target derived by the config.
-        values: Every other column: ``{encoded column name: value}``; ``None`` = missing.
+        values: The row's columns by name (stored without the date and the target, under
+            :func:`encode_key` names), each of its column's kind; ``None`` = missing.
     """
 
     id = StringField(primary_key=True, min_length=3, max_length=300)
@@ -100,14 +94,10 @@ class DatasetRecord(Document):
 
 
 class ColumnSpec(EmbeddedDocument):
-    """How one column of a dataset is stored and restored.
+    """How one column is stored and restored.
 
-    Attributes:
-        name: The column name in the frame.
-        dtype: The pandas dtype to restore (``"int64"``, ``"datetime64[ns]"``, ...).
-        kind: The Python type of stored values (one of :data:`KINDS`).
-        role: The column's role in the dataset config (one of :data:`ROLES`).
-        categories: The ordered categories of a ``category`` column, else empty.
+    Its name, pandas dtype, the kind of its values (:data:`KINDS`), its role in the config
+    (:data:`ROLES`) and its categories (the levels of a ``category`` column).
     """
 
     name = StringField(required=True, min_length=1)
@@ -118,21 +108,12 @@ class ColumnSpec(EmbeddedDocument):
 
 
 class DatasetSchema(Document):
-    """The columns of a stored dataset, so that backups restore the same dtypes.
+    """A stored dataset: what backups restore, and the rules its records are held to.
 
-    Attributes:
-        dataset: The dataset's name (primary key).
-        columns: Every column, in frame order.
-        date_column: Name of the column held in :attr:`DatasetRecord.date` (``None`` for a
-            dataset without a date column).
-        target_column: Name of the 0/1 column held in :attr:`DatasetRecord.target`.
-        target_source: The column the target is derived from (e.g. ``arr_delay``).
-        source: Where the last import came from (a file or a loader).
-        rows: Rows in the last imported frame.
-        next_row_number: Row number given to the next record created one at a time.
-        imported_at: When the last import finished (UTC).
-        checks: The dataset config's ``checks`` at the import (what the data gate held the
-            rows to): records created or changed later are held to the same ranges.
+    Its columns (in frame order, with their dtypes), date and target columns, the target's
+    source column, where and when the last import came from, its rows, the next row
+    number, and the config's ``checks`` at the import (records created or changed later
+    are held to them).
     """
 
     dataset = StringField(primary_key=True, regex=DATASET_NAME, max_length=100)
@@ -187,7 +168,7 @@ class Feedback(Document):
     """The true outcome of a served request, posted once it is known.
 
     Attributes:
-        request_id: The request's id (primary key: posting again replaces the outcome).
+        request_id: The request's id (primary key: the first outcome posted stays).
         actual: The true class (0/1).
         received_at: When the outcome was recorded (UTC).
     """
@@ -299,19 +280,11 @@ def describe(error: ValidationError) -> str:
 
 
 def build(document_class: type[Document], data: Mapping[str, Any], what: str) -> Document:
-    """Build a document from plain data and validate it.
-
-    Args:
-        document_class: One of the document classes.
-        data: Field values by field name.
-        what: How to call the document in messages (e.g. ``"prediction log"``).
-
-    Returns:
-        The validated document (not saved).
+    """Build a document from plain data and validate it (not saved).
 
     Raises:
         InvalidRecord: If a field is unknown, missing, or of the wrong type or range; the
-            message names each field.
+            message calls the document ``what`` and names each field.
     """
     unknown = sorted(set(data) - set(document_class._fields))
     if unknown:
@@ -341,18 +314,10 @@ _PYTHON_TYPES: tuple[tuple[type, Any], ...] = (
 
 
 def out_model(document_class: type[Document], name: str, **extra: Any) -> type[BaseModel]:
-    """Derive the pydantic model the API returns for a document class (one definition).
+    """Derive the pydantic model ``name`` the API returns for a document class.
 
-    Field names, types, required fields and descriptions (from the class docstring's
-    ``Attributes:`` section) all come from the document.
-
-    Args:
-        document_class: A document class.
-        name: The model's name (shown in OpenAPI).
-        **extra: Additional ``(type, default)`` fields.
-
-    Returns:
-        The model class.
+    Field names, types, required fields and descriptions (the class docstring's
+    ``Attributes:``) all come from the document; ``extra`` adds ``(type, default)`` fields.
     """
     doc = document_class.__doc__ or ""
     described = dict(re.findall(r"^ {8}(\w+): (.+(?:\n {12}.+)*)", doc, re.MULTILINE))

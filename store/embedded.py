@@ -1,29 +1,19 @@
 """An embedded MongoDB for development: mongomock's query engine over SQLite files.
 
-When ``MONGODB_URI`` is unset, :func:`store.connection.connect` hands mongoengine
-:class:`EmbeddedMongoClient`. It answers like ``mongomock.MongoClient`` (mongomock matches
-filters, applies update operators, runs aggregations), but the documents live in SQLite
-(standard library), one file a collection, ``<store_dir>/<database>/<collection>.sqlite3``,
-in WAL mode. What SQLite gives, and this module relies on:
-
-* Atomic writes: each write operation (an ``insert_many``, an ``update_many``, a
-  ``find_one_and_update``) is one transaction taken with ``BEGIN IMMEDIATE``, so writers
-  of every process are serialised and a read-modify-write cannot interleave.
-* Nothing committed is lost or corrupted by ``kill -9`` (SQLite's atomic commit).
-  ``MLOPS_STORE_FSYNC=1`` also syncs each commit to the disk (``synchronous=FULL``); the
-  default may lose the last commits in a power cut, never corrupts: WAL frames carry
-  checksums, so a torn, zero-filled or garbage tail is ignored.
-* Readers never wait: in WAL mode a read sees the last commit while another process
-  writes. There is no lock in this module; each thread has its own connection.
-* A damaged or foreign file is one :class:`~tabular.errors.StoreDamaged` line naming it and
-  the way to recover; the other collections, in their own files, keep working.
-* Nothing is cached: queries stream the collection in chunks and keep only what matches
-  (a sorted query with a limit keeps only the best ``skip + limit``), so a process that
-  only appends holds none of the collection. Lookups by ``_id`` use the primary key; other
-  queries scan. TTL indexes work: expired documents go at the next write, within a minute.
-
-Not supported: renaming collections, transactions across collections. Use a real MongoDB
-(``MONGODB_URI``) for anything shared or large.
+When ``MONGODB_URI`` is unset, mongoengine gets :class:`EmbeddedMongoClient`: mongomock
+matches filters, applies update operators and runs aggregations, and the documents live
+in SQLite (standard library, WAL mode), one file a collection,
+``<store_dir>/<database>/<collection>.sqlite3``. Each write operation is one transaction
+(``BEGIN IMMEDIATE``: writers of every process are serialised, a read-modify-write cannot
+interleave); nothing committed is lost or corrupted by ``kill -9``, and WAL frames carry
+checksums, so a torn, zero-filled or garbage tail is ignored (``MLOPS_STORE_FSYNC=1`` also
+syncs each commit, for power cuts). Readers never wait for a writer; there is no lock in
+this module (a connection a thread). A damaged or foreign file is one ``StoreDamaged``
+line naming it and the way to recover; the other collections keep working. Nothing is
+cached: queries stream the collection and keep only what matches (a sorted query with a
+limit keeps only the best ``skip + limit``). Lookups by ``_id`` use the primary key, other
+queries scan; TTL indexes work (expired documents go at the next write, within a minute).
+Not supported: renaming collections, transactions across collections.
 """
 
 from __future__ import annotations
@@ -52,7 +42,7 @@ from mongomock import aggregate, filtering
 from mongomock.collection import Collection as _MockCollection
 from mongomock.collection import Cursor as _MockCursor
 from mongomock.database import Database as _MockDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 from pymongo.results import InsertManyResult
 
 from tabular.errors import StoreDamaged, StoreError, StoreUnavailable
@@ -80,7 +70,7 @@ MONGOMOCK_INTERNALS: dict[str, tuple[str, ...]] = {
     "mongomock.collection.Collection.__init__": ("_db_store",),
     "mongomock.MongoClient": ("_database_accesses", "_codec_options"),
     "mongomock.database.Database": ("_collection_accesses", "_ensure_valid_collection_name"),
-    "mongomock.collection.Collection": ("_store", "_insert", "_iter_documents", "_get_dataset",
+    "mongomock.collection.Collection": ("_store", "_iter_documents", "_get_dataset",
                                         "_ensure_uniques", "_copy_only_fields"),
     "mongomock.collection.Cursor": ("_compute_results", "_factory", "_results", "_emitted",
                                     "_factory_last_generated_results", "_limit", "_skip"),
@@ -143,13 +133,10 @@ def _named(path: Path, timeout_s: float) -> Iterator[None]:
 
 
 class SqliteCollectionStore:
-    """One collection in one SQLite file, with the interface of mongomock's ``CollectionStore``.
+    """One collection in one SQLite file, with mongomock's ``CollectionStore`` interface.
 
-    Args:
-        path: The collection's file (created by the first write).
-        name: The collection's name.
-        fsync: Sync every commit to the disk (``synchronous=FULL``).
-        timeout_s: Longest wait for another process's write to finish.
+    ``fsync``: sync every commit (``synchronous=FULL``); ``timeout_s``: the longest wait for
+    another process's write.
     """
 
     def __init__(self, path: Path, name: str, fsync: bool, timeout_s: float):
@@ -222,9 +209,7 @@ class SqliteCollectionStore:
         local.depth, local.indexes = 1, None
         try:
             with _named(self.path, self.timeout_s):
-                if (
-                    time.monotonic() - self._expired_at >= TTL_INTERVAL_S
-                ):  # as MongoDB's TTL monitor
+                if time.monotonic() - self._expired_at >= TTL_INTERVAL_S:  # a TTL monitor
                     self._expired_at = time.monotonic()
                     connection.execute("DELETE FROM documents WHERE expires <= ?", (time.time(),))
                 yield connection
@@ -300,11 +285,9 @@ class SqliteCollectionStore:
     @staticmethod
     def _expiry(document: Mapping[str, Any], ttl: tuple[str, float]) -> float | None:
         moment = document.get(ttl[0])
-        return (
-            calendar.timegm(moment.utctimetuple()) + ttl[1]
-            if isinstance(moment, dt.datetime)
-            else None
-        )
+        if isinstance(moment, dt.datetime):
+            return calendar.timegm(moment.utctimetuple()) + ttl[1]
+        return None
 
     @property
     def unique(self) -> bool:
@@ -362,11 +345,6 @@ class SqliteCollectionStore:
     def __contains__(self, key: Any) -> bool:
         return bool(self._rows("SELECT 1 FROM documents WHERE key = ?", (_key(key),)))
 
-    def __getitem__(self, key: Any) -> dict:
-        for document in self.get([key]):
-            return document
-        raise KeyError(key)
-
     def __setitem__(self, key: Any, document: dict) -> None:
         with self.write() as connection, _named(self.path, self.timeout_s):
             connection.execute(
@@ -383,11 +361,6 @@ class SqliteCollectionStore:
     def __len__(self) -> int:
         rows = self._rows("SELECT count(*) FROM documents")
         return rows[0][0] if rows else 0
-
-    @property
-    def is_empty(self) -> bool:
-        """Whether the collection holds no document."""
-        return not self._rows("SELECT 1 FROM documents LIMIT 1")
 
     @property
     def is_created(self) -> bool:
@@ -611,21 +584,6 @@ class EmbeddedCollection(_MockCollection):
             return doc
         return super()._copy_only_fields(doc, fields, container)
 
-    def _insert(self, data, session=None, ordered=True):
-        if not isinstance(data, Mapping) or session:  # a list comes back one document at a time
-            return super()._insert(data, session, ordered=ordered)
-        self._check(data)
-        with self._store.write():
-            if self._store.insert_rows(self._store.rows([data]), ordered=True):
-                raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
-            if self._store.unique:
-                try:
-                    super()._ensure_uniques(data)
-                except DuplicateKeyError:
-                    del self._store[data["_id"]]
-                    raise
-        return data["_id"]
-
     def _ensure_uniques(self, new_data):
         # mongomock calls this after changing a document in place: the moment to store it.
         self._store[new_data["_id"]] = new_data
@@ -687,10 +645,6 @@ class EmbeddedCollection(_MockCollection):
         """Return this collection (the embedded store has no read or write concerns)."""
         return self
 
-    def rename(self, new_name, session=None, **kwargs):
-        """Not supported: raises ``NotImplementedError``."""
-        raise NotImplementedError("the embedded store cannot rename collections")
-
 
 for _name in ("insert_one", "update_one", "update_many", "replace_one", "find_one_and_delete",
               "find_one_and_replace", "find_one_and_update", "delete_one", "delete_many",
@@ -718,13 +672,8 @@ class EmbeddedDatabase(_MockDatabase):
 class EmbeddedMongoClient(mongomock.MongoClient):
     """A mongomock client whose data lives in SQLite files under ``store_dir``.
 
-    Args:
-        host: Ignored apart from parsing (mongoengine passes its default host).
-        port: Ignored.
-        store_dir: Folder holding the store (created when missing).
-        fsync: Sync every commit to the disk.
-        timeout_s: Longest wait for another process's write, in seconds.
-        **kwargs: Other ``MongoClient`` options, accepted and ignored as mongomock does.
+    ``host``, ``port`` and other ``MongoClient`` options are accepted and ignored, as
+    mongomock does; ``fsync`` and ``timeout_s`` are :class:`SqliteCollectionStore`'s.
     """
 
     def __init__(

@@ -66,15 +66,8 @@ class ReplayReport:
 class WriterStats:
     """Counters of prediction-log writers (one process's, or every process's summed).
 
-    Attributes:
-        enqueued: Logs handed to the writer.
-        stored: Logs inserted into the store (directly or by a replay of the journal).
-        already_stored: Logs the store already had (same request id).
-        journaled: Logs written to the journal because the store could not take them.
-        set_aside: Logs refused (by the store or by validation), kept with the reason.
-        dropped: Logs neither stored, journaled nor set aside (must stay 0).
-        pending: Logs still queued in memory.
-        last_error: The last problem met, if any.
+    ``enqueued`` logs handed to the writer; then what became of them (:data:`OUTCOMES`);
+    ``pending`` still queued in memory; ``last_error`` the last problem met.
     """
 
     enqueued: int = 0
@@ -131,17 +124,14 @@ def _unencodable(document: Mapping[str, Any], error: Exception) -> str:
 
 
 def to_prediction_document(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a prediction log by :class:`~store.documents.PredictionLog`'s rules.
+    """Validate a log's fields by :class:`~store.documents.PredictionLog`'s rules.
 
-    Args:
-        record: Its fields by name; ``timestamp`` defaults to now (UTC), may be ISO text.
-
-    Returns:
-        The BSON-ready document (``_id`` is the request id).
+    ``timestamp`` defaults to now (UTC) and may be ISO text; returns the BSON-ready document
+    (``_id`` = the request id).
 
     Raises:
-        InvalidRecord: If a field is unknown, missing, of the wrong type or cannot be
-            encoded in BSON; names the field.
+        InvalidRecord: If a field is unknown, missing, of the wrong type or cannot be encoded
+            in BSON; names the field.
     """
     data = dict(record)
     timestamp = data.get("timestamp")
@@ -166,21 +156,9 @@ def prediction_documents(
     """Build the documents of a batch of predictions, validating what they share once.
 
     The features must already be valid (the served model's input contract checked them);
-    the fields every log of the batch shares (model, version, run, dataset, latency,
-    timestamp) pass :class:`~store.documents.PredictionLog`'s rules on the first log.
-
-    Args:
-        request_ids: One id per prediction.
-        features: One dict of typed input values per prediction.
-        predictions: The predicted classes.
-        probabilities: The probabilities of class 1.
-        **shared: The other fields (``timestamp`` defaults to now, UTC).
-
-    Returns:
-        The BSON-ready documents, in order.
-
-    Raises:
-        InvalidRecord: If a shared field breaks the document's rules.
+    the fields every log of the batch shares (``shared``: model, version, run, dataset,
+    latency; ``timestamp`` defaults to now) pass :class:`~store.documents.PredictionLog`'s
+    rules on the first log. Raises ``InvalidRecord`` when one breaks them.
     """
     shared.setdefault("timestamp", utcnow())
     first = to_prediction_document({"request_id": request_ids[0], "features": features[0],
@@ -208,16 +186,10 @@ class InsertResult:
 
 
 def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
-    """Insert prediction-log documents, counting the ones already stored and the refused ones.
+    """Insert prediction-log documents; count the stored, already stored and refused ones.
 
     A store error for the whole batch (not a per-document write error) is bisected: the
     halves are inserted again until the documents the store refuses are alone.
-
-    Args:
-        documents: BSON-ready documents with their ``_id``.
-
-    Returns:
-        The counts, and the refused documents with the store's reason.
 
     Raises:
         StoreUnavailable: If the store cannot be written (unreachable, an embedded file
@@ -252,12 +224,9 @@ def insert_documents(documents: Sequence[Mapping[str, Any]]) -> InsertResult:
 class Journal:
     """Logs the store could not take, in a local SQLite file (WAL).
 
-    The journal itself, the logs set aside with their reason, and every writer's counters.
-    Appends are transactions (no torn entries, nothing committed lost by ``kill -9``); the
-    file is shared by processes, one writer at a time.
-
-    Args:
-        path: The journal file (its folder is created when needed).
+    The journal itself, the logs set aside with their reason, and every writer's counters;
+    appends are transactions (no torn entry, nothing committed lost by ``kill -9``), and
+    processes share the file.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -349,17 +318,10 @@ class Journal:
         return self._all("SELECT count(*) FROM set_aside")[0][0] if self.path.exists() else 0
 
     def replay(self, batch_size: int = 1000) -> ReplayReport:
-        """Insert the journaled documents into the store; each batch leaves the journal once stored.
+        """Insert the journaled documents into the store; each batch leaves once it is stored.
 
-        Exactly once: a batch is deleted from the journal only after the store took it, and
-        a batch replayed twice (killed in between) is counted as already stored the second
-        time (the request id is the primary key).
-
-        Args:
-            batch_size: Documents per insert.
-
-        Returns:
-            What was replayed.
+        Exactly once: a batch leaves the journal only after the store took it, and a batch
+        replayed twice (killed in between) is counted as already stored the second time.
 
         Raises:
             StoreUnavailable: If the store cannot be written (what is left stays journaled).

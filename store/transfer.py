@@ -1,12 +1,9 @@
 """Move whole datasets in and out of the store: CSV import, CSV backup, a summary query.
 
-* :func:`import_dataset` loads a dataset by its config (or a CSV it describes), converts
-  every column to its Python type at once, checks it, and inserts it in batches.
-  Re-importing the same data inserts nothing: each record's id is a hash of its values.
-* :func:`backup_dataset` writes a dataset back to CSV with a small schema file next to it;
-  :func:`read_backup` reads both with pandas into the same frame (rows, values, dtypes).
-* :func:`summarize` runs an aggregation (rows, share of positives and a mean per group) that
-  proves the connection and feeds the report.
+:func:`import_dataset` converts every column at once, checks it and inserts it in batches
+(re-importing the same rows adds nothing: a record's id is a hash of its values);
+:func:`backup_dataset` writes a dataset to CSV with a schema file that :func:`read_backup`
+reads back into the same frame; :func:`summarize` is the query that proves the connection.
 """
 
 from __future__ import annotations
@@ -50,17 +47,7 @@ COLLECTIONS = ("prediction_logs", "feedback")
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import did.
-
-    Attributes:
-        dataset: The dataset's name.
-        source: Where the rows came from.
-        rows: Rows in the cleaned frame.
-        inserted: Records newly stored.
-        already_stored: Records already in the store (same values): not stored twice.
-        cleaning: What :func:`tabular.datasets.prepare` dropped, when it ran.
-        seconds: Time spent writing (conversion included).
-    """
+    """What an import did: rows, records newly stored, already stored, the cleaning, the time."""
 
     dataset: str
     source: str
@@ -262,23 +249,13 @@ def import_dataset(
     replace: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import a dataset into the store, in batches; importing the same rows again adds nothing.
+    """Import a dataset into the store in batches; importing the same rows again adds nothing.
 
-    Everything is loaded, converted and checked before the first write, so a bad file
-    writes nothing. The config's ``checks`` are kept with the schema: records added later
-    through the API are held to them.
-
-    Args:
-        config: The dataset config (names the dataset and its column roles).
-        csv: A CSV file to import instead of the config's own source.
-        frame: An already cleaned frame (from :func:`tabular.datasets.prepare`); excludes
-            ``csv``.
-        batch_size: Records per ``insert_many``.
-        replace: Delete the dataset's stored records first (needed when its columns changed).
-        progress: Called as ``progress(done, total)`` after each batch.
-
-    Returns:
-        What was imported.
+    Everything is loaded, converted and checked before the first write, so a bad file writes
+    nothing. The rows come from the config's source, a ``csv`` with its columns, or a
+    ``frame`` already prepared. ``replace`` deletes the stored records first (needed when the
+    columns changed). The config's ``checks`` are kept with the schema: records added later
+    through the API are held to them. ``progress(done, total)`` is called after each batch.
 
     Raises:
         DatasetError: If the data cannot be read or lacks a column of the config.
@@ -403,17 +380,8 @@ def records_frame(
 ) -> pd.DataFrame:
     """Read a stored dataset back into the frame it was imported from (rows, dtypes).
 
-    Args:
-        dataset: The dataset's name.
-        progress: Called as ``progress(done, total)`` every ``batch_size`` records.
-        batch_size: Records fetched per round trip.
-
-    Returns:
-        The frame, in row order, with its columns and dtypes restored.
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        StoreUnavailable: If MongoDB is unreachable.
+    Raises ``RecordNotFound`` for a dataset never imported, ``StoreUnavailable`` when
+    MongoDB is unreachable.
     """
     schema = get_schema(dataset)
     collection = DatasetRecord._get_collection()
@@ -454,15 +422,7 @@ def _schema_path(path: str | os.PathLike) -> Path:
 
 
 def write_backup(frame: pd.DataFrame, path: str | os.PathLike) -> BackupReport:
-    """Write a frame to CSV plus a schema file that lets :func:`read_backup` restore it.
-
-    Args:
-        frame: The frame.
-        path: The CSV file to write (its folder is created; an existing file is replaced).
-
-    Returns:
-        What was written (``seconds`` covers the writing only).
-    """
+    """Write a frame to CSV plus a schema file that lets :func:`read_backup` restore it."""
     start, path = time.perf_counter(), Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = []
@@ -484,13 +444,7 @@ def write_backup(frame: pd.DataFrame, path: str | os.PathLike) -> BackupReport:
 
 
 def read_backup(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a backup CSV with pandas into the frame that was backed up.
-
-    Args:
-        path: The CSV written by :func:`write_backup` (its schema file must be next to it).
-
-    Returns:
-        The frame: same rows, values and dtypes (datetimes at millisecond precision).
+    """Read a backup CSV (its schema file next to it) with pandas into the frame backed up.
 
     Raises:
         DatasetError: If the CSV or its schema file is missing, or they disagree.
@@ -537,20 +491,7 @@ def read_backup(path: str | os.PathLike) -> pd.DataFrame:
 def backup_dataset(
     dataset: str, path: str | os.PathLike, *, progress: Progress | None = None
 ) -> BackupReport:
-    """Back up a stored dataset to CSV (plus its schema file).
-
-    Args:
-        dataset: The dataset's name.
-        path: The CSV file to write.
-        progress: Called as ``progress(done, total)`` while records are read.
-
-    Returns:
-        What was written (``seconds`` covers reading and writing).
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Back up a stored dataset to CSV and its schema file (raises like :func:`records_frame`)."""
     start = time.perf_counter()
     report = write_backup(records_frame(dataset, progress=progress), path)
     return BackupReport(report.path, report.schema_path, report.rows, report.columns,
@@ -558,18 +499,10 @@ def backup_dataset(
 
 
 def backup_collection(name: str, path: str | os.PathLike) -> BackupReport:
-    """Back up the prediction logs (one column per feature) or the feedback to CSV.
+    """Back up ``prediction_logs`` (one column per feature) or ``feedback`` to CSV.
 
-    Args:
-        name: ``"prediction_logs"`` or ``"feedback"``.
-        path: The CSV file to write (plus its schema file).
-
-    Returns:
-        What was written.
-
-    Raises:
-        StoreError: If the collection is not one of :data:`COLLECTIONS`.
-        StoreUnavailable: If MongoDB is unreachable.
+    Raises ``StoreError`` for another collection, ``StoreUnavailable`` when MongoDB is
+    unreachable.
     """
     start = time.perf_counter()
     if name == PredictionLog._get_collection_name():
@@ -606,19 +539,9 @@ def summarize(
 ) -> QueryResult:
     """Count records per group, with the share of positives and a mean, inside MongoDB.
 
-    For the flights: flights per carrier in a month, with the share arriving late and the
-    mean arrival delay (``by="carrier", month="2013-07"``).
-
-    Args:
-        dataset: The dataset's name.
-        by: The column to group by (default: the first categorical column).
-        month: Keep records of this month only (``YYYY-MM``).
-        measure: A numeric column to average (default: the target's source column when it
-            is numeric, e.g. ``arr_delay``).
-        limit: Keep the largest ``limit`` groups.
-
-    Returns:
-        One row per group, largest first: group, rows, share of target = 1, mean measure.
+    ``by``: the column to group by (default: the first categorical one); ``month``: only
+    ``YYYY-MM``; ``measure``: a numeric column to average (default: the target's source when
+    numeric); ``limit``: the largest groups only. One row per group, largest first.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
