@@ -262,7 +262,7 @@ def _status(args: argparse.Namespace) -> int:
         f"{journal.set_aside_count():,} set aside with the reason"
     )
     for document, reason in journal.set_aside_documents()[-3:]:
-        print(f"  set aside {document.get('_id')}: {reason}")
+        print(f"  set aside {document.get('_id', document.get('request_id'))}: {reason}")
     totals = writer_totals(settings.journal_path)
     print(
         f"prediction-log writers, every process since the journal was created: "

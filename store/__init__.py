@@ -1,20 +1,11 @@
 """MongoDB: dataset records, prediction logs, feedback and promotion decisions (mongoengine).
 
-:mod:`store.settings` (where the store is), :mod:`store.connection` (connect, indexes),
-:mod:`store.documents` (one document per stored concept, and the models the API returns,
-derived from them), :mod:`store.crud` (create, read, update, delete; the rules a record is
-held to), :mod:`store.journal` (prediction-log documents, their insert, the journal of what
-the store could not take), :mod:`store.transfer` (CSV import, backup, the query), :mod:`store.proof` (the
-run's proof of the connection) and :mod:`store.embedded` (the store used when no server
-is set: SQLite files under mongomock's query engine). The ``mlops db`` commands are in
-:mod:`flows.db`.
-
-``MONGODB_URI`` set: a real MongoDB. Unset: the embedded store in ``MLOPS_STORE_DIR``. See
-``docs/database.md``.
-
-Importing this package is light (no pandas, scikit-learn, Prefect or BentoML): the API
-imports it. The CSV import/backup and the query live in :mod:`store.transfer`, which needs
-pandas.
+``settings`` (where the store is), ``connection``, ``documents`` (one document per stored
+concept, and the models derived from them), ``crud`` (with the rules a record is held to),
+``journal`` (log documents, their insert, the journal of what the store could not take),
+``transfer`` (CSV import, backup, the query), ``proof`` (the run's proof of the
+connection), ``embedded`` (SQLite files under mongomock's query engine, when
+``MONGODB_URI`` is unset). Light to import: no pandas, Prefect or BentoML.
 """
 
 # ruff: noqa: F401 - the names imported here are the package's public API

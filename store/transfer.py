@@ -8,6 +8,7 @@ reads back into the same frame; :func:`summarize` is the query that proves the c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import operator
@@ -494,8 +495,7 @@ def backup_dataset(
     """Back up a stored dataset to CSV and its schema file (raises like :func:`records_frame`)."""
     start = time.perf_counter()
     report = write_backup(records_frame(dataset, progress=progress), path)
-    return BackupReport(report.path, report.schema_path, report.rows, report.columns,
-                        time.perf_counter() - start)  # fmt: skip
+    return dataclasses.replace(report, seconds=time.perf_counter() - start)
 
 
 def backup_collection(name: str, path: str | os.PathLike) -> BackupReport:
@@ -521,9 +521,7 @@ def backup_collection(name: str, path: str | os.PathLike) -> BackupReport:
             f"cannot back up collection '{name}': choose one of {', '.join(COLLECTIONS)} "
             "or a dataset (--dataset)"
         )
-    report = write_backup(frame, path)
-    return BackupReport(report.path, report.schema_path, report.rows, report.columns,
-                        time.perf_counter() - start)  # fmt: skip
+    return dataclasses.replace(write_backup(frame, path), seconds=time.perf_counter() - start)
 
 
 # -- the query that proves the connection ------------------------------------------------

@@ -586,9 +586,19 @@ def test_cli_import_backup_query_status(store, tmp_path, capsys):
     assert main(["db", "query", "--dataset", "orders", "--markdown", "--limit", "2"]) == 0
     assert "| channel | rows | share returned=1 |" in capsys.readouterr().out
 
+    from bentos.logs import PredictionLogWriter
+
+    writer = PredictionLogWriter(store.journal_path)
+    for i in range(3):
+        writer.write(prediction(f"status-{i}"))
+    writer.write(prediction("status-bad", latency_ms="slow"))
+    writer.close()
     assert main(["db", "status"]) == 0
     status = capsys.readouterr().out
     assert "dataset_records" in status and "dataset 'orders': 600 records" in status
+    assert "0 prediction log(s) waiting for replay, 1 set aside" in status
+    assert "set aside status-bad: prediction log is invalid: latency_ms" in status
+    assert "stored 3, already stored 0, journaled 0, set aside 1, dropped 0" in status
 
     assert main(["db", "query", "--dataset", "orders", "--by", "colour"]) == 2
     assert "error: by: 'colour' is not a column" in capsys.readouterr().err

@@ -388,3 +388,44 @@ def test_an_embedded_file_on_a_full_disk_ends_journaled_then_stored_once(tmp_pat
         assert not Journal(settings.journal_path).pending()
     finally:
         disconnect()
+
+
+RACER = """
+import sys
+from store import connect, record_feedback
+from tabular.errors import Conflict
+
+connect()
+outcome, won = int(sys.argv[1]), []
+sys.stdin.readline()  # both racers start together
+for i in range(60):
+    try:
+        won.append(record_feedback(f"race-{i}", outcome).actual == outcome)
+    except Conflict:
+        won.append(False)
+print("".join("1" if w else "0" for w in won))
+"""
+
+
+def test_two_processes_posting_contradicting_outcomes_at_once_one_wins_each_time(store):
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(outcome)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for outcome in (0, 1)
+    ]
+    time.sleep(2)  # both connected
+    results = [racer.communicate("go\n", timeout=120) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [err for _, err in results]
+    zero, one = (out.strip() for out, _ in results)
+    # For every request exactly one outcome was accepted, and it is the one stored.
+    assert all(a != b for a, b in zip(zero, one, strict=True)), (zero, one)
+    from store import get_feedback
+
+    assert [get_feedback(f"race-{i}").actual for i in range(60)] == [int(b) for b in one]
