@@ -26,7 +26,6 @@ from store.crud import (
     create_record,
     dataset_info,
     delete_dataset,
-    delete_feedback,
     delete_prediction_log,
     delete_record,
     feedback_for,

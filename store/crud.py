@@ -556,11 +556,6 @@ def get_feedback(request_id: str) -> FeedbackOut:
                        received_at=document["received_at"])  # fmt: skip
 
 
-def delete_feedback(request_id: str) -> None:
-    """Delete the feedback of a request (raises RecordNotFound, StoreUnavailable)."""
-    _delete(Feedback, request_id, f"feedback was recorded for request_id '{request_id}'")
-
-
 def feedback_for(request_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Return the feedback document of each of these request ids that has one (by primary key)."""
     found: dict[str, dict[str, Any]] = {}
