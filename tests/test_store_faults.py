@@ -397,6 +397,7 @@ from tabular.errors import Conflict
 
 connect()
 outcome, won = int(sys.argv[1]), []
+print("ready", flush=True)
 sys.stdin.readline()  # both racers start together
 for i in range(60):
     try:
@@ -420,8 +421,11 @@ def test_two_processes_posting_contradicting_outcomes_at_once_one_wins_each_time
         )
         for outcome in (0, 1)
     ]
-    time.sleep(2)  # both connected
-    results = [racer.communicate("go\n", timeout=120) for racer in racers]
+    assert all(racer.stdout.readline().strip() == "ready" for racer in racers)
+    for racer in racers:
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
+    results = [racer.communicate(timeout=120) for racer in racers]
     assert all(racer.returncode == 0 for racer in racers), [err for _, err in results]
     zero, one = (out.strip() for out, _ in results)
     # For every request exactly one outcome was accepted, and it is the one stored.
