@@ -548,6 +548,29 @@ def test_feedback_and_monitoring_frames(store):
     assert labelled["actual"].isna().tolist() == [True, False, False, True]
 
 
+def test_log_retention_is_a_ttl_index_and_deletes_old_logs(store, monkeypatch):
+    from store import apply_log_retention
+    from store.crud import RETENTION_INDEX
+    from store.documents import PredictionLog
+
+    logs = PredictionLog._get_collection()
+    apply_log_retention(2)
+    assert logs.index_information()[RETENTION_INDEX]["expireAfterSeconds"] == 2 * 86400
+    apply_log_retention(2)  # idempotent
+    apply_log_retention(None)
+    assert RETENTION_INDEX not in logs.index_information()
+    if store.embedded:  # a real MongoDB's TTL monitor deletes within about a minute
+        import store.embedded as embedded
+
+        monkeypatch.setattr(embedded, "TTL_INTERVAL_S", 0.0)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        create_prediction_log(prediction("old", timestamp=now - dt.timedelta(days=3)))
+        create_prediction_log(prediction("recent", timestamp=now - dt.timedelta(days=1)))
+        apply_log_retention(2)
+        create_prediction_log(prediction("new", timestamp=now))  # the next write deletes
+        assert sorted(log.request_id for log in find_prediction_logs().items) == ["new", "recent"]
+
+
 def test_collection_backups_read_back(store, tmp_path):
     for i in range(3):
         create_prediction_log(prediction(f"b{i}", features={"carrier": "AA", "distance": i}))

@@ -433,3 +433,45 @@ def test_two_processes_posting_contradicting_outcomes_at_once_one_wins_each_time
     from store import get_feedback
 
     assert [get_feedback(f"race-{i}").actual for i in range(60)] == [int(b) for b in one]
+
+
+UPDATER = """
+import sys
+from store import connect, update_record
+
+connect()
+record_id, column = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(1, 41):
+    update_record(record_id, {column: float(i) if column == "price" else i})
+"""
+
+
+def test_concurrent_updates_of_other_columns_are_all_kept(store, tmp_path):
+    """Each update is one ``$set``: two processes changing two columns lose neither."""
+    config = load_config(write_toy_dataset(tmp_path / "orders"))
+    import_dataset(config)
+    record = create_record("orders", {"order_date": "2023-02-01", "returned": 0, "quantity": 1})
+    updaters = [
+        subprocess.Popen(
+            [sys.executable, "-c", UPDATER, record.id, column],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for column in ("price", "quantity")
+    ]
+    assert all(updater.stdout.readline().strip() == "ready" for updater in updaters)
+    for updater in updaters:
+        updater.stdin.write("go\n")
+        updater.stdin.flush()
+    for updater in updaters:
+        assert updater.wait(120) == 0, updater.stderr.read()
+    from store import get_record
+
+    values = get_record(record.id).values
+    assert (values["price"], values["quantity"]) == (40.0, 40)
