@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
+from bentos.logs import PredictionLogWriter  # noqa: E402
 from store import (  # noqa: E402
-    PredictionLogWriter,
     StoreSettings,
     connect,
     count_prediction_logs,

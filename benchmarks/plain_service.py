@@ -20,8 +20,9 @@ import bentoml
 import pandas as pd
 from fastapi import FastAPI
 
+from bentos.logs import PredictionLogWriter
 from bentos.registry import served_model
-from store import PredictionLogWriter, StoreSettings, connect
+from store import StoreSettings, connect
 
 TAG = os.environ["PLAIN_MODEL_TAG"]
 NAME, _, VERSION = TAG.partition(":")

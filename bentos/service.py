@@ -32,13 +32,14 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import bentoml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
 from bentos.registry import ServedModel, served_model, served_model_from_tag
 from bentos.runtime import incompatible
 from store import DatasetRecordOut, Page, PredictionLogOut
-from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
+from tabular.contract import InputRejected
+from tabular.errors import Conflict, InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
 
 logger = logging.getLogger("bentoml.service")
 
@@ -379,6 +380,16 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "detail": detail}, status_code=status)
 
 
+def _rejected(exc: InputRejected) -> JSONResponse:
+    """A batch's 400: one detail per refused field, located as ``rows.<row>.<field>``."""
+    detail = [{"loc": ["rows", p.row, p.field], "msg": p.message} for p in exc.problems]
+    first = exc.problems[0]
+    message = f"rows.{first.row}.{first.field}: {first.message}"
+    if len(exc.problems) > 1:
+        message += f" (and {len(exc.problems) - 1} more problem(s), see detail)"
+    return JSONResponse({"error": message, "detail": detail}, status_code=400)
+
+
 def _store_error(exc: StoreError) -> JSONResponse:
     if isinstance(exc, RecordNotFound):
         return _error(404, str(exc))
@@ -404,7 +415,7 @@ class PredictionService:
     secondary = bentoml.depends(SecondaryModel)
 
     def __init__(self) -> None:
-        from store import PredictionLogWriter, StoreSettings, connect
+        from store import StoreSettings, connect
 
         settings = StoreSettings.from_env()
         # check=False: the service starts while MongoDB is down (logs go to the journal).
@@ -412,7 +423,13 @@ class PredictionService:
         # Logging every prediction is the default; MLOPS_LOG_PREDICTIONS=0 turns it off, to
         # measure what it costs (benchmarks/serving.py).
         logging_on = os.environ.get(LOG_ENV, "1").strip().lower() not in ("0", "false", "no")
-        self.writer = PredictionLogWriter(settings.journal_path) if logging_on else None
+        if logging_on:
+            from bentos.logs import PredictionLogWriter, count_outcome
+
+            count_outcome("stored", 0)  # the /metrics counter shows every outcome from the start
+            self.writer = PredictionLogWriter(settings.journal_path, on_outcome=count_outcome)
+        else:
+            self.writer = None
         self.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
         self.runners = {"primary": self.primary, "secondary": self.secondary}
         # Request ids: a random prefix per process and a counter. Unique like a uuid4, without
@@ -460,26 +477,24 @@ class PredictionService:
         finally:
             self._leave()
         latency_ms = (time.perf_counter() - started) * 1000.0
-        answers = []
-        for values, probability in zip(rows, probabilities, strict=True):
-            request_id = f"{self._id_prefix}{next(self._ids):012x}"
-            prediction = int(probability >= served.threshold)
-            if self.writer is not None:
-                self.writer.write(
-                    {
-                        "request_id": request_id,
-                        "model_name": served.name,
-                        "model_version": served.version,
-                        "run_id": served.run_id,
-                        "dataset": served.dataset,
-                        "features": dict(zip(CONTRACT.names, values, strict=True)),
-                        "prediction": prediction,
-                        "probability": float(probability),
-                        "latency_ms": latency_ms,
-                    }
-                )
-            unseen = served.contract.unseen(values)
-            answers.append((request_id, float(probability), prediction, unseen))
+        ids = [f"{self._id_prefix}{next(self._ids):012x}" for _ in rows]
+        predictions = [int(probability >= served.threshold) for probability in probabilities]
+        if self.writer is not None:
+            from bentos.logs import log_documents
+
+            documents = log_documents(
+                served, CONTRACT.names, ids, rows, probabilities, predictions, latency_ms
+            )
+            try:  # answered once its logs are durable: stored, journaled or set aside
+                await asyncio.wrap_future(self.writer.submit(documents))
+            except StoreUnavailable as exc:
+                raise bentoml.exceptions.ServiceUnavailable(str(exc)) from None
+        answers = [
+            (request_id, float(probability), prediction, served.contract.unseen(values))
+            for request_id, probability, prediction, values in zip(
+                ids, probabilities, predictions, rows, strict=True
+            )
+        ]
         return served, answers
 
     async def _one(self, role: str, features: BaseModel, started: float) -> Prediction:
@@ -534,15 +549,21 @@ class PredictionService:
     async def predict_batch(
         self,
         rows: Annotated[
-            list[Features],  # type: ignore[valid-type]
+            # Checked below as a whole, column by column, by the same contract (the schema
+            # still shows the rows' fields): per-row models cost more than the prediction.
+            list[Annotated[Any, WithJsonSchema(Features.model_json_schema())]],
             Field(min_length=1, max_length=MAX_BATCH_ROWS, description="1 to 1000 rows."),
         ],
+        ctx: bentoml.Context,
     ) -> BatchPrediction:
         """Predict up to 1000 rows with the primary model, in one call; each row is logged."""
         started = time.perf_counter()
-        served, answers = await self._predict(
-            "primary", [CONTRACT.values(r) for r in rows], started
-        )
+        try:
+            values = CONTRACT.check_batch(rows)
+        except InputRejected as exc:
+            ctx.response.status_code = 400
+            return _rejected(exc)
+        served, answers = await self._predict("primary", values, started)
         labels = served.class_labels
         return BatchPrediction.model_construct(
             model="primary",
@@ -569,27 +590,13 @@ class PredictionService:
         404 when no prediction has this id; 409 when a different outcome was already
         recorded (posting the same outcome again is accepted).
         """
-        from store import get_feedback, get_prediction_log, record_feedback
+        from store import get_prediction_log, record_feedback
 
         try:
-            try:
-                get_prediction_log(request_id)
-            except RecordNotFound:
-                # The log may still be queued in memory (written off the request path).
-                if self.writer is not None:
-                    self.writer.flush(timeout=5)
-                get_prediction_log(request_id)
-            try:
-                known = get_feedback(request_id)
-            except RecordNotFound:
-                known = record_feedback(request_id, actual)
-            if known.actual != actual:
-                return _error(
-                    409,
-                    f"request '{request_id}' already has outcome {known.actual}; "
-                    f"{actual} contradicts it",
-                    "actual",
-                )
+            get_prediction_log(request_id)  # a prediction is answered once its log is durable
+            known = record_feedback(request_id, actual)  # atomic: the first outcome wins
+        except Conflict as exc:
+            return _error(409, str(exc), "actual")
         except StoreError as exc:
             return _store_error(exc)
         return Outcome(

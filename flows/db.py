@@ -12,8 +12,7 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
-from typing import TextIO
+from collections.abc import Callable
 
 from flows.cli_args import positive_int
 from store.settings import StoreSettings
@@ -138,45 +137,29 @@ def _connect(args: argparse.Namespace):
     return connect(settings_from_args(args))
 
 
-class ProgressBar:
-    """A text progress bar on a stream (stderr by default), redrawn at most 10 times a second.
+def progress_bar(label: str, quiet: bool = False) -> Callable[[int, int], None] | None:
+    """Return a ``progress(done, total)`` callback drawing a tqdm bar on stderr.
 
     Args:
         label: What is being counted.
-        stream: Where to draw; a stream that is not a terminal gets a line every 10 %.
+        quiet: No bar at all.
+
+    Returns:
+        The callback, or ``None`` when ``quiet``.
     """
+    if quiet:
+        return None
+    from tqdm import tqdm
 
-    def __init__(self, label: str, stream: TextIO | None = None):
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self._drawn = 0.0
-        self._decile = -1
-        self._start = time.perf_counter()
+    bar = tqdm(desc=label, unit=" rows", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
 
-    def __call__(self, done: int, total: int) -> None:
-        """Show ``done`` out of ``total``."""
-        share = done / total if total else 1.0
-        now = time.perf_counter()
-        if self.tty:
-            if now - self._drawn < 0.1 and done < total:
-                return
-            self._drawn = now
-            filled = int(share * 30)
-            rate = done / max(now - self._start, 1e-9)
-            self.stream.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} "
-                f"{done:,}/{total:,} ({rate:,.0f}/s)"
-            )
-            if done >= total:
-                self.stream.write("\n")
-        else:
-            decile = int(share * 10)
-            if decile == self._decile:
-                return
-            self._decile = decile
-            self.stream.write(f"{self.label}: {done:,}/{total:,} ({share:.0%})\n")
-        self.stream.flush()
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -189,7 +172,7 @@ def _import(args: argparse.Namespace) -> int:
         csv=args.csv,
         batch_size=args.batch_size,
         replace=args.replace,
-        progress=None if args.quiet else ProgressBar(f"import {config.name}"),
+        progress=progress_bar(f"import {config.name}", args.quiet),
     )
     dropped = ""
     if report.cleaning and report.cleaning.dropped:
@@ -216,7 +199,7 @@ def _backup(args: argparse.Namespace) -> int:
         what = f"collection '{args.collection}'"
     else:
         dataset = _dataset_name(args)
-        progress = None if args.quiet else ProgressBar(f"backup {dataset}")
+        progress = progress_bar(f"backup {dataset}", args.quiet)
         report = backup_dataset(dataset, args.out, progress=progress)
         what = f"dataset '{dataset}'"
     print(
@@ -259,13 +242,13 @@ def _query(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from store.crud import collection_counts, list_datasets
-    from store.journal import Journal
+    from store.journal import Journal, writer_totals
 
     settings = settings_from_args(args)
     info = _connect(args)
     print(info.describe())
     for name, count in collection_counts().items():
-        print(f"  {name:<16} {count:>10,} documents")
+        print(f"  {name:<20} {count:>10,} documents")
     for dataset in list_datasets():
         when = dataset.imported_at
         imported = f"imported {when:%Y-%m-%d %H:%M} UTC" if when else "import unfinished"
@@ -273,8 +256,20 @@ def _status(args: argparse.Namespace) -> int:
             f"  dataset '{dataset.dataset}': {dataset.records:,} records, "
             f"{len(dataset.columns)} columns, {imported} from {dataset.source}"
         )
-    pending = len(Journal(settings.journal_path).read())
-    print(f"journal {settings.journal_path}: {pending:,} prediction log(s) waiting")
+    journal = Journal(settings.journal_path)
+    print(
+        f"journal {journal.path}: {len(journal.read()):,} prediction log(s) waiting for replay, "
+        f"{journal.set_aside_count():,} set aside with the reason"
+    )
+    for document, reason in journal.set_aside_documents()[-3:]:
+        print(f"  set aside {document.get('_id', document.get('request_id'))}: {reason}")
+    totals = writer_totals(settings.journal_path)
+    print(
+        f"prediction-log writers, every process since the journal was created: "
+        f"stored {totals.stored:,}, already stored {totals.already_stored:,}, "
+        f"journaled {totals.journaled:,}, set aside {totals.set_aside:,}, "
+        f"dropped {totals.dropped:,}"
+    )
     return 0
 
 

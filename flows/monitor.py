@@ -63,10 +63,11 @@ class MonitorResult:
 def check_task(
     config: DatasetConfig, window: Window, settings: DriftSettings, out_root: Path, workspace: Path
 ) -> CheckResult:
-    """Connect to the store and run one drift check (see :func:`monitoring.check.run_check`)."""
-    from store import connect
+    """Connect to the store, apply the log retention, run one drift check (:func:`run_check`)."""
+    from store import apply_log_retention, connect
 
     connect()
+    apply_log_retention(config.monitoring.log_retention_days)
     result = run_check(config, window, settings, out_root=out_root, workspace=workspace)
     get_run_logger().info("%s: %s", result.summary.status, result.summary.message)
     return result

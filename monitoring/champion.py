@@ -16,8 +16,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
+from store.crud import DecisionOut
 from tabular.errors import UserError
 
 if TYPE_CHECKING:
@@ -74,24 +75,16 @@ class Champion:
         return [self.primary, self.secondary]
 
 
-class Decision(BaseModel):
-    """The outcome of the gate.
-
-    Attributes:
-        promoted: Whether the challenger replaces the champion.
-        reason: The decision in one sentence, with both scores and the margin.
-        metric: The metric compared.
-        margin: The margin to beat.
-        champion_score: The champion's score on the window.
-        challenger_score: The challenger's score on the same rows.
-    """
-
-    promoted: bool
-    reason: str
-    metric: str
-    margin: float
-    champion_score: float
-    challenger_score: float
+#: The gate's outcome: the fields of a stored promotion decision that the judging decides,
+#: taken from the store's one definition of a decision (the flow adds the others).
+Decision = create_model(
+    "Decision",
+    __doc__="The outcome of the gate (part of :data:`store.crud.DecisionOut`).",
+    **{
+        name: (DecisionOut.model_fields[name].annotation, DecisionOut.model_fields[name])
+        for name in ("promoted", "reason", "metric", "margin", "champion_score", "challenger_score")
+    },
+)
 
 
 def labelled_window(

@@ -1,9 +1,11 @@
-"""Create, read, update and delete dataset records, prediction logs and feedback.
+"""Create, read, update and delete dataset records, prediction logs, feedback and decisions.
 
-Plain functions over the connected store (:func:`store.connect` first). Inputs
-are plain values (what an HTTP API receives); they pass the documents' validation and the
-dataset's column types, and errors name the field. Results are pydantic models the API can
-return as they are.
+Plain functions over the connected store (:func:`store.connect` first); inputs are plain
+values (what an HTTP API receives), results the models derived from the documents
+(:func:`store.documents.out_model`). A record is held to the rules its dataset's CSV was
+held to (:func:`check_values`); errors name the field. Writes are atomic: feedback is one
+upsert that keeps the first outcome, updates are one ``$set``. Errors: ``InvalidRecord``,
+``RecordNotFound``, ``Conflict`` and ``StoreUnavailable`` (:mod:`tabular.errors`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from mongoengine.errors import NotUniqueError
 from pydantic import BaseModel
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from store.connection import UNREACHABLE, error_reason
 from store.documents import (
+    DOCUMENTS,
     DatasetRecord,
     DatasetSchema,
     Feedback,
@@ -27,27 +31,24 @@ from store.documents import (
     build,
     decode_key,
     encode_key,
+    out_model,
 )
 from store.journal import Journal, parse_timestamp, to_prediction_document, utcnow
 from store.settings import StoreSettings
-from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
+from tabular.config import ChecksConfig
+from tabular.errors import Conflict, InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 1000
+#: The TTL index that keeps prediction logs ``monitoring.log_retention_days`` days.
+RETENTION_INDEX = "timestamp_retention"
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of results.
-
-    Attributes:
-        items: The documents of this page.
-        total: Documents matching the filter, all pages together.
-        page: This page's number, from 1.
-        page_size: Documents per page.
-    """
+    """One page of results: its items, the total matching, the page number and size."""
 
     items: list[T]
     total: int
@@ -56,14 +57,7 @@ class Page(BaseModel, Generic[T]):
 
 
 class ColumnOut(BaseModel):
-    """One column of a stored dataset.
-
-    Attributes:
-        name: Column name.
-        dtype: pandas dtype restored by backups.
-        kind: Python type of the values (``int``, ``float``, ``bool``, ``datetime``, ``string``).
-        role: Role in the dataset config.
-    """
+    """One column of a stored dataset: name, pandas dtype, Python kind and config role."""
 
     name: str
     dtype: str
@@ -72,17 +66,7 @@ class ColumnOut(BaseModel):
 
 
 class DatasetInfo(BaseModel):
-    """A stored dataset: its columns and size.
-
-    Attributes:
-        dataset: The dataset's name.
-        records: Records stored now.
-        columns: Columns in frame order.
-        date_column: The date column (``None`` when the dataset has none).
-        target_column: The 0/1 target column.
-        source: Where the last import came from.
-        imported_at: When the last import finished (UTC).
-    """
+    """A stored dataset: its columns and size (see :class:`~store.documents.DatasetSchema`)."""
 
     dataset: str
     records: int
@@ -93,70 +77,11 @@ class DatasetInfo(BaseModel):
     imported_at: dt.datetime | None = None
 
 
-class DatasetRecordOut(BaseModel):
-    """One stored row.
-
-    Attributes:
-        id: The record's id.
-        dataset: The dataset's name.
-        row_number: Position in the dataset (backups keep this order).
-        date: The date column's value (``None`` when the dataset has no date column).
-        target: The 0/1 target.
-        values: Every column of the row by name, date and target included, in frame order;
-            ``None`` for a missing value.
-    """
-
-    id: str
-    dataset: str
-    row_number: int
-    date: dt.datetime | None = None
-    target: int
-    values: dict[str, Any]
-
-
-class PredictionLogOut(BaseModel):
-    """One stored prediction log.
-
-    Attributes:
-        request_id: The request's id.
-        timestamp: When it was served (UTC).
-        model_name: The model that answered.
-        model_version: Its version.
-        features: The input features as received.
-        prediction: The predicted class.
-        probability: The predicted probability of class 1.
-        latency_ms: Serving time in milliseconds.
-        dataset: The model's dataset, when known.
-        run_id: The pipeline run that trained the model, when known.
-        journaled: ``True`` when MongoDB was unreachable and the log went to the journal
-            (it reaches MongoDB at the next replay).
-    """
-
-    request_id: str
-    timestamp: dt.datetime
-    model_name: str
-    model_version: str
-    features: dict[str, Any]
-    prediction: int
-    probability: float | None = None
-    latency_ms: float
-    dataset: str | None = None
-    run_id: str | None = None
-    journaled: bool = False
-
-
-class FeedbackOut(BaseModel):
-    """The true outcome of a request.
-
-    Attributes:
-        request_id: The request's id.
-        actual: The true class (0/1).
-        received_at: When it was recorded (UTC).
-    """
-
-    request_id: str
-    actual: int
-    received_at: dt.datetime
+# One model per stored concept, derived from its document (fields, types, descriptions).
+DatasetRecordOut = out_model(DatasetRecord, "DatasetRecordOut")
+PredictionLogOut = out_model(PredictionLog, "PredictionLogOut", journaled=(bool, False))
+FeedbackOut = out_model(Feedback, "FeedbackOut")
+DecisionOut = out_model(PromotionDecision, "DecisionOut")
 
 
 @contextmanager
@@ -187,33 +112,36 @@ def _time_filter(since: Any, until: Any, field: str) -> dict[str, Any]:
     return {field: bounds} if bounds else {}
 
 
+def _set(collection, key: str, changes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Apply ``$set`` to one document and return it as it is now (``None``: no such document)."""
+    if not changes:
+        return collection.find_one({"_id": key})
+    return collection.find_one_and_update(
+        {"_id": key}, {"$set": dict(changes)}, return_document=ReturnDocument.AFTER
+    )
+
+
+def _delete(document_class, key: str, what: str) -> None:
+    with _reachable(f"delete {what}"):
+        deleted = document_class._get_collection().delete_one({"_id": key}).deleted_count
+    if not deleted:
+        raise RecordNotFound(f"no {what}")
+
+
 def collection_counts() -> dict[str, int]:
-    """Count the documents of each collection of the store.
-
-    Returns:
-        Documents per collection name.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    from store.documents import DOCUMENTS
-
+    """Count the documents of each collection (raises StoreUnavailable)."""
     with _reachable("count documents"):
-        # An unfiltered count() reads the collection's metadata (estimated_document_count).
-        return {document._get_collection_name(): document.objects.count() for document in DOCUMENTS}
+        return {
+            d._get_collection_name(): d._get_collection().estimated_document_count()
+            for d in DOCUMENTS
+        }
 
 
-# -- dataset schemas -----------------------------------------------------------------------
+# -- datasets ------------------------------------------------------------------------------
 
 
 def get_schema(dataset: str) -> DatasetSchema:
     """Return the stored schema of a dataset.
-
-    Args:
-        dataset: The dataset's name.
-
-    Returns:
-        Its :class:`~store.documents.DatasetSchema`.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
@@ -230,140 +158,104 @@ def get_schema(dataset: str) -> DatasetSchema:
 
 
 def dataset_info(dataset: str) -> DatasetInfo:
-    """Describe a stored dataset.
-
-    Args:
-        dataset: The dataset's name.
-
-    Returns:
-        Its columns and record count.
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Describe a stored dataset: its columns and record count (raises like get_schema)."""
     schema = get_schema(dataset)
     with _reachable(f"count records of '{dataset}'"):
         records = DatasetRecord.objects(dataset=dataset).count()
-    return DatasetInfo(
-        dataset=schema.dataset,
-        records=records,
-        columns=[
-            ColumnOut(name=c.name, dtype=c.dtype, kind=c.kind, role=c.role) for c in schema.columns
-        ],
-        date_column=schema.date_column,
-        target_column=schema.target_column,
-        source=schema.source,
-        imported_at=schema.imported_at,
-    )
+    columns = [
+        ColumnOut(name=c.name, dtype=c.dtype, kind=c.kind, role=c.role) for c in schema.columns
+    ]
+    return DatasetInfo(dataset=schema.dataset, records=records, columns=columns,
+                       date_column=schema.date_column, target_column=schema.target_column,
+                       source=schema.source, imported_at=schema.imported_at)  # fmt: skip
 
 
 def list_datasets() -> list[DatasetInfo]:
-    """Describe every stored dataset.
-
-    Returns:
-        One :class:`DatasetInfo` per dataset, by name.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Describe every stored dataset, by name (raises StoreUnavailable)."""
     with _reachable("list datasets"):
         names = sorted(DatasetSchema.objects.scalar("dataset"))
     return [dataset_info(name) for name in names]
 
 
 def delete_dataset(dataset: str) -> int:
-    """Delete a dataset's records and schema.
-
-    Args:
-        dataset: The dataset's name.
-
-    Returns:
-        Records deleted.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Delete a dataset's records and schema; return the records deleted."""
     with _reachable(f"delete dataset '{dataset}'"):
         deleted = DatasetRecord.objects(dataset=dataset).delete()
         DatasetSchema.objects(dataset=dataset).delete()
     return deleted
 
 
-# -- values typed by the dataset's schema ----------------------------------------------------
+# -- the rules a record is held to -----------------------------------------------------------
 
 
-def coerce_value(kind: str, value: Any, field: str) -> Any:
-    """Check and convert one value to its column's kind.
-
-    Args:
-        kind: The column's kind (``int``, ``float``, ``bool``, ``datetime``, ``string``).
-        value: The value as received (JSON types, or Python ones).
-        field: The field's name, for the message.
-
-    Returns:
-        The value with the column's Python type; ``None`` stays ``None`` (missing).
-
-    Raises:
-        InvalidRecord: If the value does not fit the kind; the message names the field.
-    """
+def _typed(kind: str, value: Any, field: str) -> Any:
+    """One value converted to its column's kind (``None`` stays missing), or the error."""
     if value is None:
         return None
-    if kind == "int":
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise InvalidRecord(f"{field}: expected a whole number, got {value!r}")
-    if kind == "float":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return None if value != value else float(value)  # NaN means missing
-        raise InvalidRecord(f"{field}: expected a number, got {value!r}")
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise InvalidRecord(f"{field}: expected true or false, got {value!r}")
     if kind == "datetime":
         return parse_timestamp(value, field)
-    if isinstance(value, str):
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "int" and (isinstance(value, int) if number else False):
         return value
-    raise InvalidRecord(f"{field}: expected text, got {value!r}")
+    if kind == "int" and number and float(value).is_integer():
+        return int(value)
+    if kind == "float" and number:
+        return None if value != value else float(value)  # NaN means missing
+    if (kind == "bool" and isinstance(value, bool)) or (
+        kind == "string" and isinstance(value, str)
+    ):
+        return value
+    expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+    raise InvalidRecord(f"{field}: expected {expected.get(kind, 'text')}, got {value!r}")
 
 
-def coerce_values(
+def check_values(
     schema: DatasetSchema, values: Mapping[str, Any], *, partial: bool
 ) -> dict[str, Any]:
-    """Check a row's values against the dataset's columns.
+    """Check a row's values by the rules its dataset's CSV was held to, and type them.
 
-    Args:
-        schema: The dataset's schema.
-        values: Column values by column name.
-        partial: ``True`` for an update (only the given columns); ``False`` for a new
-            record (the date and target columns are required, the others default to
-            missing).
-
-    Returns:
-        The typed values by column name.
+    Each column's kind, a categorical column's levels, the data gate's ``checks.ranges``
+    and ``checks.date_range`` (kept with the schema at the import), a 0/1 target, a date and
+    a target in every row. ``partial``: an update (only the given columns); else a new
+    record (the others stored as missing).
 
     Raises:
-        InvalidRecord: If a column is unknown, a required one is missing, or a value has the
-            wrong type; the message names the column.
+        InvalidRecord: Naming the first offending column (``values.<column>``) and the rule.
     """
     if not isinstance(values, Mapping):
         raise InvalidRecord(f"values: expected an object of column values, got {values!r}")
-    kinds = {column.name: column.kind for column in schema.columns}
-    unknown = [name for name in values if name not in kinds]
-    if unknown:
-        raise InvalidRecord(
-            f"values.{unknown[0]}: not a column of dataset '{schema.dataset}' "
-            f"(columns: {', '.join(kinds)})"
-        )
-    typed = {name: coerce_value(kinds[name], values[name], f"values.{name}") for name in values}
-    if not partial:
-        for name, role in ((schema.date_column, "date"), (schema.target_column, "target")):
-            if name is not None and typed.get(name) is None:
-                raise InvalidRecord(f"values.{name}: required (the dataset's {role} column)")
-        typed = {name: typed.get(name) for name in kinds}
+    specs = {column.name: column for column in schema.columns}
+    for name in values:
+        if name not in specs:
+            raise InvalidRecord(f"values.{name}: not a column of dataset '{schema.dataset}' "
+                                f"(columns: {', '.join(specs)})")  # fmt: skip
+    checks = ChecksConfig.model_validate(schema.checks or {})
+    required = {schema.date_column: "date", schema.target_column: "target"}
+    names = values if partial else specs
+    typed = {n: _typed(specs[n].kind, values.get(n), f"values.{n}") for n in names}
+    for name, value in typed.items():
+        field = f"values.{name}"
+        if value is None and name in required:
+            raise InvalidRecord(f"{field}: required (the dataset's {required[name]} column)")
+        low, high = checks.ranges.get(name, (None, None))
+        if value is not None and (
+            (low is not None and value < low) or (high is not None and value > high)
+        ):
+            raise InvalidRecord(
+                f"{field}: {value!r} is outside [{low}, {high}] (the dataset's checks.ranges)"
+            )
+        levels = specs[name].categories
+        if value is not None and levels and value not in levels:
+            raise InvalidRecord(f"{field}: {value!r} is not one of the column's levels "
+                                f"({', '.join(map(str, levels[:20]))})")  # fmt: skip
+        if name == schema.target_column and value not in (0, 1):
+            raise InvalidRecord(f"{field}: the target must be 0 or 1, got {value!r}")
+        if name == schema.date_column and checks.date_range:
+            first, last = checks.date_range
+            if not first <= value.date() <= last:
+                raise InvalidRecord(
+                    f"{field}: {value} is outside {first} to {last} (the dataset's checks.date_range)"
+                )
     return typed
 
 
@@ -380,58 +272,32 @@ def _record_fields(schema: DatasetSchema, typed: Mapping[str, Any]) -> dict[str,
 
 
 def _record_out(document: Mapping[str, Any], schema: DatasetSchema) -> DatasetRecordOut:
-    stored = document.get("values") or {}
-    values = {decode_key(key): value for key, value in stored.items()}
-    row = {}
-    for column in schema.columns:
-        if column.name == schema.date_column:
-            row[column.name] = document.get("date")
-        elif column.name == schema.target_column:
-            row[column.name] = document["target"]
-        else:
-            row[column.name] = values.get(column.name)
-    return DatasetRecordOut(
-        id=document["_id"],
-        dataset=document["dataset"],
-        row_number=document["row_number"],
-        date=document.get("date"),
-        target=document["target"],
-        values=row,
+    stored = {decode_key(key): value for key, value in (document.get("values") or {}).items()}
+    stored.update(
+        {schema.date_column: document.get("date"), schema.target_column: document["target"]}
     )
+    row = {column.name: stored.get(column.name) for column in schema.columns}
+    return DatasetRecordOut(id=document["_id"], dataset=document["dataset"],
+                            row_number=document["row_number"], date=document.get("date"),
+                            target=document["target"], values=row)  # fmt: skip
 
 
 # -- dataset records -------------------------------------------------------------------------
 
 
 def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
-    """Add one row to a stored dataset.
-
-    Args:
-        dataset: The dataset's name (imported before, so its columns are known).
-        values: The row's values by column name; the date and target columns are required,
-            a column left out is stored as missing.
-
-    Returns:
-        The stored record (with its new id and row number).
+    """Add one row (values by column name) to a stored dataset; return it with its id and row number.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
-        InvalidRecord: If a value is missing, unknown or of the wrong type (names it).
+        InvalidRecord: If a value breaks the dataset's rules (names it).
         StoreUnavailable: If MongoDB is unreachable.
     """
     schema = get_schema(dataset)
-    typed = coerce_values(schema, values, partial=False)
+    fields = _record_fields(schema, check_values(schema, values, partial=False))
     # Validated before a row number is taken, so a refused record leaves no gap.
-    document = build(
-        DatasetRecord,
-        {
-            "id": f"{dataset}:{uuid.uuid4().hex[:24]}",
-            "dataset": dataset,
-            "row_number": 0,
-            **_record_fields(schema, typed),
-        },
-        "dataset record",
-    )
+    document = build(DatasetRecord, {"id": f"{dataset}:{uuid.uuid4().hex[:24]}",
+                                     "dataset": dataset, "row_number": 0, **fields}, "dataset record")  # fmt: skip
     with _reachable(f"add a record to '{dataset}'"):
         # modify() returns the schema as it was before the increment: this record's number.
         counter = DatasetSchema.objects(dataset=dataset).modify(inc__next_row_number=1)
@@ -443,20 +309,9 @@ def create_record(dataset: str, values: Mapping[str, Any]) -> DatasetRecordOut:
 
 
 def get_record(record_id: str) -> DatasetRecordOut:
-    """Read one record by id.
-
-    Args:
-        record_id: The record's id.
-
-    Returns:
-        The record.
-
-    Raises:
-        RecordNotFound: If no record has this id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Read one record by id (raises RecordNotFound, StoreUnavailable)."""
     with _reachable(f"read record '{record_id}'"):
-        document = DatasetRecord.objects(id=record_id).as_pymongo().first()
+        document = DatasetRecord._get_collection().find_one({"_id": record_id})
     if document is None:
         raise RecordNotFound(f"no dataset record has id '{record_id}'")
     return _record_out(document, get_schema(document["dataset"]))
@@ -471,19 +326,10 @@ def find_records(
     page: int = 1,
     page_size: int = 50,
 ) -> Page[DatasetRecordOut]:
-    """List a dataset's records matching a filter, one page at a time, in row order.
+    """List a dataset's records in row order, one page (1 to 1000 records) at a time.
 
-    Args:
-        dataset: The dataset's name.
-        where: Column values the records must equal, by column name (``None`` matches a
-            missing value), e.g. ``{"carrier": "UA", "origin": "JFK"}``.
-        date_from: Keep records whose date is at or after this (datetime or ISO string).
-        date_to: Keep records whose date is before this.
-        page: Page number, from 1.
-        page_size: Records per page (1 to 1000).
-
-    Returns:
-        The page of records and the total count.
+    ``where`` maps columns to the value they must equal (``None`` matches a missing value);
+    ``date_from`` (inclusive) and ``date_to`` (exclusive) bound the date column.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
@@ -492,89 +338,60 @@ def find_records(
     """
     skip, limit = _paging(page, page_size)
     schema = get_schema(dataset)
+    if where is not None and not isinstance(where, Mapping):
+        raise InvalidRecord(f"where: expected an object of column values, got {where!r}")
+    specs = {column.name: column for column in schema.columns}
     query: dict[str, Any] = {"dataset": dataset}
-    for name, value in coerce_values(schema, where or {}, partial=True).items():
-        if name == schema.date_column:
-            query["date"] = value
-        elif name == schema.target_column:
-            query["target"] = value
-        else:
-            query[f"values.{encode_key(name)}"] = value
+    for name, value in (where or {}).items():
+        if name not in specs:
+            raise InvalidRecord(
+                f"values.{name}: not a column of dataset '{dataset}' (columns: {', '.join(specs)})"
+            )
+        fields = _record_fields(schema, {name: _typed(specs[name].kind, value, f"values.{name}")})
+        query.update({f"values.{k}": v for k, v in fields.pop("values").items()} | fields)
     bounds = _time_filter(date_from, date_to, "date")
     if bounds and schema.date_column is None:
         raise InvalidRecord(f"date_from, date_to: dataset '{dataset}' has no date column")
-    if bounds and "date" in query:
-        query = {"$and": [query, bounds]}
-    else:
-        query.update(bounds)
-    records = DatasetRecord.objects(__raw__=query)
+    query = {"$and": [query, bounds]} if bounds and "date" in query else {**query, **bounds}
+    records = DatasetRecord._get_collection()
     with _reachable(f"list records of '{dataset}'"):
-        total = records.count()
-        ordered = records.order_by("row_number", "id").skip(skip).limit(limit)
-        documents = list(ordered.as_pymongo())
-    items = [_record_out(document, schema) for document in documents]
+        total = records.count_documents(query)
+        found = records.find(query).sort([("row_number", 1), ("_id", 1)]).skip(skip).limit(limit)
+        items = [_record_out(document, schema) for document in found]
     return Page[DatasetRecordOut](items=items, total=total, page=page, page_size=page_size)
 
 
 def update_record(record_id: str, values: Mapping[str, Any]) -> DatasetRecordOut:
-    """Change some values of a record.
+    """Change some values of a record in one ``$set`` (a concurrent change of others stays).
 
-    Args:
-        record_id: The record's id.
-        values: The new values by column name (others are kept); ``None`` makes a value
-            missing (not allowed for the date and target columns).
-
-    Returns:
-        The updated record.
+    ``None`` makes a value missing (not allowed for the date and target columns).
 
     Raises:
         RecordNotFound: If no record has this id.
-        InvalidRecord: If a column is unknown or a value has the wrong type (names it).
+        InvalidRecord: If a column is unknown or a value breaks the dataset's rules (names it).
         StoreUnavailable: If MongoDB is unreachable.
     """
+    collection = DatasetRecord._get_collection()
     with _reachable(f"read record '{record_id}'"):
-        document = DatasetRecord.objects(id=record_id).first()
-    if document is None:
+        found = collection.find_one({"_id": record_id}, {"dataset": 1})
+    if found is None:
         raise RecordNotFound(f"no dataset record has id '{record_id}'")
-    schema = get_schema(document.dataset)
-    fields = _record_fields(schema, coerce_values(schema, values, partial=True))
-    merged = {
-        "id": document.id,
-        "dataset": document.dataset,
-        "row_number": document.row_number,
-        "date": fields.get("date", document.date),
-        "target": fields.get("target", document.target),
-        "values": {**(document["values"] or {}), **fields["values"]},
-    }
-    updated = build(DatasetRecord, merged, "dataset record")
+    schema = get_schema(found["dataset"])
+    fields = _record_fields(schema, check_values(schema, values, partial=True))
+    changes = {f"values.{key}": value for key, value in fields.pop("values").items()} | fields
     with _reachable(f"update record '{record_id}'"):
-        updated.save(validate=False)  # validated by build; replaces the stored record
-    return _record_out(updated.to_mongo(), schema)
+        document = _set(collection, record_id, changes)
+    if document is None:
+        raise RecordNotFound(f"no dataset record has id '{record_id}' (deleted meanwhile)")
+    return _record_out(document, schema)
 
 
 def delete_record(record_id: str) -> None:
-    """Delete one record.
-
-    Args:
-        record_id: The record's id.
-
-    Raises:
-        RecordNotFound: If no record has this id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    with _reachable(f"delete record '{record_id}'"):
-        deleted = DatasetRecord.objects(id=record_id).delete()
-    if not deleted:
-        raise RecordNotFound(f"no dataset record has id '{record_id}'")
+    """Delete one record (raises RecordNotFound, StoreUnavailable)."""
+    _delete(DatasetRecord, record_id, f"dataset record has id '{record_id}'")
 
 
 # -- prediction logs -------------------------------------------------------------------------
-
-
-def _log_document(document: Mapping[str, Any]) -> PredictionLog:
-    """Turn a validated prediction-log document (``_id`` = request id) back into a Document."""
-    fields = {key: value for key, value in document.items() if key != "_id"}
-    return PredictionLog(request_id=document["_id"], **fields)
 
 
 def _log_out(document: Mapping[str, Any], journaled: bool = False) -> PredictionLogOut:
@@ -588,57 +405,36 @@ def create_prediction_log(
     journal_on_outage: bool = True,
     settings: StoreSettings | None = None,
 ) -> PredictionLogOut:
-    """Store one prediction log now (synchronously).
+    """Store one prediction log now (the API's predictions go through its writer instead).
 
-    The API's request path should use :class:`~store.journal.PredictionLogWriter`
-    instead, which never waits for the database; this function is for explicit creations.
-
-    Args:
-        record: The log's fields by name (see :class:`~store.documents.PredictionLog`).
-        journal_on_outage: When MongoDB is unreachable, append the log to the journal and
-            return it with ``journaled=True`` instead of failing.
-        settings: Settings naming the journal (default: from the environment).
-
-    Returns:
-        The stored (or journaled) log.
+    When the store cannot be written, the log is journaled and returned with
+    ``journaled=True``, unless ``journal_on_outage`` is false.
 
     Raises:
         InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
         StoreError: If a log with this request id already exists.
-        StoreUnavailable: If MongoDB is unreachable and ``journal_on_outage`` is false.
+        StoreUnavailable: If the store cannot be written and ``journal_on_outage`` is false.
     """
     document = to_prediction_document(record)
     try:
-        _log_document(document).save(force_insert=True, validate=False)
-    except NotUniqueError:
+        with _reachable(f"store prediction log '{document['_id']}'"):
+            PredictionLog._get_collection().insert_one(dict(document))
+    except DuplicateKeyError:
         raise StoreError(
             f"a prediction log with request_id '{document['_id']}' already exists"
         ) from None
-    except UNREACHABLE as exc:
+    except StoreUnavailable:
         if not journal_on_outage:
-            raise StoreUnavailable(
-                f"cannot store prediction log '{document['_id']}': MongoDB is unreachable"
-            ) from exc
+            raise
         Journal((settings or StoreSettings.from_env()).journal_path).append([document])
         return _log_out(document, journaled=True)
     return _log_out(document)
 
 
 def get_prediction_log(request_id: str) -> PredictionLogOut:
-    """Read one prediction log.
-
-    Args:
-        request_id: The request's id.
-
-    Returns:
-        The log.
-
-    Raises:
-        RecordNotFound: If no log has this request id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Read one prediction log (raises RecordNotFound, StoreUnavailable)."""
     with _reachable(f"read prediction log '{request_id}'"):
-        document = PredictionLog.objects(request_id=request_id).as_pymongo().first()
+        document = PredictionLog._get_collection().find_one({"_id": request_id})
     if document is None:
         raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
     return _log_out(document)
@@ -651,12 +447,11 @@ def _log_query(model_name, model_version, dataset, since, until) -> dict[str, An
         ("model_version", model_version),
         ("dataset", dataset),
     ):
+        if value is not None and not isinstance(value, str):
+            raise InvalidRecord(f"{field}: expected text, got {value!r}")
         if value is not None:
-            if not isinstance(value, str):
-                raise InvalidRecord(f"{field}: expected text, got {value!r}")
             query[field] = value
-    query.update(_time_filter(since, until, "timestamp"))
-    return query
+    return {**query, **_time_filter(since, until, "timestamp")}
 
 
 def find_prediction_logs(
@@ -669,66 +464,34 @@ def find_prediction_logs(
     page: int = 1,
     page_size: int = 50,
 ) -> Page[PredictionLogOut]:
-    """List prediction logs, newest first, one page at a time.
+    """List prediction logs, newest first, one page (1 to 1000 logs) at a time.
 
-    Args:
-        model_name: Keep logs of this model.
-        model_version: Keep logs of this model version.
-        dataset: Keep logs of models of this dataset.
-        since: Keep logs at or after this time (datetime or ISO string, UTC).
-        until: Keep logs before this time.
-        page: Page number, from 1.
-        page_size: Logs per page (1 to 1000).
-
-    Returns:
-        The page of logs and the total count.
-
-    Raises:
-        InvalidRecord: If a filter has the wrong type.
-        StoreUnavailable: If MongoDB is unreachable.
+    Filters: model name and version, dataset, ``since`` (inclusive) and ``until``
+    (exclusive) times (datetimes or ISO text, UTC). Raises ``InvalidRecord`` for a filter of
+    the wrong type, ``StoreUnavailable`` when MongoDB is unreachable.
     """
     skip, limit = _paging(page, page_size)
     query = _log_query(model_name, model_version, dataset, since, until)
-    logs = PredictionLog.objects(__raw__=query)
+    logs = PredictionLog._get_collection()
     with _reachable("list prediction logs"):
-        total = logs.count()
-        newest_first = logs.order_by("-timestamp", "request_id").skip(skip).limit(limit)
-        documents = list(newest_first.as_pymongo())
-    items = [_log_out(document) for document in documents]
+        total = logs.count_documents(query)
+        found = logs.find(query).sort([("timestamp", -1), ("_id", 1)]).skip(skip).limit(limit)
+        items = [_log_out(document) for document in found]
     return Page[PredictionLogOut](items=items, total=total, page=page, page_size=page_size)
 
 
 def count_prediction_logs(
-    *,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    dataset: str | None = None,
-    since: Any = None,
-    until: Any = None,
-) -> int:
-    """Count prediction logs matching a filter (same filters as :func:`find_prediction_logs`).
-
-    Returns:
-        The count.
-
-    Raises:
-        InvalidRecord: If a filter has the wrong type.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    *, model_name: str | None = None, model_version: str | None = None, dataset: str | None = None,
+    since: Any = None, until: Any = None,
+) -> int:  # fmt: skip
+    """Count prediction logs matching the filters of :func:`find_prediction_logs`."""
     query = _log_query(model_name, model_version, dataset, since, until)
     with _reachable("count prediction logs"):
-        return PredictionLog.objects(__raw__=query).count()
+        return PredictionLog._get_collection().count_documents(query)
 
 
 def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> PredictionLogOut:
-    """Change fields of a prediction log (e.g. fix a model version).
-
-    Args:
-        request_id: The request's id.
-        changes: New field values by name; ``request_id`` cannot change.
-
-    Returns:
-        The updated log.
+    """Change fields of a prediction log (not its ``request_id``) in one ``$set``.
 
     Raises:
         RecordNotFound: If no log has this request id.
@@ -737,169 +500,74 @@ def update_prediction_log(request_id: str, changes: Mapping[str, Any]) -> Predic
     """
     if "request_id" in changes and changes["request_id"] != request_id:
         raise InvalidRecord("request_id: cannot be changed (it identifies the log)")
-    current = get_prediction_log(request_id)
-    merged = current.model_dump(exclude={"journaled"})
-    merged.update({key: value for key, value in changes.items() if key != "request_id"})
-    document = to_prediction_document(merged)
+    current = get_prediction_log(request_id).model_dump(exclude={"journaled"})
+    merged = to_prediction_document({**current, **changes})  # the whole log stays valid
     with _reachable(f"update prediction log '{request_id}'"):
-        _log_document(document).save(validate=False)  # replaces the stored log
+        document = _set(PredictionLog._get_collection(), request_id,
+                        {key: merged.get(key) for key in changes if key != "request_id"})  # fmt: skip
+    if document is None:
+        raise RecordNotFound(f"no prediction log has request_id '{request_id}' (deleted meanwhile)")
     return _log_out(document)
 
 
 def delete_prediction_log(request_id: str) -> None:
-    """Delete one prediction log.
-
-    Args:
-        request_id: The request's id.
-
-    Raises:
-        RecordNotFound: If no log has this request id.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    with _reachable(f"delete prediction log '{request_id}'"):
-        deleted = PredictionLog.objects(request_id=request_id).delete()
-    if not deleted:
-        raise RecordNotFound(f"no prediction log has request_id '{request_id}'")
+    """Delete one prediction log (raises RecordNotFound, StoreUnavailable)."""
+    _delete(PredictionLog, request_id, f"prediction log has request_id '{request_id}'")
 
 
 # -- feedback --------------------------------------------------------------------------------
 
 
 def record_feedback(request_id: str, actual: int, *, received_at: Any = None) -> FeedbackOut:
-    """Record the true outcome of a request (posting again replaces it).
+    """Record the true outcome (0/1) of a request, atomically: the first outcome wins.
 
-    Args:
-        request_id: The request's id.
-        actual: The true class (0/1).
-        received_at: When it was known (default: now, UTC).
-
-    Returns:
-        The stored feedback.
+    One upsert that sets the outcome only when it inserts: the same outcome posted again
+    returns the stored one, a different one is refused, even when both arrive at once.
 
     Raises:
         InvalidRecord: If a field is missing or of the wrong type (names it).
+        Conflict: If the request already has the other outcome.
         StoreUnavailable: If MongoDB is unreachable.
     """
     when = utcnow() if received_at is None else parse_timestamp(received_at, "received_at")
-    document = build(
-        Feedback,
-        {"request_id": request_id, "actual": actual, "received_at": when},
-        "feedback",
-    ).to_mongo()
+    when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # MongoDB keeps ms
+    fields = {"request_id": request_id, "actual": actual, "received_at": when}
+    actual = build(Feedback, fields, "feedback").to_mongo()["actual"]
     with _reachable(f"record feedback for '{request_id}'"):
-        Feedback.objects(request_id=request_id).update_one(
-            upsert=True, set__actual=document["actual"], set__received_at=when
+        before = Feedback.objects(request_id=request_id).modify(
+            upsert=True, new=False, set_on_insert__actual=actual, set_on_insert__received_at=when
         )
-    return FeedbackOut(request_id=request_id, actual=document["actual"], received_at=when)
+    if before is None:
+        return FeedbackOut(request_id=request_id, actual=actual, received_at=when)
+    if before.actual != actual:
+        raise Conflict(
+            f"request '{request_id}' already has outcome {before.actual}; {actual} contradicts it"
+        )
+    return FeedbackOut(request_id=request_id, actual=before.actual, received_at=before.received_at)
 
 
 def get_feedback(request_id: str) -> FeedbackOut:
-    """Read the feedback of a request.
-
-    Args:
-        request_id: The request's id.
-
-    Returns:
-        The feedback.
-
-    Raises:
-        RecordNotFound: If none was recorded.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Read the feedback of a request (raises RecordNotFound, StoreUnavailable)."""
     with _reachable(f"read feedback for '{request_id}'"):
-        document = Feedback.objects(request_id=request_id).as_pymongo().first()
+        document = Feedback._get_collection().find_one({"_id": request_id})
     if document is None:
         raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
-    return FeedbackOut(
-        request_id=document["_id"],
-        actual=document["actual"],
-        received_at=document["received_at"],
-    )
+    return FeedbackOut(request_id=document["_id"], actual=document["actual"],
+                       received_at=document["received_at"])  # fmt: skip
 
 
-def delete_feedback(request_id: str) -> None:
-    """Delete the feedback of a request.
-
-    Args:
-        request_id: The request's id.
-
-    Raises:
-        RecordNotFound: If none was recorded.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    with _reachable(f"delete feedback for '{request_id}'"):
-        deleted = Feedback.objects(request_id=request_id).delete()
-    if not deleted:
-        raise RecordNotFound(f"no feedback was recorded for request_id '{request_id}'")
+def feedback_for(request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Return the feedback document of each of these request ids that has one (by primary key)."""
+    found: dict[str, dict[str, Any]] = {}
+    collection = Feedback._get_collection()
+    with _reachable("read feedback"):
+        for start in range(0, len(request_ids), 1000):
+            for document in collection.find({"_id": {"$in": request_ids[start : start + 1000]}}):
+                found[document["_id"]] = document
+    return found
 
 
 # -- champion/challenger decisions ----------------------------------------------------------
-
-
-class DecisionOut(BaseModel):
-    """A stored champion/challenger decision (see :class:`PromotionDecision`).
-
-    Attributes:
-        decision_id: The decision's id.
-        dataset: The dataset of both models.
-        decided_at: When it was taken (UTC).
-        promoted: Whether the challenger replaced the champion.
-        reason: The decision in one sentence.
-        metric: The metric compared.
-        margin: The margin the challenger had to beat.
-        champion: The champion's model tags (primary, secondary).
-        challenger: The challenger's model tags.
-        champion_score: The champion's score on the labelled window.
-        challenger_score: The challenger's score on the same rows.
-        window: The labelled window.
-        challenger_run: The retraining run's id.
-        drift_check: The drift check that triggered it.
-        bento: The Bento built for a promoted challenger.
-        service_reload: The service's answer to ``/reload``, if it was called.
-    """
-
-    decision_id: str
-    dataset: str
-    decided_at: dt.datetime
-    promoted: bool
-    reason: str
-    metric: str
-    margin: float
-    champion: list[str]
-    challenger: list[str]
-    champion_score: float | None = None
-    challenger_score: float | None = None
-    window: dict[str, Any]
-    challenger_run: str | None = None
-    drift_check: str | None = None
-    bento: str | None = None
-    service_reload: str | None = None
-
-
-def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
-    """Store a champion/challenger decision.
-
-    Args:
-        decision: Its fields by name (see :class:`DecisionOut`); ``decision_id`` and
-            ``decided_at`` default to a new id and now (UTC).
-
-    Returns:
-        The stored decision.
-
-    Raises:
-        InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
-        StoreUnavailable: If MongoDB is unreachable.
-    """
-    data = dict(decision)
-    data.setdefault("decision_id", uuid.uuid4().hex)
-    when = data.get("decided_at")
-    when = utcnow() if when is None else parse_timestamp(when, "decided_at")
-    # MongoDB keeps milliseconds: return what a later read gives back.
-    data["decided_at"] = when.replace(microsecond=when.microsecond // 1000 * 1000)
-    document = build(PromotionDecision, data, "promotion decision")
-    with _reachable("record a promotion decision"):
-        document.save(force_insert=True, validate=False)
-    return _decision_out(document.to_mongo().to_dict())
 
 
 def _decision_out(document: Mapping[str, Any]) -> DecisionOut:
@@ -907,43 +575,42 @@ def _decision_out(document: Mapping[str, Any]) -> DecisionOut:
     return DecisionOut(decision_id=document["_id"], **fields)
 
 
-def find_decisions(dataset: str, *, page: int = 1, page_size: int = 50) -> Page[DecisionOut]:
-    """List a dataset's champion/challenger decisions, newest first.
-
-    Args:
-        dataset: The dataset's name.
-        page: Page number, from 1.
-        page_size: Decisions per page (1 to 1000).
-
-    Returns:
-        The page and the total count.
+def record_decision(decision: Mapping[str, Any]) -> DecisionOut:
+    """Store a champion/challenger decision (its fields by name; id and time default to new ones).
 
     Raises:
-        InvalidRecord: If the paging is invalid.
+        InvalidRecord: If a field is missing, unknown or of the wrong type (names it).
         StoreUnavailable: If MongoDB is unreachable.
     """
+    data = {"decision_id": uuid.uuid4().hex, **decision}
+    when = (
+        utcnow()
+        if data.get("decided_at") is None
+        else parse_timestamp(data["decided_at"], "decided_at")
+    )
+    data["decided_at"] = when.replace(microsecond=when.microsecond // 1000 * 1000)  # as read back
+    document = build(PromotionDecision, data, "promotion decision")
+    with _reachable("record a promotion decision"):
+        document.save(force_insert=True, validate=False)
+    return _decision_out(document.to_mongo().to_dict())
+
+
+def find_decisions(dataset: str, *, page: int = 1, page_size: int = 50) -> Page[DecisionOut]:
+    """List a dataset's champion/challenger decisions, newest first, one page at a time."""
     skip, limit = _paging(page, page_size)
-    decisions = PromotionDecision.objects(dataset=dataset)
+    decisions = PromotionDecision._get_collection()
     with _reachable("list promotion decisions"):
-        total = decisions.count()
-        newest = decisions.order_by("-decided_at").skip(skip).limit(limit).as_pymongo()
+        total = decisions.count_documents({"dataset": dataset})
+        newest = decisions.find({"dataset": dataset}).sort("decided_at", -1).skip(skip).limit(limit)
         items = [_decision_out(document) for document in newest]
     return Page[DecisionOut](items=items, total=total, page=page, page_size=page_size)
 
 
-# -- frames for monitoring -------------------------------------------------------------------
+# -- frames for monitoring, retention --------------------------------------------------------
 
 #: Columns of :func:`prediction_logs_frame` besides the features.
-LOG_COLUMNS = (
-    "request_id",
-    "timestamp",
-    "model_name",
-    "model_version",
-    "run_id",
-    "prediction",
-    "probability",
-    "latency_ms",
-)
+LOG_COLUMNS = ("request_id", "timestamp", "model_name", "model_version", "run_id",
+               "prediction", "probability", "latency_ms")  # fmt: skip
 
 
 def prediction_logs_frame(
@@ -958,84 +625,57 @@ def prediction_logs_frame(
 ) -> pd.DataFrame:
     """Load prediction logs as a frame for the drift monitor, oldest first.
 
-    Args:
-        model_name: Keep logs of this model.
-        model_version: Keep logs of this model version.
-        dataset: Keep logs of models of this dataset.
-        since: Keep logs at or after this time.
-        until: Keep logs before this time.
-        limit: Keep only the most recent ``limit`` logs.
-        feature_dicts: Keep each log's features as stored, one dict per row in a
-            ``features`` column, instead of one column per feature (a check can then tell
-            a feature the request did not send from one sent as ``null``).
-
-    Returns:
-        One row per log: the :data:`LOG_COLUMNS`, then one column per input feature (named
-        ``feature.<name>`` only if a feature's name clashes with a log column), or the
-        ``features`` column. Features a request did not send are missing (NaN).
-
-    Raises:
-        InvalidRecord: If a filter has the wrong type.
-        StoreUnavailable: If MongoDB is unreachable.
+    The filters of :func:`find_prediction_logs`, and ``limit``: the most recent logs only.
+    One row per log: the :data:`LOG_COLUMNS`, then one column per input feature (named
+    ``feature.<name>`` if it clashes with a log column; NaN when a request did not send
+    it), or with ``feature_dicts`` one ``features`` column of the stored dicts (a check
+    can then tell a feature not sent from one sent as ``null``).
     """
     import pandas as pd
 
     query = _log_query(model_name, model_version, dataset, since, until)
-    logs = PredictionLog.objects(__raw__=query).order_by("-timestamp", "request_id")
+    logs = PredictionLog._get_collection().find(query).sort([("timestamp", -1), ("_id", 1)])
     with _reachable("read prediction logs"):
-        if limit is not None:
-            logs = logs.limit(int(limit))
-        documents = list(logs.as_pymongo())
+        documents = list(logs.limit(int(limit)) if limit is not None else logs)
     documents.reverse()
-    meta = pd.DataFrame(
-        {
-            "request_id": [d["_id"] for d in documents],
-            "timestamp": pd.to_datetime([d["timestamp"] for d in documents]),
-            "model_name": [d["model_name"] for d in documents],
-            "model_version": [d["model_version"] for d in documents],
-            "run_id": [d.get("run_id") for d in documents],
-            "prediction": pd.array([d["prediction"] for d in documents], dtype="int64"),
-            "probability": pd.array([d.get("probability") for d in documents], dtype="float64"),
-            "latency_ms": pd.array([d["latency_ms"] for d in documents], dtype="float64"),
-        }
-    )
+
+    def column(name: str) -> list[Any]:
+        return [d.get(name) for d in documents]
+
+    meta = pd.DataFrame({
+        "request_id": [d["_id"] for d in documents],
+        "timestamp": pd.to_datetime(column("timestamp")),
+        "model_name": column("model_name"),
+        "model_version": column("model_version"),
+        "run_id": column("run_id"),
+        "prediction": pd.array(column("prediction"), dtype="int64"),
+        "probability": pd.array(column("probability"), dtype="float64"),
+        "latency_ms": pd.array(column("latency_ms"), dtype="float64"),
+    })  # fmt: skip
     if feature_dicts:
-        meta["features"] = pd.Series([d["features"] for d in documents], dtype=object)
+        meta["features"] = pd.Series(column("features"), dtype=object)
         return meta
-    features = pd.DataFrame.from_records([d["features"] for d in documents])
-    features.columns = [
-        f"feature.{name}" if name in LOG_COLUMNS else str(name) for name in features.columns
-    ]
+    features = pd.DataFrame.from_records(column("features"))
+    features.columns = [f"feature.{n}" if n in LOG_COLUMNS else str(n) for n in features.columns]
     return pd.concat([meta, features.set_axis(meta.index)], axis=1)
 
 
-def feedback_for(request_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Read the feedback stored for some prediction logs.
+def apply_log_retention(days: float | None) -> None:
+    """Keep prediction logs ``days`` days after they were served, or for ever (``None``).
 
-    Args:
-        request_ids: The logs' request ids.
-
-    Returns:
-        The feedback document (``_id``, ``actual``, ``received_at``) of each id that has
-        one; ids without feedback are absent.
-
-    Raises:
-        StoreUnavailable: If MongoDB is unreachable.
+    A TTL index on ``timestamp`` (``expireAfterSeconds``): MongoDB's TTL monitor deletes
+    expired logs about every minute, the embedded store at its next write within a minute.
+    Raises ``StoreUnavailable`` when MongoDB is unreachable.
     """
-    from store.connection import is_embedded
-
-    found: dict[str, dict[str, Any]] = {}
-    with _reachable("read feedback"):
-        if is_embedded():
-            # The embedded store answers every query by scanning the collection: one scan
-            # of all feedback beats one scan per chunk of ids (100 scans for 100,000 logs).
-            wanted = set(request_ids)
-            for document in Feedback.objects.as_pymongo():
-                if document["_id"] in wanted:
-                    found[document["_id"]] = document
-        else:
-            for start in range(0, len(request_ids), 1000):
-                chunk = request_ids[start : start + 1000]
-                for document in Feedback.objects(request_id__in=chunk).as_pymongo():
-                    found[document["_id"]] = document
-    return found
+    collection = PredictionLog._get_collection()
+    seconds = None if days is None else int(days * 86400)
+    with _reachable("set the prediction-log retention"):
+        current = collection.index_information().get(RETENTION_INDEX)
+        if current is not None and current.get("expireAfterSeconds") == seconds:
+            return
+        if current is not None:
+            collection.drop_index(RETENTION_INDEX)
+        if seconds is not None:
+            collection.create_index(
+                [("timestamp", ASCENDING)], name=RETENTION_INDEX, expireAfterSeconds=seconds
+            )

@@ -1,7 +1,8 @@
 """The mongoengine documents: what a row, a prediction log and a feedback look like in MongoDB.
 
-Every document entering MongoDB passes its class's field rules; :func:`build` and
-:func:`check` turn mongoengine's errors into one sentence naming each offending field.
+Every document entering MongoDB passes its class's field rules; :func:`build` turns
+mongoengine's errors into one sentence naming each offending field. :func:`out_model`
+derives, from each document, the pydantic model the API and the monitor use.
 
 Indexes are declared here and created by :func:`store.connection.ensure_indexes`
 (``auto_create_index`` is off: creating them lazily would block the first write for the
@@ -11,8 +12,8 @@ whole server-selection timeout when MongoDB is down).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from mongoengine import (
     StringField,
     ValidationError,
 )
+from pydantic import BaseModel, Field, create_model
 
 from tabular.errors import InvalidRecord
 
@@ -44,14 +46,7 @@ class StrictIntField(IntField):
     """An integer field that refuses strings, booleans and fractions instead of casting them."""
 
     def validate(self, value):
-        """Refuse anything but a whole number (``3`` or ``3.0``, not ``3.5``, ``"3"``, ``True``).
-
-        Args:
-            value: The value to check.
-
-        Raises:
-            ValidationError: If the value is not a whole number.
-        """
+        """Refuse anything but a whole number (``3`` or ``3.0``, not ``3.5``, ``"3"``, ``True``)."""
         whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         if isinstance(value, bool) or not whole:
             self.error(f"expected a whole number, got {type(value).__name__} {value!r}")
@@ -62,14 +57,7 @@ class StrictFloatField(FloatField):
     """A float field that refuses strings, booleans, NaN and infinities."""
 
     def validate(self, value):
-        """Refuse anything but a finite number.
-
-        Args:
-            value: The value to check.
-
-        Raises:
-            ValidationError: If the value is not a finite ``int`` or ``float``.
-        """
+        """Refuse anything but a finite ``int`` or ``float``."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.error(f"expected a number, got {type(value).__name__} {value!r}")
         if not math.isfinite(value):
@@ -80,21 +68,15 @@ class StrictFloatField(FloatField):
 class DatasetRecord(Document):
     """One row of a dataset, for any dataset config.
 
-    The fields every dataset has are typed fields; the other columns live in ``values``,
-    each value with its column's Python type (see :class:`DatasetSchema`). Column names
-    are stored as keys through :func:`encode_key` (MongoDB keys cannot hold ``.`` or start
-    with ``$``).
-
     Attributes:
-        id: ``<dataset>:<key>``; for imported rows the key is a hash of the row's values
-            (and of its occurrence number among identical rows), so importing the same file
-            twice inserts nothing the second time.
+        id: ``<dataset>:<key>``; an imported row's key is a hash of its values, so importing
+            the same file twice inserts nothing the second time.
         dataset: The dataset's name (the config's ``name``).
         row_number: Position of the row in the imported frame; backups keep this order.
-        date: The config's date column, as a datetime (millisecond precision, like MongoDB);
-            absent for a dataset without a date column.
+        date: The config's date column (millisecond precision); absent without one.
         target: The 0/1 target derived by the config.
-        values: Every other column: ``{encoded column name: value}``; ``None`` = missing.
+        values: The row's columns by name (stored without the date and the target, under
+            :func:`encode_key` names), each of its column's kind; ``None`` = missing.
     """
 
     id = StringField(primary_key=True, min_length=3, max_length=300)
@@ -112,14 +94,10 @@ class DatasetRecord(Document):
 
 
 class ColumnSpec(EmbeddedDocument):
-    """How one column of a dataset is stored and restored.
+    """How one column is stored and restored.
 
-    Attributes:
-        name: The column name in the frame.
-        dtype: The pandas dtype to restore (``"int64"``, ``"datetime64[ns]"``, ...).
-        kind: The Python type of stored values (one of :data:`KINDS`).
-        role: The column's role in the dataset config (one of :data:`ROLES`).
-        categories: The ordered categories of a ``category`` column, else empty.
+    Its name, pandas dtype, the kind of its values (:data:`KINDS`), its role in the config
+    (:data:`ROLES`) and its categories (the levels of a ``category`` column).
     """
 
     name = StringField(required=True, min_length=1)
@@ -130,19 +108,12 @@ class ColumnSpec(EmbeddedDocument):
 
 
 class DatasetSchema(Document):
-    """The columns of a stored dataset, so that backups restore the same dtypes.
+    """A stored dataset: what backups restore, and the rules its records are held to.
 
-    Attributes:
-        dataset: The dataset's name (primary key).
-        columns: Every column, in frame order.
-        date_column: Name of the column held in :attr:`DatasetRecord.date` (``None`` for a
-            dataset without a date column).
-        target_column: Name of the 0/1 column held in :attr:`DatasetRecord.target`.
-        target_source: The column the target is derived from (e.g. ``arr_delay``).
-        source: Where the last import came from (a file or a loader).
-        rows: Rows in the last imported frame.
-        next_row_number: Row number given to the next record created one at a time.
-        imported_at: When the last import finished (UTC).
+    Its columns (in frame order, with their dtypes), date and target columns, the target's
+    source column, where and when the last import came from, its rows, the next row
+    number, and the config's ``checks`` at the import (records created or changed later
+    are held to them).
     """
 
     dataset = StringField(primary_key=True, regex=DATASET_NAME, max_length=100)
@@ -154,6 +125,7 @@ class DatasetSchema(Document):
     rows = StrictIntField(min_value=0, default=0)
     next_row_number = StrictIntField(min_value=0, default=0)
     imported_at = DateTimeField()
+    checks = DictField(default=dict)
 
     meta = {"collection": "dataset_schemas", "auto_create_index": False}
 
@@ -196,7 +168,7 @@ class Feedback(Document):
     """The true outcome of a served request, posted once it is known.
 
     Attributes:
-        request_id: The request's id (primary key: posting again replaces the outcome).
+        request_id: The request's id (primary key: the first outcome posted stays).
         actual: The true class (0/1).
         received_at: When the outcome was recorded (UTC).
     """
@@ -273,40 +245,19 @@ _DOT, _DOLLAR = "\uff0e", "\uff04"
 
 
 def encode_key(column: str) -> str:
-    """Turn a column name into a key MongoDB accepts (no ``.``, no leading ``$``).
-
-    Args:
-        column: The column name.
-
-    Returns:
-        The key; :func:`decode_key` gives the name back.
-    """
+    """Turn a column name into a key MongoDB accepts (no ``.``, no leading ``$``)."""
     key = str(column).replace(".", _DOT)
     return _DOLLAR + key[1:] if key.startswith("$") else key
 
 
 def decode_key(key: str) -> str:
-    """Give back the column name of a key made by :func:`encode_key`.
-
-    Args:
-        key: A key of :attr:`DatasetRecord.values`.
-
-    Returns:
-        The column name.
-    """
+    """Give back the column name of a key made by :func:`encode_key`."""
     name = key.replace(_DOT, ".")
     return "$" + name[1:] if name.startswith(_DOLLAR) else name
 
 
 def describe(error: ValidationError) -> str:
-    """Flatten a mongoengine validation error into ``field: problem; ...``.
-
-    Args:
-        error: The error raised by ``Document.validate()`` or a field's ``validate``.
-
-    Returns:
-        One line naming every offending field (dotted for nested fields).
-    """
+    """Flatten a mongoengine validation error into one line, ``field: problem; ...``."""
     problems: list[str] = []
 
     def walk(prefix: str, errors: Mapping[str, Any]) -> None:
@@ -329,19 +280,11 @@ def describe(error: ValidationError) -> str:
 
 
 def build(document_class: type[Document], data: Mapping[str, Any], what: str) -> Document:
-    """Build a document from plain data and validate it.
-
-    Args:
-        document_class: One of the document classes.
-        data: Field values by field name.
-        what: How to call the document in messages (e.g. ``"prediction log"``).
-
-    Returns:
-        The validated document (not saved).
+    """Build a document from plain data and validate it (not saved).
 
     Raises:
         InvalidRecord: If a field is unknown, missing, or of the wrong type or range; the
-            message names each field.
+            message calls the document ``what`` and names each field.
     """
     unknown = sorted(set(data) - set(document_class._fields))
     if unknown:
@@ -359,100 +302,34 @@ def build(document_class: type[Document], data: Mapping[str, Any], what: str) ->
     return document
 
 
-#: Values a DictField stores as they are (its to_mongo returns them unchanged).
-_SCALARS = frozenset({str, int, float, bool, dt.datetime, type(None)})
+_PYTHON_TYPES: tuple[tuple[type, Any], ...] = (
+    (StringField, str),
+    (BooleanField, bool),
+    (IntField, int),
+    (FloatField, float),
+    (DateTimeField, dt.datetime),
+    (DictField, dict[str, Any]),
+    (ListField, list[str]),
+)
 
 
-@functools.cache
-def _plain_fields(document_class: type[Document]) -> bool:
-    """Whether no field has ``choices`` or custom ``validation`` (checked by :func:`build` only)."""
-    return not any(
-        f.choices or getattr(f, "validation", None) for f in document_class._fields.values()
-    )
+def out_model(document_class: type[Document], name: str, **extra: Any) -> type[BaseModel]:
+    """Derive the pydantic model ``name`` the API returns for a document class.
 
-
-def mongo_document(
-    document_class: type[Document], data: Mapping[str, Any], what: str
-) -> dict[str, Any]:
-    """Validate plain data by a document class's field rules and return what MongoDB stores.
-
-    The same checks, messages and result as ``build(...).to_mongo()``, about five times
-    faster: each field's own ``validate`` and ``to_mongo`` are called directly, without
-    making a ``Document`` (the prediction-log writer validates every log this way).
-    ``tests/test_store.py`` holds the two paths to the same answers. Classes whose fields
-    have ``choices`` or custom ``validation`` go through :func:`build`, which checks those.
-
-    Args:
-        document_class: A document class without embedded documents.
-        data: Field values by field name.
-        what: How to call the document in messages.
-
-    Returns:
-        The BSON-ready document (database field names, e.g. ``_id``).
-
-    Raises:
-        InvalidRecord: If a field is unknown, missing, or of the wrong type or range.
+    Field names, types, required fields and descriptions (the class docstring's
+    ``Attributes:``) all come from the document; ``extra`` adds ``(type, default)`` fields.
     """
-    fields = document_class._fields
-    if not _plain_fields(document_class):
-        return build(document_class, data, what).to_mongo().to_dict()
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        allowed = ", ".join(name for name in fields if name != "id")
-        raise InvalidRecord(
-            f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
-        )
-    errors: dict[str, Any] = {}
-    document: dict[str, Any] = {}
-    for name in document_class._fields_ordered:
-        field = fields[name]
-        value = data.get(name)
-        if value is None and field.default is not None:  # as Document() fills defaults
-            value = field.default() if callable(field.default) else field.default
-        if value is None:
-            if field.required:
-                errors[name] = ValidationError("Field is required", field_name=name)
-            continue
-        try:
-            field.validate(value)
-        except ValidationError as error:
-            errors[name] = error.errors or error
-            continue
-        except (ValueError, AttributeError, AssertionError) as error:
-            errors[name] = error
-            continue
-        if (
-            type(field) is DictField
-            and field.field is None
-            and type(value) is dict
-            and all(type(item) in _SCALARS for item in value.values())
-        ):
-            # What DictField.to_mongo returns for plain values, without its per-value calls
-            # (more than half of the validation time of a prediction log).
-            document[field.db_field] = dict(value)
+    doc = document_class.__doc__ or ""
+    described = dict(re.findall(r"^ {8}(\w+): (.+(?:\n {12}.+)*)", doc, re.MULTILINE))
+    fields: dict[str, Any] = {}
+    for field_name in document_class._fields_ordered:
+        field = document_class._fields[field_name]
+        kind = next(t for base, t in _PYTHON_TYPES if isinstance(field, base))
+        description = " ".join(described.get(field_name, "").split()) or None
+        if field.required or field.primary_key:
+            fields[field_name] = (kind, Field(description=description))
         else:
-            document[field.db_field] = field.to_mongo(value)
-    if errors:
-        error = ValidationError(f"ValidationError ({document_class.__name__})", errors=errors)
-        raise InvalidRecord(f"{what} is invalid: {describe(error)}")
-    return document
-
-
-def check(document: Document, what: str) -> Document:
-    """Validate a document built or changed in place.
-
-    Args:
-        document: The document.
-        what: How to call it in messages.
-
-    Returns:
-        The same document.
-
-    Raises:
-        InvalidRecord: Naming each offending field.
-    """
-    try:
-        document.validate()
-    except ValidationError as exc:
-        raise InvalidRecord(f"{what} is invalid: {describe(exc)}") from exc
-    return document
+            default = field.default() if callable(field.default) else field.default
+            fields[field_name] = (kind | None, Field(default, description=description))
+    fields.update(extra)
+    return create_model(name, __doc__=doc.strip().splitlines()[0], **fields)

@@ -21,14 +21,9 @@ QUERY_LIMIT = 8
 class StoreProof:
     """What the run did with the store.
 
-    Attributes:
-        command: The equivalent command line.
-        output: What that command printed (``error: ...`` when the store failed).
-        ok: Whether the import and the query succeeded.
-        store: Where the data lives (``StoreInfo.describe()``), or ``None`` if unreachable.
-        rows: Rows of the run offered to the store.
-        inserted: Records newly stored by this run.
-        seconds: Wall time of the import and the query.
+    The equivalent command, what it printed (``error: ...`` when the store failed), whether
+    it succeeded, where the data lives, the rows offered, the records newly stored and the
+    wall time of the import and the query.
     """
 
     command: str
@@ -50,24 +45,11 @@ def query_output(
     limit: int | None = None,
     markdown: bool = False,
 ) -> str:
-    """Run the ``mlops db query`` aggregation and return exactly what the command prints.
+    """Return exactly what ``mlops db query`` prints (without the final newline).
 
-    Args:
-        info: The connected store (:class:`store.connection.StoreInfo`).
-        dataset: The dataset's name.
-        by: Column to group by (default: the first categorical column).
-        month: Only this month, ``YYYY-MM``.
-        measure: Numeric column to average (default: the target's source column).
-        limit: Keep the largest ``limit`` groups.
-        markdown: A Markdown table instead of aligned text.
-
-    Returns:
-        The printed text (without the final newline).
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        InvalidRecord: If a column is unknown or not numeric, or the month is malformed.
-        StoreUnavailable: If MongoDB is unreachable.
+    ``info`` is the connected store (:class:`store.connection.StoreInfo`), ``markdown``
+    asks for a Markdown table; the other arguments and the errors are
+    :func:`store.transfer.summarize`'s.
     """
     from store.transfer import summarize
 
@@ -80,7 +62,8 @@ def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> Sto
     """Import the run's rows into the store named by the environment, then query them.
 
     A store that cannot be reached, or that holds the dataset with other columns, does not
-    fail the run: the proof then holds the one-line error the command would print.
+    fail the run: the proof then holds the one-line error the command would print. The
+    config's ``monitoring.log_retention_days`` is applied on the way.
 
     Args:
         config: The dataset config (names the dataset and its column roles).
@@ -91,6 +74,7 @@ def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> Sto
         The proof.
     """
     from store.connection import connect, disconnect
+    from store.crud import apply_log_retention
     from store.transfer import import_dataset
 
     command = f"mlops db query --dataset {config.name} --limit {limit}"
@@ -99,9 +83,9 @@ def store_and_query(config, data: pd.DataFrame, limit: int = QUERY_LIMIT) -> Sto
         info = connect()
         try:
             report = import_dataset(config, frame=data)
+            apply_log_retention(config.monitoring.log_retention_days)
             output = query_output(info, config.name, limit=limit)
         finally:
-            # The embedded store keeps the collection in memory: let it go with the connection.
             disconnect()
     except UserError as exc:
         return StoreProof(

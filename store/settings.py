@@ -1,28 +1,17 @@
-"""Where the store lives and how long to wait for it, read from the environment.
+"""Where the store lives and how long to wait for it, read from the environment (pydantic-settings).
 
-Environment variables (all optional):
-
-``MONGODB_URI``
-    A MongoDB connection string (``mongodb://host:27017``). Unset or empty: use the
-    embedded store (mongomock persisted to ``MLOPS_STORE_DIR``).
-``MONGODB_DB``
-    Database name. Default: the database in ``MONGODB_URI`` if it names one, else ``mlops``.
-``MLOPS_STORE_DIR``
-    Folder of the embedded store. Default: ``.store/`` at the repository root when running
-    from a checkout, else ``.store/`` in the current directory.
-``MLOPS_JOURNAL_PATH``
-    The prediction-log journal (JSON lines) used while MongoDB is unreachable. Default:
-    ``<MLOPS_STORE_DIR>/journal/prediction_logs.jsonl``.
-``MONGODB_TIMEOUT_MS``
-    How long a call waits for an unreachable MongoDB before giving up (server selection
-    and connect timeout). Default 2000. A ``serverSelectionTimeoutMS`` in the URI wins.
-``MLOPS_STORE_FSYNC``
-    ``0`` to skip ``fsync`` after each embedded-store write (faster, but a machine crash may
-    lose the last writes; a process crash never does). Default ``1``.
-``MLOPS_REQUIRE_MONGODB``
-    ``1`` (or ``true``, ``yes``): a MongoDB server is required, so a missing ``MONGODB_URI``
-    is an error instead of a silent fall-back to the embedded store (the compose stack sets
-    it). Default ``0``.
+All optional: ``MONGODB_URI`` (a MongoDB URI, checked as a ``MongoDsn``; unset or empty:
+the embedded store, SQLite files in ``MLOPS_STORE_DIR``, default ``.store/`` at the root
+of a checkout, else in the current directory); ``MONGODB_DB`` (default: the URI's
+database, else ``mlops``); ``MLOPS_JOURNAL_PATH`` (the journal of logs the store could not
+take; default ``<MLOPS_STORE_DIR>/journal/prediction_logs.sqlite3``); ``MONGODB_TIMEOUT_MS``
+(the longest wait for an unreachable MongoDB, default 2000; a ``serverSelectionTimeoutMS``
+in the URI wins); ``MLOPS_STORE_TIMEOUT_S`` (the longest wait of an embedded write for
+another process's, default 10); ``MLOPS_STORE_FSYNC`` (``1``: sync each embedded commit to
+the disk, 2-5 ms a commit, survives a power cut; default ``0``: a ``kill -9`` never loses a
+commit, a machine crash may lose the last ones, as MongoDB's default write concern);
+``MLOPS_REQUIRE_MONGODB`` (``1``: a missing ``MONGODB_URI`` is an error, not a fall-back
+to the embedded store; the compose stack sets it).
 """
 
 from __future__ import annotations
@@ -30,49 +19,78 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    MongoDsn,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tabular.errors import StoreError
 
 DEFAULT_DATABASE = "mlops"
-DEFAULT_TIMEOUT_MS = 2000
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+_DSN = TypeAdapter(MongoDsn)
 
 
 def default_store_dir() -> Path:
-    """Return the default folder of the embedded store.
+    """Return ``.store/`` at the root of a checkout, else in the current directory.
 
-    Returns:
-        ``.store/`` at the repository root when the package runs from a checkout (so the
-        API and the flows share one store whatever their working directory), else
-        ``.store/`` in the current directory (an installed package must not write into
-        ``site-packages``).
+    From a checkout the API and the flows share it whatever their working directory; an
+    installed package must not write into ``site-packages``.
     """
-    if (_REPO_ROOT / "pyproject.toml").is_file():
+    if (_REPO_ROOT / "pyproject.toml").is_file() and (_REPO_ROOT / ".git").exists():
         return _REPO_ROOT / ".store"
     return Path.cwd() / ".store"
 
 
-@dataclass(frozen=True)
-class StoreSettings:
-    """How to reach the store.
+def _mongodb_uri(value: str) -> str:
+    # Checked as a MongoDsn, but kept as written: MongoDsn adds a default port, which a
+    # mongodb+srv:// URI must not have.
+    _DSN.validate_python(value)
+    return value
 
-    Attributes:
-        uri: MongoDB connection string, or ``None`` for the embedded store.
-        database: Database name.
-        store_dir: Folder of the embedded store.
-        journal_path: JSON-lines journal of prediction logs written during an outage.
-        timeout_ms: Longest wait for an unreachable MongoDB, in milliseconds.
-        fsync: Whether the embedded store calls ``fsync`` after each write.
-    """
 
-    uri: str | None
-    database: str
-    store_dir: Path
-    journal_path: Path
-    timeout_ms: int = DEFAULT_TIMEOUT_MS
-    fsync: bool = True
+class StoreSettings(BaseSettings):
+    """How to reach the store: the variables above, by :meth:`from_env` or field by field."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, env_ignore_empty=True, extra="ignore"
+    )
+
+    uri: Annotated[str, AfterValidator(_mongodb_uri)] | None = Field(
+        None, alias="MONGODB_URI", repr=False
+    )
+    database: str = Field("", alias="MONGODB_DB")
+    store_dir: Path = Field(default_factory=default_store_dir, alias="MLOPS_STORE_DIR")
+    journal_path: Path | None = Field(None, alias="MLOPS_JOURNAL_PATH")
+    timeout_ms: PositiveInt = Field(2000, alias="MONGODB_TIMEOUT_MS")
+    store_timeout_s: float = Field(10.0, gt=0, alias="MLOPS_STORE_TIMEOUT_S")
+    fsync: bool = Field(False, alias="MLOPS_STORE_FSYNC")
+    require_mongodb: bool = Field(False, alias="MLOPS_REQUIRE_MONGODB")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> StoreSettings:
+        if self.require_mongodb and self.uri is None:
+            raise ValueError(
+                "MONGODB_URI is not set, but MLOPS_REQUIRE_MONGODB=1 requires a MongoDB server: "
+                "set MONGODB_URI (e.g. mongodb://mongo:27017), or unset MLOPS_REQUIRE_MONGODB "
+                "to use the embedded store"
+            )
+        database = (
+            self.database or (self.uri and split_uri_database(self.uri)[1]) or DEFAULT_DATABASE
+        )
+        journal = self.journal_path or self.store_dir / "journal" / "prediction_logs.sqlite3"
+        object.__setattr__(self, "database", database)
+        object.__setattr__(self, "journal_path", journal)
+        return self
 
     @property
     def embedded(self) -> bool:
@@ -81,104 +99,57 @@ class StoreSettings:
 
     @property
     def location(self) -> str:
-        """Where the data lives, for messages: the URI without password, or the folder."""
+        """For messages: the URI without password, or the folder."""
         return redact_uri(self.uri) if self.uri else str(self.store_dir)
 
     @property
     def host(self) -> str:
-        """Where the data lives, for logs: the URI's hosts without credentials, or the folder."""
+        """For logs: the URI's hosts without credentials, or the folder."""
         return uri_hosts(self.uri) if self.uri else str(self.store_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StoreSettings:
-        """Read the settings from environment variables.
-
-        Args:
-            env: The variables to read (default: ``os.environ``).
-
-        Returns:
-            The settings.
+        """Read the settings from ``env`` (default: the process environment).
 
         Raises:
-            StoreError: If ``MONGODB_URI`` is not a MongoDB URI, or is unset while
-                ``MLOPS_REQUIRE_MONGODB`` asks for a server, or ``MONGODB_TIMEOUT_MS`` is
-                not a positive whole number.
+            StoreError: Naming the variable that is invalid, or ``MONGODB_URI`` when it is
+                unset while ``MLOPS_REQUIRE_MONGODB`` asks for a server.
         """
-        env = os.environ if env is None else env
-        uri = env.get("MONGODB_URI", "").strip() or None
-        required = env.get("MLOPS_REQUIRE_MONGODB", "").strip().lower() in ("1", "true", "yes")
-        if required and uri is None:
-            raise StoreError(
-                "MONGODB_URI is not set, but MLOPS_REQUIRE_MONGODB=1 requires a MongoDB server: "
-                "set MONGODB_URI (e.g. mongodb://mongo:27017), or unset MLOPS_REQUIRE_MONGODB "
-                "to use the embedded store"
-            )
-        if uri is not None and not uri.startswith(("mongodb://", "mongodb+srv://")):
-            raise StoreError(
-                f"MONGODB_URI must start with mongodb:// or mongodb+srv://, got '{redact_uri(uri)}'"
-            )
-        database = env.get("MONGODB_DB", "").strip()
-        if not database and uri is not None:
-            database = split_uri_database(uri)[1] or ""
-        store_dir = Path(env.get("MLOPS_STORE_DIR", "").strip() or default_store_dir())
-        journal = env.get("MLOPS_JOURNAL_PATH", "").strip()
-        journal_path = Path(journal) if journal else store_dir / "journal" / "prediction_logs.jsonl"
-        raw_timeout = env.get("MONGODB_TIMEOUT_MS", "").strip() or str(DEFAULT_TIMEOUT_MS)
-        if not raw_timeout.isdigit() or int(raw_timeout) < 1:
-            raise StoreError(
-                f"MONGODB_TIMEOUT_MS must be a positive whole number of milliseconds, "
-                f"got '{raw_timeout}'"
-            )
-        fsync = env.get("MLOPS_STORE_FSYNC", "1").strip().lower() not in ("0", "false", "no")
-        return cls(
-            uri=uri,
-            database=database or DEFAULT_DATABASE,
-            store_dir=store_dir,
-            journal_path=journal_path,
-            timeout_ms=int(raw_timeout),
-            fsync=fsync,
-        )
+        try:
+            if env is None:
+                return cls()
+            return cls.model_validate({k: v for k, v in env.items() if str(v).strip()})
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            given = (os.environ if env is None else env).get(name)
+            if name == "MONGODB_URI":
+                raise StoreError(
+                    "MONGODB_URI must be a MongoDB URI (mongodb:// or mongodb+srv://)"
+                    + (f", got '{redact_uri(str(given))}'" if given else "")
+                ) from None
+            message = error["msg"].removeprefix("Value error, ")
+            raise StoreError(f"{name}: {message}" if name else message) from None
 
 
 def redact_uri(uri: str) -> str:
-    """Hide the password of a connection string, for messages and logs.
-
-    Args:
-        uri: A MongoDB URI.
-
-    Returns:
-        The URI with ``user:password@`` shown as ``user:***@``.
-    """
+    """Hide the password of a connection string: ``user:password@`` becomes ``user:***@``."""
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", uri)
 
 
 def uri_hosts(uri: str) -> str:
-    """Keep only the scheme and hosts of a connection string (no credentials, path, options).
-
-    Args:
-        uri: A MongoDB URI.
-
-    Returns:
-        E.g. ``mongodb://db:27017`` for ``mongodb://user:secret@db:27017/prod?tls=true``.
-    """
+    """The scheme and hosts of a URI: ``mongodb://u:p@db:27017/prod?x=1`` gives ``mongodb://db:27017``."""
     scheme, _, rest = uri.partition("://")
     hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
     return f"{scheme}://{hosts}"
 
 
 def split_uri_database(uri: str) -> tuple[str, str | None]:
-    """Remove the database path from a MongoDB URI.
+    """Return the URI without its database path, and that database (``None`` when absent).
 
     mongoengine lets the URI's database override the one it is given; removing it lets
-    ``MONGODB_DB`` (and the tests' throw-away databases) win. When the URI has credentials
-    and no ``authSource``, the removed database stays the authentication database, as the
-    driver would have used it.
-
-    Args:
-        uri: A MongoDB URI.
-
-    Returns:
-        The URI without database path, and that database (``None`` when absent).
+    ``MONGODB_DB`` (and the tests' throw-away databases) win. With credentials and no
+    ``authSource``, the removed database stays the authentication database, as before.
     """
     scheme, sep, rest = uri.partition("://")
     hosts, slash, tail = rest.partition("/")

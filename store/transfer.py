@@ -1,23 +1,20 @@
 """Move whole datasets in and out of the store: CSV import, CSV backup, a summary query.
 
-* :func:`import_dataset` loads a dataset by its config (or a CSV it describes), converts
-  every column to its Python type at once, checks it, and inserts it in batches.
-  Re-importing the same data inserts nothing: each record's id is a hash of its values.
-* :func:`backup_dataset` writes a dataset back to CSV with a small schema file next to it;
-  :func:`read_backup` reads both with pandas into the same frame (rows, values, dtypes).
-* :func:`summarize` runs an aggregation (rows, share of positives and a mean per group) that
-  proves the connection and feeds the report.
+:func:`import_dataset` converts every column at once, checks it and inserts it in batches
+(re-importing the same rows adds nothing: a record's id is a hash of its values);
+:func:`backup_dataset` writes a dataset to CSV with a schema file that :func:`read_backup`
+reads back into the same frame; :func:`summarize` is the query that proves the connection.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import hashlib
 import json
 import operator
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,7 @@ import pandas as pd
 from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
-from store.crud import _reachable, get_schema
+from store.crud import _reachable, get_schema, prediction_logs_frame
 from store.documents import (
     ColumnSpec,
     DatasetRecord,
@@ -44,24 +41,14 @@ from tabular.errors import DatasetError, InvalidRecord, StoreError
 
 #: Called as ``progress(done, total)`` after each batch.
 Progress = Callable[[int, int], None]
-
 BACKUP_FORMAT = 1
-_DUPLICATE_KEY = 11000
+#: Collections :func:`backup_collection` can write, besides datasets.
+COLLECTIONS = ("prediction_logs", "feedback")
 
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import did.
-
-    Attributes:
-        dataset: The dataset's name.
-        source: Where the rows came from.
-        rows: Rows in the cleaned frame.
-        inserted: Records newly stored.
-        already_stored: Records already in the store (same values): not stored twice.
-        cleaning: What :func:`tabular.datasets.prepare` dropped, when it ran.
-        seconds: Time spent writing (conversion included).
-    """
+    """What an import did: rows, records newly stored, already stored, the cleaning, the time."""
 
     dataset: str
     source: str
@@ -79,15 +66,7 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class BackupReport:
-    """What a backup wrote.
-
-    Attributes:
-        path: The CSV file.
-        schema_path: The schema file next to it (column dtypes).
-        rows: Rows written.
-        columns: Columns written.
-        seconds: Time spent.
-    """
+    """What a backup wrote: the CSV, its schema file, rows, columns and the time spent."""
 
     path: Path
     schema_path: Path
@@ -103,13 +82,7 @@ class BackupReport:
 
 @dataclass(frozen=True)
 class QueryResult:
-    """A small result table.
-
-    Attributes:
-        title: What the table shows.
-        columns: Column headers.
-        rows: The rows, in order.
-    """
+    """A small result table: its title, column headers and rows."""
 
     title: str
     columns: list[str]
@@ -120,18 +93,18 @@ class QueryResult:
         return pd.DataFrame(self.rows, columns=self.columns)
 
     def to_text(self) -> str:
-        """Return the title and an aligned plain-text table."""
+        """Return the title and an aligned plain-text table (numbers right-aligned)."""
         cells = [self.columns] + [[_cell(value) for value in row] for row in self.rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
-        numeric = [
+        right = [
             all(isinstance(row[i], int | float) or row[i] is None for row in self.rows)
             for i in range(len(self.columns))
         ]
 
-        def line(row: Sequence[str]) -> str:
+        def line(row: list[str]) -> str:
             return "  ".join(
-                text.rjust(width) if right else text.ljust(width)
-                for text, width, right in zip(row, widths, numeric, strict=True)
+                text.rjust(w) if r else text.ljust(w)
+                for text, w, r in zip(row, widths, right, strict=True)
             ).rstrip()
 
         rule = "  ".join("-" * width for width in widths)
@@ -139,10 +112,9 @@ class QueryResult:
 
     def to_markdown(self) -> str:
         """Return the title and a Markdown table (for the report)."""
-        header = "| " + " | ".join(self.columns) + " |"
-        rule = "|" + "|".join("---" for _ in self.columns) + "|"
-        body = ["| " + " | ".join(_cell(value) for value in row) + " |" for row in self.rows]
-        return "\n".join([f"**{self.title}**", "", header, rule, *body])
+        body = ["| " + " | ".join(map(_cell, row)) + " |" for row in self.rows]
+        header = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        return "\n".join([f"**{self.title}**", "", *header, *body])
 
 
 def _cell(value: Any) -> str:
@@ -150,145 +122,79 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 1 else f"{value:,.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 # -- frame <-> documents ---------------------------------------------------------------------
 
 
-def column_kind(dtype: Any) -> str:
-    """Return how values of a pandas dtype are stored.
-
-    Args:
-        dtype: A pandas or numpy dtype.
-
-    Returns:
-        ``"bool"``, ``"int"``, ``"float"``, ``"datetime"`` or ``"string"``.
-    """
+def _kind(dtype: Any) -> str:
+    """How values of a pandas dtype are stored: bool, int, float, datetime or string."""
     if isinstance(dtype, pd.CategoricalDtype):
-        return column_kind(dtype.categories.dtype)
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "int"
-    if pd.api.types.is_float_dtype(dtype):
-        return "float"
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return "datetime"
+        return _kind(dtype.categories.dtype)
+    types = pd.api.types
+    for kind, test in (("bool", types.is_bool_dtype), ("int", types.is_integer_dtype),
+                       ("float", types.is_float_dtype), ("datetime", types.is_datetime64_any_dtype)):  # fmt: skip
+        if test(dtype):
+            return kind
     return "string"
-
-
-def _roles(config: DatasetConfig) -> dict[str, str]:
-    roles = {config.target.name: "target"}
-    if config.date_column is not None:
-        roles[config.date_column] = "date"
-    for role, columns in (
-        ("categorical", config.categorical),
-        ("numeric", config.numeric_features),
-        ("id", config.id_columns),
-        ("leakage", config.leakage),
-    ):
-        for column in columns:
-            roles.setdefault(column, role)
-    return roles
-
-
-def frame_schema(frame: pd.DataFrame, config: DatasetConfig) -> list[dict[str, Any]]:
-    """Describe each column of a cleaned frame: dtype, stored kind, role, categories.
-
-    Args:
-        frame: The frame returned by :func:`tabular.datasets.prepare`.
-        config: Its dataset config.
-
-    Returns:
-        One dict per column (the fields of :class:`~store.documents.ColumnSpec`).
-    """
-    roles = _roles(config)
-    columns = []
-    for name, dtype in frame.dtypes.items():
-        categories = []
-        if isinstance(dtype, pd.CategoricalDtype):
-            categories = [_python(value) for value in dtype.categories]
-        columns.append(
-            {
-                "name": str(name),
-                "dtype": str(dtype),
-                "kind": column_kind(dtype),
-                "role": roles.get(str(name), "other"),
-                "categories": categories,
-            }
-        )
-    return columns
 
 
 def _python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def column_values(series: pd.Series, kind: str) -> list[Any]:
-    """Convert a column to Python values of its kind, ``None`` for missing ones.
+def _frame_schema(frame: pd.DataFrame, config: DatasetConfig) -> list[dict[str, Any]]:
+    """Each column's name, dtype, stored kind, role in the config and categories."""
+    roles = {config.target.name: "target"}
+    if config.date_column is not None:
+        roles[config.date_column] = "date"
+    for role, names in (("categorical", config.categorical), ("numeric", config.numeric_features),
+                        ("id", config.id_columns), ("leakage", config.leakage)):  # fmt: skip
+        for name in names:
+            roles.setdefault(name, role)
+    return [
+        {
+            "name": str(name),
+            "dtype": str(dtype),
+            "kind": _kind(dtype),
+            "role": roles.get(str(name), "other"),
+            "categories": [_python(v) for v in dtype.categories]
+            if isinstance(dtype, pd.CategoricalDtype)
+            else [],
+        }
+        for name, dtype in frame.dtypes.items()
+    ]
 
-    Datetimes are cut to milliseconds (MongoDB's precision) and made naive UTC.
 
-    Args:
-        series: The column.
-        kind: Its kind from :func:`column_kind`.
-
-    Returns:
-        One value per row.
-    """
+def _column_values(series: pd.Series, kind: str) -> list[Any]:
+    """A column as Python values of its kind, ``None`` when missing; dates naive UTC, in ms."""
     missing = series.isna().to_numpy()
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(series.cat.categories.dtype)
     if kind == "datetime":
         if getattr(series.dt, "tz", None) is not None:
             series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        values = series.to_numpy(dtype="datetime64[ns]").astype("datetime64[ms]")
-        return values.astype(object).tolist()
+        return (
+            series.to_numpy(dtype="datetime64[ns]").astype("datetime64[ms]").astype(object).tolist()
+        )
     if kind in ("int", "bool", "float") and not missing.any():
         return series.to_numpy().tolist()  # tolist turns numpy scalars into Python ones
+    convert = {"float": float, "int": int, "bool": bool}.get(kind)
+    if convert is None:
+        convert = lambda v: v if isinstance(v, str) else str(v)  # noqa: E731
     values = series.astype(object).tolist()
-    if kind == "float":
-        values = [None if m else float(v) for v, m in zip(values, missing, strict=True)]
-    elif kind == "int":
-        values = [None if m else int(v) for v, m in zip(values, missing, strict=True)]
-    elif kind == "bool":
-        values = [None if m else bool(v) for v, m in zip(values, missing, strict=True)]
-    else:
-        values = [
-            None if m else (v if isinstance(v, str) else str(v))
-            for v, m in zip(values, missing, strict=True)
-        ]
-    return values
+    return [None if m else convert(v) for v, m in zip(values, missing, strict=True)]
 
 
-def frame_documents(
-    frame: pd.DataFrame, dataset: str, columns: list[dict[str, Any]], date_column: str | None,
-    target_column: str,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Turn a cleaned frame into dataset-record documents (checked, ready to insert).
+def _frame_documents(frame: pd.DataFrame, dataset: str, columns: list[dict[str, Any]],
+                     date_column: str | None, target_column: str) -> list[dict[str, Any]]:  # fmt: skip
+    """One dataset-record document per row, in frame order (``row_number`` = position).
 
-    Each record's id is ``<dataset>:<hash>`` where the hash covers the row's values and
-    its occurrence number among identical rows: the same data always gives the same ids.
-
-    Args:
-        frame: The cleaned frame.
-        dataset: The dataset's name.
-        columns: The frame's schema from :func:`frame_schema`.
-        date_column: The date column (``None``: the records have no date).
-        target_column: The 0/1 target column.
-
-    Returns:
-        One document per row, in frame order (``row_number`` = position).
-
-    Raises:
-        InvalidRecord: If dates are missing or the target is not 0/1 in some rows (names
-            the column and the first row numbers), or a document breaks
-            :class:`~store.documents.DatasetRecord`'s rules.
+    Each record's id is ``<dataset>:<hash>``, pandas' own hash of the row's values
+    (``hash_pandas_object``), numbered among identical rows: the same data gives the same ids.
     """
-    values = {spec["name"]: column_values(frame[spec["name"]], spec["kind"]) for spec in columns}
+    values = {spec["name"]: _column_values(frame[spec["name"]], spec["kind"]) for spec in columns}
     dates = values.pop(date_column) if date_column is not None else [None] * len(frame)
     targets = values.pop(target_column)
     bad_dates = [i for i, value in enumerate(dates) if value is None]
@@ -303,59 +209,34 @@ def frame_documents(
             f"target: column '{target_column}' must be 0 or 1, not in {len(bad_targets)} "
             f"row(s), e.g. rows {bad_targets[:5]}"
         )
-    names = list(values)
-    keys = [encode_key(name) for name in names]
-    seen: dict[str, int] = {}
+    keys = [encode_key(name) for name in values]
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    occurrences = hashes.groupby(hashes, sort=False).cumcount().tolist()
     documents = []
-    for row_number, row in enumerate(zip(dates, targets, *values.values(), strict=True)):
-        digest = hashlib.blake2b(repr(row).encode(), digest_size=12).hexdigest()
-        occurrence = seen.get(digest, 0)
-        seen[digest] = occurrence + 1
-        record_id = f"{dataset}:{digest}" if occurrence == 0 else f"{dataset}:{digest}-{occurrence}"
-        document = {"_id": record_id, "dataset": dataset, "row_number": row_number}
+    rows = zip(hashes.tolist(), occurrences, dates, targets, *values.values(), strict=True)
+    for row_number, (digest, occurrence, date, target, *row) in enumerate(rows):
+        suffix = f"-{occurrence}" if occurrence else ""
+        document = {"_id": f"{dataset}:{digest:016x}{suffix}", "dataset": dataset,
+                    "row_number": row_number}  # fmt: skip
         if date_column is not None:  # like mongoengine, a dataset without dates has no field
-            document["date"] = row[0]
-        document["target"] = int(row[1])
-        document["values"] = dict(zip(keys, row[2:], strict=True))
+            document["date"] = date
+        document["target"] = int(target)
+        document["values"] = dict(zip(keys, row, strict=True))
         documents.append(document)
     return documents
-
-
-def _check_document(document: dict[str, Any]) -> None:
-    # Validating 300,000 documents one by one through mongoengine costs about 50 s; the
-    # columns were converted and checked as a whole above, so one document per batch goes
-    # through DatasetRecord to prove the shape matches the document's rules.
-    fields = {key: value for key, value in document.items() if key != "_id"}
-    build(DatasetRecord, {"id": document["_id"], **fields}, "dataset record")
 
 
 # -- import ----------------------------------------------------------------------------------
 
 
-def load_for_import(
-    config: DatasetConfig, csv: str | os.PathLike | None = None
-) -> tuple[pd.DataFrame, CleaningReport, str]:
-    """Load and clean the rows to import.
-
-    Args:
-        config: The dataset config.
-        csv: A CSV file with the config's columns; default: the config's own source.
-
-    Returns:
-        The cleaned frame, the cleaning report and a description of the source.
-
-    Raises:
-        DatasetError: If the file is missing or unreadable, or lacks a column the config
-            names (the message lists them).
-    """
+def _load(config: DatasetConfig, csv: str | os.PathLike | None) -> tuple[pd.DataFrame, CleaningReport, str]:  # fmt: skip
+    """The cleaned rows to import, the cleaning report and where they came from."""
     if csv is None:
         raw = load_raw(config)
         source = str(config.csv_path()) if config.source.csv else config.source.loader or ""
     else:
-        path = Path(csv)
-        raw = read_csv(path)
-        check_columns(raw, config, str(path))
-        source = str(path)
+        raw, source = read_csv(Path(csv)), str(csv)
+        check_columns(raw, config, source)
     frame, cleaning = prepare(raw, config)
     return frame, cleaning, source
 
@@ -369,23 +250,13 @@ def import_dataset(
     replace: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import a dataset into the store, in batches; importing the same rows again adds nothing.
+    """Import a dataset into the store in batches; importing the same rows again adds nothing.
 
-    Everything is loaded, converted and checked before the first write, so a bad file
-    writes nothing.
-
-    Args:
-        config: The dataset config (names the dataset and its column roles).
-        csv: A CSV file to import instead of the config's own source.
-        frame: An already cleaned frame to import (from :func:`tabular.datasets.prepare`);
-            excludes ``csv``.
-        batch_size: Records per ``insert_many``.
-        replace: Delete the dataset's stored records first (needed when its columns
-            changed).
-        progress: Called as ``progress(done, total)`` after each batch.
-
-    Returns:
-        What was imported.
+    Everything is loaded, converted and checked before the first write, so a bad file writes
+    nothing. The rows come from the config's source, a ``csv`` with its columns, or a
+    ``frame`` already prepared. ``replace`` deletes the stored records first (needed when the
+    columns changed). The config's ``checks`` are kept with the schema: records added later
+    through the API are held to them. ``progress(done, total)`` is called after each batch.
 
     Raises:
         DatasetError: If the data cannot be read or lacks a column of the config.
@@ -395,26 +266,26 @@ def import_dataset(
     """
     if batch_size < 1:
         raise StoreError(f"batch size must be at least 1, got {batch_size}")
-    start = time.perf_counter()
-    cleaning = None
+    start, cleaning, dataset = time.perf_counter(), None, config.name
     if frame is None:
-        frame, cleaning, source = load_for_import(config, csv)
+        frame, cleaning, source = _load(config, csv)
+    elif csv is not None:
+        raise StoreError("give either a CSV file or a frame to import, not both")
     else:
-        if csv is not None:
-            raise StoreError("give either a CSV file or a frame to import, not both")
         check_columns(frame, config, "the frame", prepared=True)
         source = "a data frame"
-    dataset = config.name
     if config.target.name not in frame.columns:
         raise DatasetError(
             f"the data to import has no target column '{config.target.name}': "
             "pass it through tabular.datasets.prepare first"
         )
-    columns = frame_schema(frame, config)
-    documents = frame_documents(frame, dataset, columns, config.date_column, config.target.name)
+    columns = _frame_schema(frame, config)
+    documents = _frame_documents(frame, dataset, columns, config.date_column, config.target.name)
     for first in range(0, len(documents), batch_size):
-        _check_document(documents[first])
-
+        # One document a batch through DatasetRecord's rules (all 300,000 would take 50 s):
+        # the columns were converted and checked as a whole above.
+        fields = {key: value for key, value in documents[first].items() if key != "_id"}
+        build(DatasetRecord, {"id": documents[first]["_id"], **fields}, "dataset record")
     collection = DatasetRecord._get_collection()
     with _reachable(f"import dataset '{dataset}'"):
         existing = DatasetSchema.objects(dataset=dataset).first()
@@ -422,48 +293,26 @@ def import_dataset(
             _check_same_columns(existing, columns, dataset)
         if replace:
             collection.delete_many({"dataset": dataset})
-        schema = build(
-            DatasetSchema,
-            {
-                "dataset": dataset,
-                "columns": [_column_spec(spec) for spec in columns],
-                "date_column": config.date_column,
-                "target_column": config.target.name,
-                "target_source": config.target.column,
-                "source": source,
-                "rows": len(frame),
-                "next_row_number": max(
-                    len(frame), 0 if existing is None or replace else existing.next_row_number
-                ),
-            },
-            "dataset schema",
-        )
-        # The schema goes first: records are never stored without the means to restore them.
-        schema.save()
+        next_row = 0 if existing is None or replace else existing.next_row_number
+        schema = build(DatasetSchema, {
+            "dataset": dataset, "columns": [ColumnSpec(**spec) for spec in columns],
+            "date_column": config.date_column, "target_column": config.target.name,
+            "target_source": config.target.column, "source": source, "rows": len(frame),
+            "next_row_number": max(len(frame), next_row),
+            "checks": config.checks.model_dump(mode="json"),
+        }, "dataset schema")  # fmt: skip
+        schema.save()  # first: records are never stored without the means to restore them
         inserted = already = 0
-        total = len(documents)
-        for first in range(0, total, batch_size):
+        for first in range(0, len(documents), batch_size):
             batch = documents[first : first + batch_size]
             new, old = _insert_batch(collection, batch)
-            inserted += new
-            already += old
+            inserted, already = inserted + new, already + old
             if progress is not None:
-                progress(first + len(batch), total)
+                progress(first + len(batch), len(documents))
         schema.imported_at = utcnow()
         schema.save()
-    return ImportReport(
-        dataset=dataset,
-        source=source,
-        rows=len(frame),
-        inserted=inserted,
-        already_stored=already,
-        cleaning=cleaning,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _column_spec(spec: dict[str, Any]) -> ColumnSpec:
-    return ColumnSpec(**spec)
+    return ImportReport(dataset, source, len(frame), inserted, already, cleaning,
+                        time.perf_counter() - start)  # fmt: skip
 
 
 def _check_same_columns(existing: DatasetSchema, columns: list[dict[str, Any]], dataset: str):
@@ -473,58 +322,43 @@ def _check_same_columns(existing: DatasetSchema, columns: list[dict[str, Any]], 
         return
     removed = [f"{n} ({t})" for n, t in stored if (n, t) not in new]
     added = [f"{n} ({t})" for n, t in new if (n, t) not in stored]
-    details = "; ".join(
-        part
-        for part in (
-            f"stored only: {', '.join(removed)}" if removed else "",
-            f"new only: {', '.join(added)}" if added else "",
-            "same columns in another order" if not removed and not added else "",
-        )
-        if part
-    )
+    parts = [f"stored only: {', '.join(removed)}" if removed else "",
+             f"new only: {', '.join(added)}" if added else "",
+             "same columns in another order" if not removed and not added else ""]  # fmt: skip
     raise StoreError(
-        f"dataset '{dataset}' is already stored with other columns ({details}); "
-        "re-import with --replace to overwrite it"
+        f"dataset '{dataset}' is already stored with other columns "
+        f"({'; '.join(p for p in parts if p)}); re-import with --replace to overwrite it"
     )
 
 
 def _insert_batch(collection, documents: list[dict[str, Any]]) -> tuple[int, int]:
+    """Insert records; return how many were new and how many were already stored."""
     try:
-        result = collection.insert_many(documents, ordered=False)
-        return len(result.inserted_ids), 0
+        return len(collection.insert_many(documents, ordered=False).inserted_ids), 0
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
-        others = [error for error in errors if error.get("code") != _DUPLICATE_KEY]
+        others = [error for error in errors if error.get("code") != 11000]
         if others:
             raise StoreError(
                 f"MongoDB refused {len(others)} record(s): {others[0].get('errmsg')}"
             ) from exc
-        duplicates = len(errors)
-        return int(exc.details.get("nInserted", len(documents) - duplicates)), duplicates
+        return int(exc.details.get("nInserted", len(documents) - len(errors))), len(errors)
 
 
 # -- read back and back up -------------------------------------------------------------------
 
 
-def restore_column(values: list[Any], spec: Any) -> pd.Series:
-    """Build a column of its original dtype from stored Python values.
+def _restore_column(values: list[Any], spec: Any) -> pd.Series:
+    """A column of its original dtype from stored Python values (``spec``: a ColumnSpec or dict).
 
-    Args:
-        values: Stored values, ``None`` for missing.
-        spec: The column's :class:`~store.documents.ColumnSpec` (or a dict with
-            ``dtype``, ``kind`` and ``categories``).
-
-    Returns:
-        The column. A whole-number or boolean column that gained missing values (e.g. via
-        the API) comes back as the nullable ``Int64``/``boolean`` dtype.
+    A whole-number or boolean column that gained missing values (e.g. via the API) comes
+    back as the nullable ``Int64``/``boolean`` dtype.
     """
     get = spec.get if isinstance(spec, dict) else lambda key, default=None: getattr(spec, key)
     dtype_name, kind = get("dtype"), get("kind")
-    categories = get("categories", []) or []
     target = pd.api.types.pandas_dtype(dtype_name) if dtype_name != "category" else None
     if dtype_name == "category" or isinstance(target, pd.CategoricalDtype):
-        series = pd.Series(values, dtype=object)
-        return series.astype(pd.CategoricalDtype(categories))
+        return pd.Series(values, dtype=object).astype(pd.CategoricalDtype(get("categories", [])))
     if kind == "datetime":
         series = pd.Series(pd.to_datetime(pd.Series(values, dtype=object)), dtype="datetime64[ns]")
         if isinstance(target, pd.DatetimeTZDtype):
@@ -534,8 +368,7 @@ def restore_column(values: list[Any], spec: Any) -> pd.Series:
         return pd.Series(values, dtype="float64").astype(target)
     if kind in ("int", "bool"):
         if isinstance(target, np.dtype) and any(value is None for value in values):
-            nullable = "Int64" if kind == "int" else "boolean"
-            return pd.Series(values, dtype=nullable)
+            return pd.Series(values, dtype="Int64" if kind == "int" else "boolean")
         return pd.Series(values, dtype=target)
     series = pd.Series(values, dtype=object)
     if target == np.dtype(object):
@@ -546,38 +379,26 @@ def restore_column(values: list[Any], spec: Any) -> pd.Series:
 def records_frame(
     dataset: str, *, progress: Progress | None = None, batch_size: int = 5000
 ) -> pd.DataFrame:
-    """Read a stored dataset back into the frame it was imported from.
+    """Read a stored dataset back into the frame it was imported from (rows, dtypes).
 
-    Args:
-        dataset: The dataset's name.
-        progress: Called as ``progress(done, total)`` every ``batch_size`` records.
-        batch_size: Records fetched per round trip.
-
-    Returns:
-        The frame, in row order, with its columns and dtypes restored.
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        StoreUnavailable: If MongoDB is unreachable.
+    Raises ``RecordNotFound`` for a dataset never imported, ``StoreUnavailable`` when
+    MongoDB is unreachable.
     """
     schema = get_schema(dataset)
     collection = DatasetRecord._get_collection()
-    names = [
-        c.name for c in schema.columns if c.name not in (schema.date_column, schema.target_column)
-    ]
+    special = (schema.date_column, schema.target_column)
+    names = [c.name for c in schema.columns if c.name not in special]
     keys = [encode_key(name) for name in names]
-    # itemgetter pulls every value of a record in one C call; records missing a key (only
-    # possible through hand-made documents) take the slower path.
+    # itemgetter pulls every value of a record in one C call; a record missing a key (only
+    # hand-made documents) takes the slower path.
     pick = operator.itemgetter(*keys) if len(keys) > 1 else (lambda values: (values[keys[0]],))
     dates, targets, rows = [], [], []
     with _reachable(f"read dataset '{dataset}'"):
         total = collection.count_documents({"dataset": dataset})
-        cursor = (
-            collection.find({"dataset": dataset})
-            .sort([("row_number", ASCENDING), ("_id", ASCENDING)])
-            .batch_size(batch_size)
+        cursor = collection.find({"dataset": dataset}).sort(
+            [("row_number", ASCENDING), ("_id", ASCENDING)]
         )
-        for done, document in enumerate(cursor, start=1):
+        for done, document in enumerate(cursor.batch_size(batch_size), start=1):
             dates.append(document.get("date"))
             targets.append(document["target"])
             values = document.get("values") or {}
@@ -590,33 +411,24 @@ def records_frame(
     columns = dict(zip(names, (list(column) for column in zip(*rows, strict=True)), strict=True))
     data = {}
     for spec in schema.columns:
-        if spec.name == schema.date_column:
-            values = dates
-        elif spec.name == schema.target_column:
-            values = targets
-        else:
-            values = columns.get(spec.name, [None] * len(rows))
-        data[spec.name] = restore_column(values, spec)
+        stored = {schema.date_column: dates, schema.target_column: targets}.get(spec.name)
+        values = stored if stored is not None else columns.get(spec.name, [None] * len(rows))
+        data[spec.name] = _restore_column(values, spec)
     return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
 
 
+def _schema_path(path: str | os.PathLike) -> Path:
+    """The schema file that goes with a backup CSV (``x.csv`` -> ``x.schema.json``)."""
+    return Path(path).with_name(f"{Path(path).stem}.schema.json")
+
+
 def write_backup(frame: pd.DataFrame, path: str | os.PathLike) -> BackupReport:
-    """Write a frame to CSV plus a schema file that lets :func:`read_backup` restore it.
-
-    Args:
-        frame: The frame.
-        path: The CSV file to write (its folder is created; an existing file is replaced).
-
-    Returns:
-        What was written (``seconds`` covers the writing only).
-    """
-    start = time.perf_counter()
-    path = Path(path)
+    """Write a frame to CSV plus a schema file that lets :func:`read_backup` restore it."""
+    start, path = time.perf_counter(), Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    schema_path = schema_path_for(path)
     columns = []
     for name, dtype in frame.dtypes.items():
-        entry = {"name": str(name), "dtype": str(dtype), "kind": column_kind(dtype)}
+        entry = {"name": str(name), "dtype": str(dtype), "kind": _kind(dtype)}
         if isinstance(dtype, pd.CategoricalDtype):
             entry["categories"] = [_python(value) for value in dtype.categories]
         columns.append(entry)
@@ -624,43 +436,21 @@ def write_backup(frame: pd.DataFrame, path: str | os.PathLike) -> BackupReport:
     frame.to_csv(temporary, index=False)
     os.replace(temporary, path)
     schema = {"format": BACKUP_FORMAT, "rows": len(frame), "columns": columns}
-    schema_path.write_text(json.dumps(schema, indent=2, default=str) + "\n", encoding="utf-8")
+    _schema_path(path).write_text(
+        json.dumps(schema, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     return BackupReport(
-        path=path,
-        schema_path=schema_path,
-        rows=len(frame),
-        columns=frame.shape[1],
-        seconds=time.perf_counter() - start,
+        path, _schema_path(path), len(frame), frame.shape[1], time.perf_counter() - start
     )
 
 
-def schema_path_for(path: str | os.PathLike) -> Path:
-    """Return the schema file that goes with a backup CSV (``x.csv`` -> ``x.schema.json``).
-
-    Args:
-        path: The backup CSV.
-
-    Returns:
-        The schema file's path.
-    """
-    path = Path(path)
-    return path.with_name(f"{path.stem}.schema.json")
-
-
 def read_backup(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a backup CSV with pandas into the frame that was backed up.
-
-    Args:
-        path: The CSV written by :func:`write_backup` (its schema file must be next to it).
-
-    Returns:
-        The frame: same rows, values and dtypes (datetimes at millisecond precision).
+    """Read a backup CSV (its schema file next to it) with pandas into the frame backed up.
 
     Raises:
         DatasetError: If the CSV or its schema file is missing, or they disagree.
     """
-    path = Path(path)
-    schema_path = schema_path_for(path)
+    path, schema_path = Path(path), _schema_path(path)
     if not path.is_file():
         raise DatasetError(f"backup file {path} does not exist")
     if not schema_path.is_file():
@@ -669,20 +459,14 @@ def read_backup(path: str | os.PathLike) -> pd.DataFrame:
             "cannot be restored (read it with pandas.read_csv to get untyped columns)"
         )
     try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
-        columns = schema["columns"]
+        columns = json.loads(schema_path.read_text(encoding="utf-8"))["columns"]
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"schema file {schema_path} is not a backup schema: {exc}") from exc
     read_as = {"int": "Int64", "float": "float64", "bool": "boolean"}
     dtypes = {c["name"]: read_as.get(c["kind"], object) for c in columns}
     try:
-        frame = pd.read_csv(
-            path,
-            dtype=dtypes,
-            keep_default_na=False,
-            na_values=[""],
-            float_precision="round_trip",
-        )
+        frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""],
+                            float_precision="round_trip")  # fmt: skip
     except (ValueError, pd.errors.ParserError) as exc:
         raise DatasetError(f"backup {path} does not match {schema_path}: {exc}") from exc
     expected = [c["name"] for c in columns]
@@ -696,107 +480,51 @@ def read_backup(path: str | os.PathLike) -> pd.DataFrame:
         column = frame[spec["name"]]
         if spec["kind"] == "datetime":
             # Zone-aware columns are written with their offsets (which change with daylight
-            # saving): parse them as UTC, restore_column converts back to the zone.
+            # saving): parsed as UTC, _restore_column converts back to the zone.
             aware = "," in spec["dtype"]
-            parsed = pd.to_datetime(column, format="ISO8601", utc=aware)
-            if aware:
-                parsed = parsed.dt.tz_localize(None)
-            values = parsed.astype(object).where(parsed.notna(), None).tolist()
-        else:
-            values = column.astype(object).where(column.notna(), None).tolist()
-        data[spec["name"]] = restore_column(values, spec)
+            column = pd.to_datetime(column, format="ISO8601", utc=aware)
+            column = column.dt.tz_localize(None) if aware else column
+        values = column.astype(object).where(column.notna(), None).tolist()
+        data[spec["name"]] = _restore_column(values, spec)
     return pd.DataFrame(data, index=pd.RangeIndex(len(frame)))
 
 
 def backup_dataset(
     dataset: str, path: str | os.PathLike, *, progress: Progress | None = None
 ) -> BackupReport:
-    """Back up a stored dataset to CSV (plus its schema file).
-
-    Args:
-        dataset: The dataset's name.
-        path: The CSV file to write.
-        progress: Called as ``progress(done, total)`` while records are read.
-
-    Returns:
-        What was written (``seconds`` covers reading and writing).
-
-    Raises:
-        RecordNotFound: If the dataset was never imported.
-        StoreUnavailable: If MongoDB is unreachable.
-    """
+    """Back up a stored dataset to CSV and its schema file (raises like :func:`records_frame`)."""
     start = time.perf_counter()
-    frame = records_frame(dataset, progress=progress)
-    report = write_backup(frame, path)
-    return BackupReport(
-        path=report.path,
-        schema_path=report.schema_path,
-        rows=report.rows,
-        columns=report.columns,
-        seconds=time.perf_counter() - start,
-    )
-
-
-#: Collections :func:`backup_collection` can write, besides datasets.
-COLLECTIONS = ("prediction_logs", "feedback")
+    report = write_backup(records_frame(dataset, progress=progress), path)
+    return dataclasses.replace(report, seconds=time.perf_counter() - start)
 
 
 def backup_collection(name: str, path: str | os.PathLike) -> BackupReport:
-    """Back up the prediction logs or the feedback to CSV (plus a schema file).
+    """Back up ``prediction_logs`` (one column per feature) or ``feedback`` to CSV.
 
-    Args:
-        name: ``"prediction_logs"`` (one column per feature) or ``"feedback"``.
-        path: The CSV file to write.
-
-    Returns:
-        What was written.
-
-    Raises:
-        StoreError: If the collection is not one of :data:`COLLECTIONS`.
-        StoreUnavailable: If MongoDB is unreachable.
+    Raises ``StoreError`` for another collection, ``StoreUnavailable`` when MongoDB is
+    unreachable.
     """
-    from store.crud import prediction_logs_frame
-
     start = time.perf_counter()
     if name == PredictionLog._get_collection_name():
         frame = prediction_logs_frame()
     elif name == Feedback._get_collection_name():
         with _reachable("read feedback"):
             documents = list(Feedback._get_collection().find({}).sort("_id", ASCENDING))
-        frame = pd.DataFrame(
-            {
-                "request_id": pd.Series([d["_id"] for d in documents], dtype=object),
-                "actual": pd.Series([d["actual"] for d in documents], dtype="int64"),
-                "received_at": pd.Series(
-                    pd.to_datetime([d["received_at"] for d in documents]), dtype="datetime64[ns]"
-                ),
-            }
-        )
+        when = pd.to_datetime([d["received_at"] for d in documents])
+        frame = pd.DataFrame({
+            "request_id": pd.Series([d["_id"] for d in documents], dtype=object),
+            "actual": pd.Series([d["actual"] for d in documents], dtype="int64"),
+            "received_at": pd.Series(when, dtype="datetime64[ns]"),
+        })  # fmt: skip
     else:
         raise StoreError(
             f"cannot back up collection '{name}': choose one of {', '.join(COLLECTIONS)} "
             "or a dataset (--dataset)"
         )
-    report = write_backup(frame, path)
-    return BackupReport(
-        path=report.path,
-        schema_path=report.schema_path,
-        rows=report.rows,
-        columns=report.columns,
-        seconds=time.perf_counter() - start,
-    )
+    return dataclasses.replace(write_backup(frame, path), seconds=time.perf_counter() - start)
 
 
 # -- the query that proves the connection ------------------------------------------------
-
-
-def _month_range(month: str) -> tuple[dt.datetime, dt.datetime]:
-    try:
-        first = dt.datetime.strptime(month, "%Y-%m")
-    except ValueError:
-        raise InvalidRecord(f"month: expected YYYY-MM (e.g. 2013-07), got '{month}'") from None
-    following = dt.datetime(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return first, following
 
 
 def summarize(
@@ -809,20 +537,9 @@ def summarize(
 ) -> QueryResult:
     """Count records per group, with the share of positives and a mean, inside MongoDB.
 
-    For the flights: flights per carrier in a month, with the share arriving late and the
-    mean arrival delay (``by="carrier", month="2013-07"``), or the mean delay by origin
-    (``by="origin"``).
-
-    Args:
-        dataset: The dataset's name.
-        by: The column to group by (default: the first categorical column).
-        month: Keep records of this month only (``YYYY-MM``).
-        measure: A numeric column to average (default: the target's source column when it
-            is numeric, e.g. ``arr_delay``).
-        limit: Keep the largest ``limit`` groups.
-
-    Returns:
-        One row per group, largest first: group, rows, share of target = 1, mean measure.
+    ``by``: the column to group by (default: the first categorical one); ``month``: only
+    ``YYYY-MM``; ``measure``: a numeric column to average (default: the target's source when
+    numeric); ``limit``: the largest groups only. One row per group, largest first.
 
     Raises:
         RecordNotFound: If the dataset was never imported.
@@ -830,39 +547,34 @@ def summarize(
         StoreUnavailable: If MongoDB is unreachable.
     """
     schema = get_schema(dataset)
-    values = {
-        c.name: c
-        for c in schema.columns
-        if c.name not in (schema.date_column, schema.target_column)
-    }
+    special = (schema.date_column, schema.target_column)
+    values = {c.name: c for c in schema.columns if c.name not in special}
     if by is None:
-        by = next((c.name for c in values.values() if c.role == "categorical"), None)
-        by = by or next(iter(values))
+        by = next((c.name for c in values.values() if c.role == "categorical"), next(iter(values)))
     if by not in values:
         raise InvalidRecord(
             f"by: '{by}' is not a column of dataset '{dataset}' (columns: {', '.join(values)})"
         )
-    if measure is None and schema.target_source in values:
-        if values[schema.target_source].kind in ("int", "float"):
-            measure = schema.target_source
-    if measure is not None:
-        if measure not in values or values[measure].kind not in ("int", "float"):
-            numeric = [n for n, c in values.items() if c.kind in ("int", "float")]
-            raise InvalidRecord(
-                f"measure: '{measure}' is not a numeric column of dataset '{dataset}' "
-                f"(numeric columns: {', '.join(numeric)})"
-            )
+    numeric = [n for n, c in values.items() if c.kind in ("int", "float")]
+    if measure is None and schema.target_source in numeric:
+        measure = schema.target_source
+    if measure is not None and measure not in numeric:
+        raise InvalidRecord(
+            f"measure: '{measure}' is not a numeric column of dataset '{dataset}' "
+            f"(numeric columns: {', '.join(numeric)})"
+        )
     match: dict[str, Any] = {"dataset": dataset}
     if month is not None:
         if schema.date_column is None:
             raise InvalidRecord(f"month: dataset '{dataset}' has no date column to filter on")
-        first, following = _month_range(month)
+        try:
+            first = dt.datetime.strptime(month, "%Y-%m")
+        except ValueError:
+            raise InvalidRecord(f"month: expected YYYY-MM (e.g. 2013-07), got '{month}'") from None
+        following = dt.datetime(first.year + first.month // 12, first.month % 12 + 1, 1)
         match["date"] = {"$gte": first, "$lt": following}
-    group: dict[str, Any] = {
-        "_id": f"$values.{encode_key(by)}",
-        "rows": {"$sum": 1},
-        "positive": {"$avg": "$target"},
-    }
+    group: dict[str, Any] = {"_id": f"$values.{encode_key(by)}", "rows": {"$sum": 1},
+                             "positive": {"$avg": "$target"}}  # fmt: skip
     if measure is not None:
         group["mean"] = {"$avg": f"$values.{encode_key(measure)}"}
     pipeline = [{"$match": match}, {"$group": group}, {"$sort": {"rows": -1, "_id": 1}}]
@@ -870,19 +582,16 @@ def summarize(
         pipeline.append({"$limit": int(limit)})
     with _reachable(f"query dataset '{dataset}'"):
         groups = list(DatasetRecord._get_collection().aggregate(pipeline))
-    share = f"share {schema.target_column}=1"
-    columns = [by, "rows", share] + ([f"mean {measure}"] if measure else [])
     rows = []
-    for group_row in groups:
-        row = [
-            "(missing)" if group_row["_id"] is None else group_row["_id"],
-            int(group_row["rows"]),
-            None if group_row["positive"] is None else round(float(group_row["positive"]), 4),
-        ]
+    for found in groups:
+        share = found["positive"]
+        row = ["(missing)" if found["_id"] is None else found["_id"], int(found["rows"]),
+               None if share is None else round(float(share), 4)]  # fmt: skip
         if measure:
-            mean = group_row.get("mean")
-            row.append(None if mean is None else round(float(mean), 2))
+            row.append(None if found.get("mean") is None else round(float(found["mean"]), 2))
         rows.append(row)
+    columns = [by, "rows", f"share {schema.target_column}=1"] + (
+        [f"mean {measure}"] if measure else []
+    )
     period = f" in {month}" if month else ""
-    title = f"Dataset '{dataset}': rows per {by}{period}"
-    return QueryResult(title=title, columns=columns, rows=rows)
+    return QueryResult(f"Dataset '{dataset}': rows per {by}{period}", columns, rows)

@@ -384,6 +384,9 @@ class MonitoringConfig(_Strict):
             window beats the champion's by more than this (``training.metric``).
         schedule: Cron schedule of the ``drift-monitor`` deployment (``make deploy``).
         retrain: The retraining run's data.
+        log_retention_days: Keep prediction logs this many days after they were served
+            (a TTL index on their timestamp, set by each drift check and each run's store
+            step); ``None`` (the default) keeps them for ever.
     """
 
     drift_share: float = Field(0.5, gt=0, le=1)
@@ -395,6 +398,7 @@ class MonitoringConfig(_Strict):
     margin: float = Field(0.005, ge=0)
     schedule: str = "0 * * * *"
     retrain: RetrainConfig = RetrainConfig()
+    log_retention_days: float | None = Field(None, gt=0)
 
 
 class DatasetConfig(_Strict):

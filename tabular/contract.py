@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import keyword
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -37,6 +38,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     create_model,
 )
@@ -52,6 +54,7 @@ LISTED_LEVELS = 30
 MAX_TEXT = 200
 
 FieldKind = Literal["datetime", "category", "number"]
+_TEXT = {str, type(None)}
 
 
 class InputRejected(UserError):
@@ -413,6 +416,73 @@ class InputContract(BaseModel):
         """
         return self.features(self.check_row(raw))
 
+    @functools.cached_property
+    def _column_adapters(self) -> list[TypeAdapter]:
+        return [TypeAdapter(list[_annotation(spec)]) for spec in self.fields]
+
+    @functools.cached_property
+    def _text_dates(self) -> TypeAdapter:
+        # For a column of text only, _date_input has nothing to refuse: pydantic's own
+        # parsing, then the offset dropped as _wall_clock does, without a Python call a value.
+        return TypeAdapter(list[dt.datetime | None])
+
+    def check_batch(self, rows: Sequence[Any]) -> list[list[Any]]:
+        """Check a batch of raw rows at once, column by column, by the request model's rules.
+
+        Each column is validated in one call by the same field annotation as
+        :meth:`request_model` (so the rules cannot differ; ``tests/test_contract.py`` holds
+        the answers equal), instead of one model instance per row.
+
+        Args:
+            rows: Raw rows (JSON objects: values by column name).
+
+        Returns:
+            Each row's values in pipeline order, as :meth:`values` returns them.
+
+        Raises:
+            InputRejected: Naming each offending row (its position), field and reason.
+        """
+        names = self.names
+        pick = operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+        try:
+            if set(map(len, rows)) - {len(names)}:
+                raise KeyError  # a field missing or unknown: found and named below
+            columns = list(zip(*map(pick, rows), strict=True))  # one C call per row
+        except (KeyError, TypeError):
+            raise InputRejected(self._key_problems(rows)) from None
+        problems: list[RowProblem] = []
+        for i, (name, adapter) in enumerate(zip(names, self._column_adapters, strict=True)):
+            text = self.fields[i].kind == "datetime" and set(map(type, columns[i])) <= _TEXT
+            try:
+                if text and (self.fields[i].nullable or None not in columns[i]):
+                    values = self._text_dates.validate_python(columns[i])
+                    columns[i] = [
+                        v if v is None or v.tzinfo is None else _wall_clock(v) for v in values
+                    ]
+                else:
+                    columns[i] = adapter.validate_python(columns[i])
+            except ValidationError as exc:
+                problems += [RowProblem(p.row, name, p.message) for p in problems_of(exc, None)]
+        if problems:
+            raise InputRejected(sorted(problems, key=lambda p: p.row))
+        for i in self._numbers:  # e.g. a JSON integer for a number field, as values() does
+            if set(map(type, columns[i])) - {float, type(None)}:
+                columns[i] = [None if value is None else float(value) for value in columns[i]]
+        return [list(values) for values in zip(*columns, strict=True)]
+
+    def _key_problems(self, rows: Sequence[Any]) -> list[RowProblem]:
+        problems: list[RowProblem] = []
+        names, expected = self.names, set(self.names)
+        for position, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                problems.append(RowProblem(position, "(row)", "Input should be a valid dictionary"))
+                continue
+            problems += [RowProblem(position, n, "required field is missing")
+                         for n in names if n not in row]  # fmt: skip
+            problems += [RowProblem(position, str(n), "not an input of this model")
+                         for n in row if n not in expected]  # fmt: skip
+        return problems
+
     def unseen(self, values: Sequence[Any]) -> list[str]:
         """Return the category fields whose value was never seen in training.
 
@@ -498,18 +568,21 @@ def _annotation(spec: FieldSpec) -> Any:
     return base | None if spec.nullable else base
 
 
-def problems_of(error: ValidationError, row: int = 0) -> list[RowProblem]:
+def problems_of(error: ValidationError, row: int | None = 0) -> list[RowProblem]:
     """Turn a pydantic validation error into one :class:`RowProblem` per field.
 
     Args:
         error: The error raised while validating a row.
-        row: The row's position.
+        row: The row's position; ``None``: a list was validated, the position is the
+            error's first index.
 
     Returns:
         The problems, naming the column and the reason.
     """
     problems = []
     for item in error.errors(include_url=False, include_context=False, include_input=False):
+        positions = [part for part in item["loc"] if isinstance(part, int)]
+        at = positions[0] if positions and row is None else row
         location = [str(part) for part in item["loc"] if not isinstance(part, int)]
         # Union members (e.g. "float | None") add their type name to the location.
         location = [part for part in location if not part.startswith(("float", "str", "none"))]
@@ -521,7 +594,7 @@ def problems_of(error: ValidationError, row: int = 0) -> list[RowProblem]:
             message = "not an input of this model"
         elif item["type"] == "none_required" or message == "Input should be None":
             continue
-        problems.append(RowProblem(row=row, field=name, message=message))
+        problems.append(RowProblem(row=at if at is not None else 0, field=name, message=message))
     return _merge_null_alternatives(problems)
 
 

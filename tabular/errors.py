@@ -36,7 +36,7 @@ class StoreError(UserError):
 
 
 class StoreUnavailable(StoreError):
-    """MongoDB cannot be reached within the configured timeout."""
+    """The store cannot be used now: MongoDB unreachable, or an embedded file locked or full."""
 
 
 class RecordNotFound(StoreError):
@@ -45,3 +45,11 @@ class RecordNotFound(StoreError):
 
 class InvalidRecord(StoreError):
     """A document was refused by its schema; the message names each offending field."""
+
+
+class StoreDamaged(StoreUnavailable):
+    """A file of the embedded store is damaged or foreign; the message says how to recover."""
+
+
+class Conflict(StoreError):
+    """The write contradicts what is stored (e.g. a second, different outcome for a request)."""

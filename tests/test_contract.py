@@ -79,6 +79,67 @@ def test_request_model_refuses_what_the_gate_or_pipeline_would_not_accept(contra
     assert contract.coerce({**good, "price": None})["price"] is None  # missing in training
 
 
+def test_a_batch_checked_column_by_column_gets_the_row_models_answers(contract_and_data):
+    """check_batch validates each column in one call: same values, same problems, per row."""
+    import numpy as np
+
+    contract, _, _ = contract_and_data
+    good = dict(contract.example)
+    variants = [
+        {},
+        {"price": None},
+        {"price": 12},  # a JSON integer for a number
+        {"price": np.float32(3.5)},
+        {"order_date": "2021-02-03T04:05:00+02:00"},  # the offset is dropped (wall clock)
+        {"order_date": "2021-02-03"},
+        {"channel": "fax"},
+        {"price": "12"},
+        {"price": -1.0},
+        {"quantity": 101},
+        {"price": float("inf")},
+        {"channel": 3},
+        {"channel": None},
+        {"channel": ""},
+        {"order_date": 1_600_000_000},
+        {"order_date": "2021-01-01T27:00:00"},
+        {"colour": "red"},
+        {"price": ...},
+    ]
+    rows = []
+    for changes in variants:
+        row = {**good, **changes}
+        rows.append({k: v for k, v in row.items() if v is not ...})
+    expected_values, expected_problems = [], []
+    for position, row in enumerate(rows):
+        try:
+            expected_values.append(contract.values(contract.check_row(row, position)))
+        except InputRejected as exc:
+            expected_problems += [(p.row, p.field, p.message) for p in exc.problems]
+    valid = [rows[i] for i in range(len(rows)) if not any(p[0] == i for p in expected_problems)]
+    assert contract.check_batch(valid) == expected_values
+    assert [type(v) for v in contract.check_batch(valid)[2]] == [
+        type(v) for v in expected_values[2]
+    ]
+    with pytest.raises(InputRejected) as caught:
+        contract.check_batch(rows)
+    got = {(p.row, p.field, p.message) for p in caught.value.problems}
+    # Key problems (a missing or unknown field) are reported first, before any value is read.
+    keys = {
+        p
+        for p in expected_problems
+        if p[2] in ("required field is missing", "not an input of this model")
+    }
+    assert got == keys
+    without_key_problems = [r for i, r in enumerate(rows) if i not in {p[0] for p in keys}]
+    with pytest.raises(InputRejected) as caught:
+        contract.check_batch(without_key_problems)
+    positions = [i for i in range(len(rows)) if i not in {p[0] for p in keys}]
+    got = {(positions[p.row], p.field, p.message) for p in caught.value.problems}
+    assert got == set(expected_problems) - keys
+    with pytest.raises(InputRejected, match="valid dictionary"):
+        contract.check_batch([good, [1, 2]])
+
+
 def test_unseen_levels_are_accepted_and_reported(contract_and_data):
     contract, _, _ = contract_and_data
     row = contract.check_row({**contract.example, "channel": "fax", "region": "r999"})

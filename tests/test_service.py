@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,6 +275,34 @@ def test_every_prediction_is_logged_with_tag_run_id_and_typed_features(served, s
     assert count_prediction_logs(dataset="flights") >= 7
 
 
+def test_a_batch_is_checked_as_a_whole_and_each_refused_field_named(served, server):
+    good = dict(served.contract.example)
+    rows = [good, {**good, "distance": "far"}, good, {**good, "sched_arr_hour": 27}]
+    answer = server.post("/predict_batch", {"rows": rows})
+    assert answer.status_code == 400, answer.text
+    locations = [d["loc"] for d in answer.json()["detail"]]
+    assert locations == [["rows", 1, "distance"], ["rows", 3, "sched_arr_hour"]]
+    assert answer.json()["error"].startswith("rows.1.distance: Input should be a valid number")
+    missing = server.post("/predict_batch", {"rows": [good, {"distance": 3.0}]})
+    assert missing.status_code == 400 and "rows.1." in missing.json()["error"]
+    assert server.post("/predict_batch", {"rows": [good, 5]}).status_code == 400
+    # The schema still shows the rows' fields.
+    spec = httpx.get(server.url + "/docs.json", timeout=10).json()
+    assert "FlightsFeatures" in json.dumps(spec["paths"]["/predict_batch"])
+
+
+def test_metrics_count_every_log_outcome(served, server):
+    assert server.post("/predict", served.contract.example).status_code == 200
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    counts = {
+        line.split('outcome="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("mlops_prediction_logs_total{")
+    }
+    assert set(counts) == {"stored", "already_stored", "journaled", "set_aside", "dropped"}
+    assert counts["stored"] >= 1 and counts["dropped"] == 0
+
+
 def test_feedback_is_stored_once_404_for_unknown_409_for_a_contradiction(served, server):
     request_id = server.post("/predict", served.contract.example).json()["request_id"]
     stored = server.post("/feedback", {"request_id": request_id, "actual": 1})
@@ -328,6 +357,15 @@ def test_crud_over_http_with_the_key(served, server):
         "/records/update", {"record_id": record_id, "values": {"distance": "far"}}, key=KEY
     )
     assert wrong_type.status_code == 400 and "distance" in wrong_type.text
+    # The rules the CSV was held to (the config's checks.ranges), as /predict refuses it too.
+    for route, body in (
+        ("/records/create", {"values": {**values, "sched_arr_hour": 27}}),
+        ("/records/update", {"record_id": record_id, "values": {"sched_arr_hour": 27}}),
+    ):
+        refused = server.post(route, body, key=KEY)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"][0]["loc"] == ["values.sched_arr_hour"]
+        assert "outside [0.0, 24.0]" in refused.text
     deleted = server.post("/records/delete", {"record_id": record_id}, key=KEY)
     assert deleted.status_code == 200 and deleted.json() == {"deleted": record_id}
     gone = server.post("/records/get", {"record_id": record_id})
@@ -508,3 +546,89 @@ def test_the_built_bento_pins_exactly_the_locked_serving_packages(served):
     assert len(locked) > 50 and all("==" in pin for pin in bento)
     # BentoML appends its own pin, which is the locked one.
     assert bento == locked | {f"bentoml=={bentoml.__version__}"} == locked
+
+
+# -- three processes on one store: the API, mlops db import, the monitor --------------------------
+
+SHARED_SECONDS = 30
+
+IMPORTER = """
+import sys, time
+from flows.cli import main
+
+deadline, runs = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < deadline:
+    assert main(["db", "import", "--config", sys.argv[1], "--replace", "--quiet"]) == 0
+    runs += 1
+print(runs)
+"""
+
+MONITOR = """
+import sys, time
+from pathlib import Path
+from monitoring.check import Window, run_check
+from monitoring.drift import DriftSettings
+from monitoring.logs import labelled_predictions_frame
+from store import connect, record_feedback
+from tabular.config import DEFAULT_CONFIG, load_config
+
+connect()
+config = load_config(DEFAULT_CONFIG)
+deadline, checks, outcomes = time.monotonic() + float(sys.argv[2]), 0, 0
+while time.monotonic() < deadline:
+    run_check(config, Window(last=3000), DriftSettings(drift_share=0.5, min_rows=50),
+              out_root=Path(sys.argv[1]), workspace=None)
+    checks += 1
+    for request_id in labelled_predictions_frame(dataset=config.name, limit=20)["request_id"]:
+        record_feedback(request_id, 1)  # a feedback client, on the same store
+        outcomes += 1
+print(checks, outcomes)
+"""
+
+
+@pytest.mark.slow
+def test_the_api_an_import_and_the_monitor_share_one_store_for_30_s(
+    served, server, store_env, tmp_path
+):
+    """Three processes write and read one store at once: no answered log is lost or doubled."""
+    from store import StoreSettings, connect
+    from store.documents import PredictionLog
+    from tests.conftest import write_toy_dataset
+
+    environment = {**os.environ, **store_env, "PYTHONPATH": str(Path(__file__).parents[1])}
+    toy = write_toy_dataset(tmp_path / "orders")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(argument), str(SHARED_SECONDS)],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for code, argument in ((IMPORTER, toy), (MONITOR, tmp_path / "monitoring"))
+    ]
+    bodies = [served.contract.json_row(row) for _, row in held_out_rows(served, 50).iterrows()]
+    acknowledged, statuses = [], []
+    deadline = time.monotonic() + SHARED_SECONDS
+    while time.monotonic() < deadline:
+        answer = server.post("/predict_batch", {"rows": bodies})
+        statuses.append(answer.status_code)
+        if answer.status_code == 200:
+            acknowledged += [p["request_id"] for p in answer.json()["predictions"]]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    for process, (_out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    imports = int(outputs[0][0].split()[-1])
+    checks, outcomes = map(int, outputs[1][0].split()[-2:])
+    assert set(statuses) == {200} and len(acknowledged) >= 1000
+    assert imports >= 1 and checks >= 1 and outcomes >= 1
+
+    connect(StoreSettings.from_env(store_env))
+    stored = []
+    for start in range(0, len(acknowledged), 1000):
+        chunk = acknowledged[start : start + 1000]
+        stored += [d["_id"] for d in PredictionLog._get_collection().find({"_id": {"$in": chunk}})]
+    assert len(stored) == len(set(stored)) == len(set(acknowledged)) == len(acknowledged)
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'mlops_prediction_logs_total{outcome="dropped"} 0.0' in metrics
+    assert 'mlops_prediction_logs_total{outcome="journaled"} 0.0' in metrics

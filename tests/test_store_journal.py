@@ -10,12 +10,13 @@ import datetime as dt
 import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
+from bentos.logs import PredictionLogWriter
 from store import (
     Journal,
-    PredictionLogWriter,
     connect,
     count_prediction_logs,
     create_prediction_log,
@@ -76,14 +77,16 @@ def test_outage_journals_every_log_and_replays_each_once(store):
     # One batch waits for the timeout; the next ones go straight to the journal.
     assert time.perf_counter() - started < 5
     stats = writer.close()
-    assert (stats.enqueued, stats.journaled, stats.stored, stats.rejected) == (LOGS, LOGS, 0, 0)
+    assert (stats.enqueued, stats.journaled, stats.stored, stats.set_aside) == (LOGS, LOGS, 0, 0)
     assert "unreachable" in (stats.last_error or "")
 
     journaled = Journal(dead.journal_path).read()
     assert sorted(d["_id"] for d in journaled) == [f"req-{i:04d}" for i in range(LOGS)]
     assert journaled[0]["features"] == prediction("x")["features"]
-    interrupted = dead.journal_path.with_name("interrupted.jsonl")
-    shutil.copy(dead.journal_path, interrupted)
+    interrupted = dead.journal_path.with_name("interrupted.sqlite3")
+    for suffix in ("", "-wal"):  # a copy of the journal: its file and its write-ahead log
+        if Path(f"{dead.journal_path}{suffix}").exists():
+            shutil.copy(f"{dead.journal_path}{suffix}", f"{interrupted}{suffix}")
 
     with pytest.raises(StoreUnavailable):
         replay_journal(dead.journal_path)  # still down: the journal is kept whole
@@ -132,7 +135,7 @@ def test_writer_stores_batches_and_counts_rejections(store):
     writer.write({"request_id": "bad-2"})
     assert writer.flush(timeout=10)
     stats = writer.close()
-    assert (stats.stored, stats.rejected, stats.journaled, stats.pending) == (120, 2, 0, 0)
+    assert (stats.stored, stats.set_aside, stats.journaled, stats.pending) == (120, 2, 0, 0)
     assert "model_name: Field is required" in stats.last_error
     assert count_prediction_logs() == 120
     with pytest.raises(RuntimeError, match="closed"):
@@ -166,17 +169,16 @@ def test_a_duplicate_request_id_is_stored_once(store):
     assert get_database().name == store.database
 
 
-def test_unreadable_journal_lines_are_kept_aside(store):
+def test_a_journal_with_a_garbage_tail_replays_every_committed_log(store):
     journal = Journal(store.journal_path)
-    journal.append([to_prediction_document(prediction("good-1"))])
-    with open(journal.path, "a", encoding="utf-8") as handle:
-        handle.write('{"_id": "torn", "timest\n')  # a line cut by a crash
-    journal.append([to_prediction_document(prediction("good-2"))])
-
+    journal.append([to_prediction_document(prediction(f"good-{i}")) for i in range(3)])
+    journal.append([to_prediction_document(prediction("good-0"))])  # journaled twice: kept once
+    for suffix in ("", "-wal"):  # what a machine crash can leave at the end of the files
+        with open(str(journal.path) + suffix, "ab") as handle:
+            handle.write(b"\x00" * 4096 + b"garbage")
     report = replay_journal(journal.path)
-    assert (report.read, report.inserted, report.unreadable) == (2, 2, 1)
-    assert sorted(stored_request_ids()) == ["good-1", "good-2"]
-    assert '"_id": "torn"' in journal.bad_path.read_text(encoding="utf-8")
+    assert (report.read, report.inserted, report.already_stored) == (3, 3, 0)
+    assert sorted(stored_request_ids()) == ["good-0", "good-1", "good-2"]
     assert not journal.pending()
 
 
@@ -243,7 +245,7 @@ def test_a_refused_log_is_set_aside_and_later_batches_still_reach_mongodb(refusi
     writer.write(prediction("bad", features={"poison": 1}))
     assert writer.flush(timeout=10)
     stats = writer.stats()
-    assert (stats.stored, stats.refused, stats.journaled) == (5, 1, 0)
+    assert (stats.stored, stats.set_aside, stats.journaled) == (5, 1, 0)
     assert "refused" in stats.last_error
 
     # No retry window opened by a refusal: the next batch goes to MongoDB, not the journal.
@@ -251,12 +253,12 @@ def test_a_refused_log_is_set_aside_and_later_batches_still_reach_mongodb(refusi
         writer.write(prediction(f"second-{i}"))
     assert writer.flush(timeout=10)
     stats = writer.close()
-    assert (stats.stored, stats.refused, stats.journaled) == (10, 1, 0)
+    assert (stats.stored, stats.set_aside, stats.journaled) == (10, 1, 0)
     assert count_prediction_logs() == 10
     journal = Journal(refusing_store.journal_path)
     assert not journal.pending()  # nothing left to replay forever
-    kept = journal.refused_path.read_text(encoding="utf-8")
-    assert '"_id": "bad"' in kept and "Document failed validation" in kept
+    [(document, reason)] = journal.set_aside_documents()
+    assert document["_id"] == "bad" and reason == "Document failed validation"
 
 
 def test_a_replay_sets_refused_logs_aside_once(refusing_store):
@@ -270,7 +272,7 @@ def test_a_replay_sets_refused_logs_aside_once(refusing_store):
     assert not journal.pending()
     again = replay_journal(journal.path)
     assert (again.read, again.inserted, again.refused) == (0, 0, 0)
-    assert journal.refused_path.read_text(encoding="utf-8").count("old-bad") == 1
+    assert [d["_id"] for d, _ in journal.set_aside_documents()] == ["old-bad"]
 
 
 def test_numpy_scalars_are_stored_as_plain_values_and_one_bad_value_spoils_no_batch(store):
@@ -290,7 +292,7 @@ def test_numpy_scalars_are_stored_as_plain_values_and_one_bad_value_spoils_no_ba
         writer.write(prediction(f"plain-{i}"))
     assert writer.flush(timeout=10)
     stats = writer.close()
-    assert (stats.stored, stats.rejected) == (4, 1)
+    assert (stats.stored, stats.set_aside) == (4, 1)
     assert "features.carrier" in stats.last_error
     stored = get_prediction_log("numpy-1").features
     assert stored == {
