@@ -510,9 +510,9 @@ def problems_of(error: ValidationError, row: int = 0) -> list[RowProblem]:
     """
     problems = []
     for item in error.errors(include_url=False, include_context=False, include_input=False):
+        # The first part names the field; union members (e.g. "float | None") append their
+        # type's name after it, which a field's own name may also start with ("street").
         location = [str(part) for part in item["loc"] if not isinstance(part, int)]
-        # Union members (e.g. "float | None") add their type name to the location.
-        location = [part for part in location if not part.startswith(("float", "str", "none"))]
         name = location[0] if location else "(row)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":

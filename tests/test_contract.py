@@ -188,3 +188,27 @@ def test_a_dataset_without_a_date_gets_a_contract_and_a_compiled_path(tmp_path):
     compiled = compile_pipeline(model.pipeline, plan.input_columns)
     frame = contract.values_frame(rows)
     assert max_difference(compiled, model.pipeline, frame, rows) <= 1e-9
+
+
+def test_every_problem_names_its_field_whatever_the_field_is_called():
+    """Fields named like pydantic's union members (street, float_count, none_left) are named."""
+    from tabular.contract import FieldSpec
+
+    contract = InputContract(
+        dataset="shops",
+        fields=[
+            FieldSpec(name="street", kind="category", nullable=True),
+            FieldSpec(name="float_count", kind="number", nullable=True, minimum=0),
+            FieldSpec(name="none_left", kind="number"),
+            FieldSpec(name="string_date", kind="datetime", nullable=True),
+        ],
+    )
+    good = {"street": "Main", "float_count": 2.0, "none_left": 1.0, "string_date": None}
+    assert contract.coerce(good)["street"] == "Main"
+    with pytest.raises(InputRejected) as caught:
+        contract.coerce(
+            {"street": 5, "float_count": -1.0, "none_left": "x", "string_date": "2021-13-01"}
+        )
+    fields = {p.field for p in caught.value.problems}
+    assert fields == {"street", "float_count", "none_left", "string_date"}
+    assert "(row)" not in fields
