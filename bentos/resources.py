@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse
 
 from bentos.guard import ApiError, ErrorItem, error_response, summary
 from store import DatasetRecordOut, Page, PredictionLogOut
+from tabular.contract import ISO_DATETIME
 from tabular.errors import InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
 
 logger = logging.getLogger("bentoml.service")
@@ -61,11 +62,8 @@ MAX_PAGE_SIZE = 1000
 MAX_PAGE = 1_000_000_000
 
 
-#: The dates and times accepted in requests: ISO 8601 date, optionally a time (seconds and
-#: microseconds optional), optionally an offset; without an offset a time means UTC.
-ISO_DATETIME = (
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$"
-)
+#: The dates and times accepted in requests (the input contract's): without an offset, a
+#: time of the store (a log's, a filter's) means UTC.
 _ISO = re.compile(ISO_DATETIME)
 
 
@@ -207,8 +205,21 @@ class Outcome(BaseModel):
 
 
 def _optional(annotation: Any) -> Any:
-    """``annotation`` that may be left out, documented without a ``null`` it would refuse."""
+    """A query parameter's ``annotation`` that may be left out (a query has no ``null``)."""
     return annotation | SkipJsonSchema[None]
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _omittable(description: str | None) -> Any:
+    """A body field that may be left out but, given, must have its type (``null`` refused).
+
+    Its default (``None``: left out) is not validated, so ``null`` is still refused, and not
+    documented, since the document would then show a ``null`` the field refuses.
+    """
+    return Field(None, description=description, json_schema_extra=_drop_default)
 
 
 def _log_models() -> tuple[type[BaseModel], type[BaseModel]]:
@@ -230,13 +241,13 @@ def _log_models() -> tuple[type[BaseModel], type[BaseModel]]:
             annotation = dict[str, JsonScalar]
         description = info.description
         if name == "timestamp":
-            created[name] = (_optional(annotation), Field(None, description="Default: now."))
+            created[name] = (annotation, _omittable("Default: now."))
         elif info.is_required():
             created[name] = (annotation, Field(description=description))
         else:
             created[name] = (annotation, Field(info.default, description=description))
         if name != "request_id":
-            changed[name] = (_optional(annotation), Field(None, description=description))
+            changed[name] = (annotation, _omittable(description))
     config = ConfigDict(extra="forbid", allow_inf_nan=False)
     log_in = create_model("PredictionLogIn", __config__=config, **created)
     log_in.__doc__ = "A prediction log to store (fields as ``GET /logs/{request_id}`` shows)."

@@ -392,7 +392,9 @@ class ReloadRequest(BaseModel):
 
     model_config = _STRICT
 
-    primary: str = Field(max_length=200, pattern=MODEL_TAG, description="<dataset>-primary:<version>")
+    primary: str = Field(
+        max_length=200, pattern=MODEL_TAG, description="<dataset>-primary:<version>"
+    )
     secondary: str = Field(max_length=200, pattern=MODEL_TAG)
 
 
