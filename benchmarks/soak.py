@@ -37,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -109,7 +110,7 @@ async def soak(url: str, args, rows: list[dict], record_ids: list[str], log_ids:
     import aiohttp
 
     rng = random.Random(args.seed)
-    kinds, weights = zip(*MIX, strict=True)
+    kinds, weights = zip(*args.mix, strict=True)
     invalid = invalid_requests(rows[0], limit)
     batches = [json.dumps({"rows": rows[i : i + 100]}).encode() for i in range(0, 1000, 100)]
     singles = [json.dumps(row).encode() for row in rows]
@@ -166,9 +167,11 @@ async def soak(url: str, args, rows: list[dict], record_ids: list[str], log_ids:
                 log_ids.append(request_id)
 
     async def sampler(started):
-        await asyncio.sleep(10.0)
-        rss["10s"], loads["10s"] = rss_mb(processes), load()
-        print(f"  10 s: RSS {fmt(rss['10s'])}  (load {loads['10s']})", flush=True)
+        # Every 10 s: the curve tells warming up (flat after a while) from a leak (linear).
+        for mark in range(10, int(args.seconds), 10):
+            await asyncio.sleep(max(0.0, started + mark - time.perf_counter()))
+            rss[f"{mark}s"], loads[f"{mark}s"] = rss_mb(processes), load()
+            print(f"  {mark} s: RSS {fmt(rss[f'{mark}s'])}  (load {loads[f'{mark}s']})", flush=True)
 
     connector = aiohttp.TCPConnector(limit=args.clients)
     timeout = aiohttp.ClientTimeout(total=60)
@@ -200,6 +203,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--mix",
+        type=lambda text: [(k, int(w)) for k, _, w in (p.partition("=") for p in text.split(","))],
+        default=MIX,
+        help="kind=weight,... (kinds: " + ", ".join(k for k, _ in MIX) + "); default the mix above",
+    )
+    parser.add_argument(
+        "--no-log",
+        action="store_true",
+        help="serve without logging predictions (to tell the "
+        "API's memory from the stored logs' in an embedded store)",
+    )
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "benchmarks" / "soak.json"))
     args = parser.parse_args()
 
@@ -227,6 +242,8 @@ def main() -> int:
     env = {**os.environ, "MLOPS_STORE_DIR": str(work / "store"), "MONGODB_DB": "soak",
            "MLOPS_JOURNAL_PATH": str(work / "journal.jsonl"), "MLOPS_API_KEY": KEY}  # fmt: skip
     env.pop("MONGODB_URI", None)
+    if args.no_log:
+        env["MLOPS_LOG_PREDICTIONS"] = "0"
     config = load_config(args.config)
     data, _ = prepare(load_raw(config), config)
     connect(StoreSettings.from_env(env))
@@ -261,6 +278,12 @@ def main() -> int:
         time.sleep(1.0)
         lines = service.log.read_bytes().decode("utf-8", "replace").splitlines()
         lines = lines[log_lines_before:]
+        # What the store holds now (the embedded store keeps every document in the front's
+        # memory; a MongoDB server holds them in its own).
+        stored = {}
+        for resource in ("logs", "records"):
+            with urllib.request.urlopen(f"{service.url}/{resource}?page_size=1") as answer:
+                stored[resource] = json.load(answer)["total"]
     finally:
         service.stop()
 
@@ -269,8 +292,9 @@ def main() -> int:
     by_status: Counter = Counter()
     for (_, status), n in statuses.items():
         by_status[status] += n
+    expected = {**EXPECTED, "feedback": {404}} if args.no_log else EXPECTED  # no log to find
     unexpected = {f"{kind} {status}": n for (kind, status), n in statuses.items()
-                  if status not in EXPECTED[kind]}  # fmt: skip
+                  if status not in expected[kind]}  # fmt: skip
     server_errors = sum(n for s, n in by_status.items() if isinstance(s, int) and s >= 500)
     client_errors = sum(n for s, n in by_status.items() if isinstance(s, int) and 400 <= s < 500)
     print(
@@ -279,7 +303,7 @@ def main() -> int:
     )
     print("answers by status: " + ", ".join(f"{s}: {n:,}" for s, n in sorted(
         by_status.items(), key=lambda item: str(item[0]))))  # fmt: skip
-    for kind, _ in MIX:
+    for kind, _ in args.mix:
         counts = {s: n for (k, s), n in statuses.items() if k == kind}
         times = sorted(result["latencies"][kind])
         p50 = times[len(times) // 2] * 1000 if times else float("nan")
@@ -293,6 +317,10 @@ def main() -> int:
         end = result["rss"]["end"][name]
         growth[name] = (end - start) / start * 100.0
         print(f"  {name:<27} {start:7.1f} MB -> {end:7.1f} MB  ({growth[name]:+.1f} %)")
+    print(
+        f"stored at the end: {stored['logs']:,} prediction logs, {stored['records']:,} records "
+        f"({'a MongoDB server' if os.environ.get('MONGODB_URI') else 'embedded store, in the front process'})"
+    )
     tracebacks = sum("Traceback" in line for line in lines)
     client_lines = sum(" -> 4" in line for line in lines)
     print(
@@ -311,7 +339,7 @@ def main() -> int:
         "requests": total, "by_status": {str(s): n for s, n in by_status.items()},
         "by_kind": {f"{k} {s}": n for (k, s), n in statuses.items()},
         "unexpected": unexpected, "rss_mb": result["rss"], "rss_growth_percent": growth,
-        "log_lines": len(lines), "client_error_lines": client_lines, "tracebacks": tracebacks,
+        "log_lines": len(lines), "stored": stored, "logging": not args.no_log, "client_error_lines": client_lines, "tracebacks": tracebacks,
         "loads": result["loads"], "cores": os.cpu_count(),
     }, indent=2) + "\n")  # fmt: skip
     print(f"figures written to {out}")
