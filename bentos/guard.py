@@ -201,11 +201,9 @@ def normalise_error(status: int, body: bytes, content_type: str) -> ApiError:
             if not isinstance(raw, dict):
                 continue
             loc = [part if isinstance(part, int) else str(part) for part in raw.get("loc", [])]
-            items.append(
-                ErrorItem(
-                    loc=loc, msg=str(raw.get("msg", "")), type=str(raw.get("type") or default_type)
-                )
-            )
+            # pydantic prefixes a validator's own message; the message is enough.
+            message = str(raw.get("msg", "")).removeprefix("Value error, ")
+            items.append(ErrorItem(loc=loc, msg=message, type=str(raw.get("type") or default_type)))
     error = data.get("error")
     if not isinstance(error, str) or not error:
         error = raw_detail if isinstance(raw_detail, str) and raw_detail else _phrase(status)
@@ -466,7 +464,9 @@ async def _send_json(send: Send, status: int, payload: bytes) -> None:
     await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Control characters (C0, C1) and the Unicode line and paragraph separators: any of them
+#: may end a line for some log reader.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -434,6 +434,33 @@ def served(tmp_path_factory) -> Served:
     )
 
 
+#: The write key of the session's flights server.
+SERVICE_KEY = "test-key-0123"
+
+
+@pytest.fixture(scope="session")
+def service_store(served, tmp_path_factory) -> dict[str, str]:
+    """The session's flights store: 200 test flights (embedded, or MONGODB_URI's server)."""
+    with flights_store(served, tmp_path_factory.mktemp("service-store")) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def service_server(served, service_store, tmp_path_factory) -> Server:
+    """The Bento served on a free port with ``SERVICE_KEY``: tests/test_service.py, then the fuzzer."""
+    running = start_server(
+        served.bento, tmp_path_factory.mktemp("service-server"), MLOPS_API_KEY=SERVICE_KEY,
+        **service_store,
+    )  # fmt: skip
+    yield running
+    stop_server(running)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the fuzz test last: it stores random records and logs in the server it shares."""
+    items.sort(key=lambda item: item.get_closest_marker("fuzz") is not None)  # stable
+
+
 @contextmanager
 def flights_store(served: Served, folder: Path, rows: int = 200):
     """A fresh database (embedded in ``folder``, or MONGODB_URI's server) holding test flights.

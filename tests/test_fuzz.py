@@ -7,7 +7,8 @@ checks every answer: no 5xx, a documented status, the documented content type, h
 body schema, schema-violating requests refused, the key enforced where the document
 declares it, undocumented methods answered 405 with an exact ``Allow``.
 
-``make test`` gives it ``MLOPS_FUZZ_SECONDS`` (default 20) against a server started here;
+``make test`` gives it ``MLOPS_FUZZ_SECONDS`` (default 20) against the session's server
+(the one tests/test_service.py uses; this test runs after every other one);
 ``make fuzz`` gives it 300. With ``MLOPS_API_URL`` set, it fuzzes that API instead (CI runs
 it against the served image), with the key from ``MLOPS_API_KEY``.
 
@@ -27,11 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import flights_store, start_server, stop_server
+from tests.conftest import SERVICE_KEY
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow]
 
-KEY = "fuzz-key-0123"
 SECONDS = int(os.environ.get("MLOPS_FUZZ_SECONDS", "20"))
 #: Every check but ``positive_data_acceptance``: a schema-valid record or log can still be
 #: refused by the store's rules (a dataset's columns, a log's field lengths), with a
@@ -47,19 +47,13 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def target(request, tmp_path_factory):
+def target(request):
     url = os.environ.get("MLOPS_API_URL", "").strip()
     if url:
-        yield Target(url.rstrip("/"), os.environ.get("MLOPS_API_KEY") or None, None)
-        return
-    served = request.getfixturevalue("served")
-    folder = tmp_path_factory.mktemp("fuzz")
-    with flights_store(served, folder / "store") as env:
-        server = start_server(served.bento, folder / "server", MLOPS_API_KEY=KEY, **env)
-        try:
-            yield Target(server.url, KEY, server.log)
-        finally:
-            stop_server(server)
+        return Target(url.rstrip("/"), os.environ.get("MLOPS_API_KEY") or None, None)
+    # The server tests/test_service.py used (this test runs last: see conftest.py).
+    server = request.getfixturevalue("service_server")
+    return Target(server.url, SERVICE_KEY, server.log)
 
 
 def run_schemathesis(target: Target, seconds: int, report: Path) -> subprocess.CompletedProcess:
@@ -101,7 +95,7 @@ def test_no_server_error_and_every_answer_as_documented(target, tmp_path):
 
     # -- the server's log over the run: one line per client error, and nothing else --------
     time.sleep(1.0)  # the last lines reach the file
-    lines = target.log.read_bytes().decode("utf-8", "replace").splitlines()[before:]
+    lines = target.log.read_bytes().decode("utf-8", "replace").split("\n")[before:-1]
     client_errors = [line for line in lines if " -> 4" in line]
     # uvicorn answers a malformed HTTP request (a header it cannot parse) itself, in one line.
     unparsable = [line for line in lines if "Invalid HTTP request received" in line]

@@ -165,6 +165,7 @@ def test_client_errors_leave_bentoml_s_traceback_out_and_server_errors_keep_it()
 
 def test_a_client_error_line_escapes_line_breaks(caplog):
     caplog.set_level(logging.INFO, logger="bentoml.service")
-    _call("GET", "/nowhere%0AFAKE%20[ERROR]%20line")
+    _call("GET", "/nowhere%0AFAKE%20[ERROR]%20line%C2%85and%E2%80%A8more")  # \n, NEL, LS
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "\n" not in lines[0] and "\\n" in lines[0]
+    assert len(lines) == 1 and len(lines[0].splitlines()) == 1, lines
+    assert "\\n" in lines[0] and "\\x85" in lines[0] and "\\u2028" in lines[0]
