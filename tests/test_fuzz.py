@@ -70,8 +70,17 @@ def run_schemathesis(target: Target, seconds: int, report: Path) -> subprocess.C
         command += ["--seed", seed]
     if target.key:
         command += ["--header", f"X-API-Key: {target.key}"]
-    env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""}
-    return subprocess.run(command, capture_output=True, text=True, timeout=seconds + 300, env=env)
+    env = {**os.environ, "NO_COLOR": "1"}
+    # In the report's folder: schemathesis keeps its cache (it replays the crashes it found
+    # before) and hypothesis its database in the working directory, never in the checkout.
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 300,
+        env=env,
+        cwd=report.parent,
+    )
 
 
 def test_no_server_error_and_every_answer_as_documented(target, tmp_path):
