@@ -25,6 +25,7 @@ import logging
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import anyio
 from fastapi import FastAPI, Path, Query, Request
@@ -235,6 +236,9 @@ def _log_models() -> tuple[type[BaseModel], type[BaseModel]]:
         if name == "journaled":
             continue
         annotation = UtcDatetime if info.annotation is dt.datetime else info.annotation
+        if name == "request_id":
+            # The store's bounds, and no "/": the id is a path segment of GET /logs/{request_id}.
+            annotation = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/]+$")]
         if name == "features":
             # The store takes any values here; JSON scalars are what a log's features are,
             # and they can be answered back (no NaN).
@@ -465,7 +469,7 @@ def build_app(
         from store import create_record
 
         created = await call(create_record, dataset, body.values)
-        response.headers["Location"] = f"/records/{created.id}"
+        response.headers["Location"] = f"/records/{_segment(created.id)}"
         return created
 
     @app.patch(
@@ -545,7 +549,8 @@ def build_app(
 
         log = body.model_dump(exclude_unset=True)
         created = await call(create_prediction_log, log)
-        response.headers["Location"] = f"/logs/{created.request_id}"
+        # Percent-encoded: a header is Latin-1, an id any text (the fuzzer sent "\U00058a89").
+        response.headers["Location"] = f"/logs/{_segment(created.request_id)}"
         return created
 
     @app.patch(
@@ -638,6 +643,11 @@ _COLUMN_FILTERS = {
     "empty value matches a missing one; an unknown column is a 400.",
     "schema": {"type": "object", "additionalProperties": {"type": "string"}},
 }
+
+
+def _segment(text: str) -> str:
+    """``text`` as one path segment of a URL: what RFC 3986 allows there stays as is."""
+    return quote(text, safe=":@!$&'()*+,;=")
 
 
 def _column_filters(dataset: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:

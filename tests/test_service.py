@@ -368,6 +368,15 @@ def test_records_and_logs_are_rest_resources(served, server):
     assert first.status_code == 201 and first.headers["location"] == "/logs/crud-log-1"
     assert first.json()["timestamp"].endswith("Z")
     assert server.post("/logs", log, key=KEY).status_code == 409
+    # Any text is an id, answered percent-encoded in Location (the fuzzer found a 500 here).
+    odd = server.post(
+        "/logs", {**log, "request_id": "ünï cödé \U00058a89", "model_name": "odd"}, key=KEY
+    )
+    assert odd.status_code == 201, odd.text
+    assert odd.headers["location"] == "/logs/%C3%BCn%C3%AF%20c%C3%B6d%C3%A9%20%F1%98%AA%89"
+    assert httpx.get(url + odd.headers["location"], timeout=10).json()["request_id"].startswith("ü")
+    slash = server.post("/logs", {**log, "request_id": "a/b"}, key=KEY)
+    assert slash.status_code == 400 and _error(slash).detail[0].loc == ["request_id"]
     assert server.post("/logs", {**log, "colour": 1}, key=KEY).status_code == 400
     assert httpx.get(f"{url}/logs/crud-log-1", timeout=10).json()["model_name"] == "manual"
     listed = httpx.get(f"{url}/logs", params={"model_name": "manual"}, timeout=10).json()
