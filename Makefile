@@ -29,7 +29,7 @@ PREFECT_PORT ?= 4200
 UI_PORT      ?= 8000
 WORKSPACE    ?= artifacts/monitoring/workspace
 
-.PHONY: install lock run test lint format serve bench prefect-server deploy monitor monitor-ui notebook clean
+.PHONY: install lock run test lint format serve bench soak fuzz prefect-server deploy monitor monitor-ui notebook clean
 
 install: $(STAMP)
 
@@ -73,6 +73,12 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(ARGS)
 
+# The OpenAPI fuzzer for 5 minutes (make test gives it 20 s). Against another API:
+# `make fuzz MLOPS_API_URL=http://host:3000 MLOPS_API_KEY=...`.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	MLOPS_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest tests/test_fuzz.py -s $(ARGS)
+
 # The embedded store is the repository's .store/ (as for `mlops db`), unless MLOPS_STORE_DIR
 # or MONGODB_URI says otherwise. MLOPS_API_KEY enables the write endpoints.
 serve: $(STAMP)
@@ -88,6 +94,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py $(ARGS)
 	$(BIN)/python benchmarks/monitor.py
 	$(BIN)/python benchmarks/memory.py
+
+# 60 s of mixed traffic at 32 clients: errors by status, each server process's RSS (~2 min).
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py $(ARGS)
 
 # The Prefect UI on http://127.0.0.1:$(PREFECT_PORT), over the project's .prefect state.
 # Re-run notebooks/walkthrough.ipynb in place, headless (WALKTHROUGH_SAMPLE rows, default 20000).

@@ -9,8 +9,13 @@ Three BentoML services, each in its own process when served:
   at start-up.
 * :class:`PredictionService`, the front, composes the two with ``bentoml.depends``. It
   validates requests against the models' input contract, answers with labels, logs every
-  prediction to MongoDB off the request path, and serves feedback, CRUD over the stored
-  dataset and prediction logs, and the service's info.
+  prediction to MongoDB off the request path, and serves the service's info and ``/reload``.
+
+Around the front: the REST resources over the store (records, logs, feedback) are a FastAPI
+app mounted next to the prediction routes (:mod:`bentos.resources`); one ASGI middleware
+checks the API key, body size and content type and gives every error one schema
+(:mod:`bentos.guard`); ``/docs.json`` is one OpenAPI document of all of it
+(:mod:`bentos.openapi`).
 
 Nothing about a dataset is written here: the dataset name comes from the ``dataset``
 argument (``bentoml serve ... --arg dataset=NAME``, recorded in a built Bento), else the
@@ -20,26 +25,32 @@ default config's name; features, labels and thresholds come from the models' met
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gc
-import hmac
 import itertools
 import logging
 import os
-import re
 import time
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import bentoml
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.responses import JSONResponse
 
+from bentos.guard import (
+    API_KEY_ENV,
+    ApiError,
+    ErrorItem,
+    RequestGuard,
+    error_response,
+    max_body_bytes,
+    quiet_client_errors,
+)
 from bentos.registry import ServedModel, served_model, served_model_from_tag
+from bentos.resources import build_app
 from bentos.runtime import incompatible
-from store import DatasetRecordOut, Page, PredictionLogOut
 from tabular.contract import InputRejected
-from tabular.errors import Conflict, InvalidRecord, RecordNotFound, StoreError, StoreUnavailable
+from tabular.errors import StoreUnavailable
 
 logger = logging.getLogger("bentoml.service")
 
@@ -78,9 +89,6 @@ def _settings(timeout: float) -> dict[str, Any]:
     }
 
 
-#: Header carrying the key of the write endpoints.
-API_KEY_HEADER = "X-API-Key"
-API_KEY_ENV = "MLOPS_API_KEY"
 #: Set to 0 to serve without logging predictions (to measure the logging's cost).
 LOG_ENV = "MLOPS_LOG_PREDICTIONS"
 
@@ -325,32 +333,6 @@ class ServiceInfo(BaseModel):
     store: str
 
 
-class Outcome(BaseModel):
-    """The true outcome recorded for a prediction.
-
-    Attributes:
-        request_id: The prediction's id.
-        actual: The true class (0 or 1).
-        label: Its class label.
-        received_at: When it was first recorded (UTC).
-    """
-
-    request_id: str
-    actual: int
-    label: str
-    received_at: dt.datetime
-
-
-class Deleted(BaseModel):
-    """What a delete endpoint removed.
-
-    Attributes:
-        deleted: The id of the deleted record or log.
-    """
-
-    deleted: str
-
-
 class Reloaded(BaseModel):
     """What ``/reload`` did.
 
@@ -367,48 +349,90 @@ class Reloaded(BaseModel):
     paused_ms: float
 
 
-PageNumber = Annotated[int, Field(ge=1, description="Page number, from 1.")]
-PageSize = Annotated[int, Field(ge=1, le=1000, description="Items per page (1 to 1000).")]
+# -- request bodies: every wrapper refuses unknown fields ------------------------------------
+# BentoML builds a route's body model from the method's parameters, and that model ignores
+# unknown keys; these models, given as ``input_spec``, refuse them. A body of one row is the
+# contract's own model, which already refuses them.
+
+_STRICT = ConfigDict(extra="forbid")
+#: An exact model-store tag, ``name:version``, as BentoML writes them (lower case).
+MODEL_TAG = r"^[a-z0-9][a-z0-9._-]*:[a-z0-9][a-z0-9._-]*$"
+
+
+class PredictWithRequest(BaseModel):
+    """The body of ``/predict_with``.
+
+    Attributes:
+        model: ``primary`` or ``secondary``.
+        features: One row.
+    """
+
+    model_config = _STRICT
+
+    model: Literal["primary", "secondary"]
+    features: Features  # type: ignore[valid-type]
+
+
+class BatchRequest(BaseModel):
+    """The body of ``/predict_batch``.
+
+    Attributes:
+        rows: 1 to ``MAX_BATCH_ROWS`` rows.
+    """
+
+    model_config = _STRICT
+
+    # Checked in the route as a whole, column by column, by the same contract (the schema
+    # still shows the rows' fields): one pydantic model per row costs more than the prediction.
+    rows: list[Annotated[Any, WithJsonSchema(Features.model_json_schema())]] = Field(
+        min_length=1, max_length=MAX_BATCH_ROWS, description=f"1 to {MAX_BATCH_ROWS} rows."
+    )
+
+
+class ReloadRequest(BaseModel):
+    """The body of ``/reload``: the exact model-store tags to serve.
+
+    Attributes:
+        primary: Tag of the new primary model.
+        secondary: Tag of the new secondary model.
+    """
+
+    model_config = _STRICT
+
+    primary: str = Field(
+        max_length=200, pattern=MODEL_TAG, description="<dataset>-primary:<version>"
+    )
+    secondary: str = Field(max_length=200, pattern=MODEL_TAG)
+
+
+class NoBody(BaseModel):
+    """An empty JSON object (or no body): the route takes no input."""
+
+    model_config = _STRICT
 
 
 # -- the front service -----------------------------------------------------------------------
 
 
-def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    """Return an error body shaped like BentoML's own 400s: ``error`` plus ``detail``."""
-    detail = [{"loc": [field] if field else [], "msg": message}]
-    return JSONResponse({"error": message, "detail": detail}, status_code=status)
-
-
-def _rejected(exc: InputRejected) -> JSONResponse:
-    """A batch's 400: one detail per refused field, located as ``rows.<row>.<field>``."""
-    detail = [{"loc": ["rows", p.row, p.field], "msg": p.message} for p in exc.problems]
+def _rejected(exc: InputRejected):
+    """A batch's 400: one problem per refused field, located as ``rows.<row>.<field>``."""
+    detail = [
+        ErrorItem(loc=["rows", p.row, p.field], msg=p.message, type="value_error")
+        for p in exc.problems
+    ]
     first = exc.problems[0]
     message = f"rows.{first.row}.{first.field}: {first.message}"
     if len(exc.problems) > 1:
         message += f" (and {len(exc.problems) - 1} more problem(s), see detail)"
-    return JSONResponse({"error": message, "detail": detail}, status_code=400)
-
-
-def _store_error(exc: StoreError) -> JSONResponse:
-    if isinstance(exc, RecordNotFound):
-        return _error(404, str(exc))
-    if isinstance(exc, InvalidRecord):
-        # The store names the field before a colon: "values.distance: expected a number".
-        field = re.search(r"(?:^|: |; )([\w.$]+): ", str(exc))
-        return _error(400, str(exc), field.group(1) if field else None)
-    if isinstance(exc, StoreUnavailable):
-        return _error(503, f"{exc}; the store must be reachable for this endpoint")
-    return _error(409, str(exc))
+    return JSONResponse(ApiError(error=message, detail=detail).model_dump(), status_code=400)
 
 
 @bentoml.service(workers=1, threads=4, **_settings(FRONT_TIMEOUT_S))
 class PredictionService:
     """Predicts with two models behind one typed input contract, and logs every prediction.
 
-    Write and delete endpoints need the ``X-API-Key`` header to match the service's
-    ``MLOPS_API_KEY``; when that variable is unset they answer 503. Errors are JSON
-    ``{"error": ..., "detail": [{"loc": [field], "msg": reason}]}``.
+    ``/reload`` needs the ``X-API-Key`` header (checked by :class:`bentos.guard.RequestGuard`,
+    as for every write). Errors are :class:`bentos.guard.ApiError` bodies.
     """
 
     primary = bentoml.depends(PrimaryModel)
@@ -430,7 +454,6 @@ class PredictionService:
             self.writer = PredictionLogWriter(settings.journal_path, on_outcome=count_outcome)
         else:
             self.writer = None
-        self.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
         self.runners = {"primary": self.primary, "secondary": self.secondary}
         # Request ids: a random prefix per process and a counter. Unique like a uuid4, without
         # a system call per id (uuid4 took 8 % of the front's time on 1,000-row batches).
@@ -522,7 +545,7 @@ class PredictionService:
         """
         return await self._one("primary", features, time.perf_counter())
 
-    @bentoml.api(route="/predict_with")
+    @bentoml.api(route="/predict_with", input_spec=PredictWithRequest)
     async def predict_with(
         self,
         model: Literal["primary", "secondary"],
@@ -545,17 +568,8 @@ class PredictionService:
             difference=primary.probability - secondary.probability,
         )
 
-    @bentoml.api(route="/predict_batch")
-    async def predict_batch(
-        self,
-        rows: Annotated[
-            # Checked below as a whole, column by column, by the same contract (the schema
-            # still shows the rows' fields): per-row models cost more than the prediction.
-            list[Annotated[Any, WithJsonSchema(Features.model_json_schema())]],
-            Field(min_length=1, max_length=MAX_BATCH_ROWS, description="1 to 1000 rows."),
-        ],
-        ctx: bentoml.Context,
-    ) -> BatchPrediction:
+    @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
+    async def predict_batch(self, rows: list[Any], ctx: bentoml.Context) -> BatchPrediction:
         """Predict up to 1000 rows with the primary model, in one call; each row is logged."""
         started = time.perf_counter()
         try:
@@ -581,34 +595,9 @@ class PredictionService:
             ],
         )
 
-    # -- feedback ------------------------------------------------------------------------
-
-    @bentoml.api(route="/feedback")
-    def feedback(self, request_id: str, actual: Literal[0, 1]) -> Outcome:
-        """Record the true outcome (0 or 1) of a prediction, by its ``request_id``.
-
-        404 when no prediction has this id; 409 when a different outcome was already
-        recorded (posting the same outcome again is accepted).
-        """
-        from store import get_prediction_log, record_feedback
-
-        try:
-            get_prediction_log(request_id)  # a prediction is answered once its log is durable
-            known = record_feedback(request_id, actual)  # atomic: the first outcome wins
-        except Conflict as exc:
-            return _error(409, str(exc), "actual")
-        except StoreError as exc:
-            return _store_error(exc)
-        return Outcome(
-            request_id=request_id,
-            actual=known.actual,
-            label=PRIMARY.class_labels[known.actual],
-            received_at=known.received_at,
-        )
-
     # -- info ----------------------------------------------------------------------------
 
-    @bentoml.api(route="/info")
+    @bentoml.api(route="/info", input_spec=NoBody)
     def info(self) -> ServiceInfo:
         """The served models' tags, run id, data hash, test metrics, input fields and an example."""
         return ServiceInfo(
@@ -637,7 +626,7 @@ class PredictionService:
 
     # -- reload --------------------------------------------------------------------------
 
-    @bentoml.api(route="/reload")
+    @bentoml.api(route="/reload", input_spec=ReloadRequest)
     async def reload(self, primary: str, secondary: str, ctx: bentoml.Context) -> Reloaded:
         """Serve other models (a promoted champion) without a restart (needs ``X-API-Key``).
 
@@ -647,10 +636,6 @@ class PredictionService:
         proceed: no request is refused or lost. A model whose inputs differ from the served
         request schema needs a restart (409 says so); an unknown tag is a 404.
         """
-        refused = self._refused(ctx)
-        if refused is not None:
-            ctx.response.status_code = refused.status_code
-            return refused
         started = time.perf_counter()
         new = {}
         for role, tag in (("primary", primary), ("secondary", secondary)):
@@ -702,159 +687,9 @@ class PredictionService:
 
     @staticmethod
     def _status(ctx: bentoml.Context, status: int, message: str, field: str | None):
+        # A route taking the context answers with the context's status code.
         ctx.response.status_code = status
-        return _error(status, message, field)
-
-    # -- CRUD ----------------------------------------------------------------------------
-
-    def _refused(self, ctx: bentoml.Context) -> JSONResponse | None:
-        """The API-key check of write endpoints: ``None`` when the request may proceed."""
-        if self.api_key is None:
-            return _error(
-                503,
-                f"write endpoints are disabled because {API_KEY_ENV} is not set; start the "
-                f"service with {API_KEY_ENV}=<a secret> (e.g. `{API_KEY_ENV}=s3cret make serve`) "
-                f"and send it in the {API_KEY_HEADER} header",
-            )
-        given = ctx.request.headers.get(API_KEY_HEADER)
-        if not given:
-            return _error(401, f"missing {API_KEY_HEADER} header", API_KEY_HEADER)
-        if not hmac.compare_digest(given.encode(), self.api_key.encode()):
-            return _error(403, f"wrong {API_KEY_HEADER}", API_KEY_HEADER)
-        return None
-
-    def _run(self, ctx: bentoml.Context, function, *args, write: bool = False, **kwargs):
-        """Call a store function; map its errors (and a refused key) to HTTP answers."""
-        refused = self._refused(ctx) if write else None
-        if refused is None:
-            try:
-                return function(*args, **kwargs)
-            except StoreError as exc:
-                refused = _store_error(exc)
-        # An endpoint taking the context answers with the context's status code.
-        ctx.response.status_code = refused.status_code
-        return refused
-
-    def _delete(self, ctx: bentoml.Context, function, key: str):
-        result = self._run(ctx, function, key, write=True)
-        return result if isinstance(result, JSONResponse) else Deleted(deleted=key)
-
-    @bentoml.api(route="/records/create")
-    def records_create(
-        self, values: dict[str, Any], ctx: bentoml.Context, dataset: str = DATASET
-    ) -> DatasetRecordOut:
-        """Add a row to a stored dataset (needs ``X-API-Key``); its date and target are required."""
-        from store import create_record
-
-        return self._run(ctx, create_record, dataset, values, write=True)
-
-    @bentoml.api(route="/records/get")
-    def records_get(self, record_id: str, ctx: bentoml.Context) -> DatasetRecordOut:
-        """Read one dataset record by id."""
-        from store import get_record
-
-        return self._run(ctx, get_record, record_id)
-
-    @bentoml.api(route="/records/list")
-    def records_list(
-        self,
-        ctx: bentoml.Context,
-        dataset: str = DATASET,
-        where: dict[str, Any] | None = None,
-        date_from: str | None = None,
-        date_to: str | None = None,
-        page: PageNumber = 1,
-        page_size: PageSize = 50,
-    ) -> Page[DatasetRecordOut]:
-        """List a dataset's records in row order, filtered by column values (``where``) and dates.
-
-        ``where`` maps column names to the value they must equal (``null`` matches a missing
-        value); ``date_from`` (inclusive) and ``date_to`` (exclusive) are ISO 8601 dates.
-        """
-        from store import find_records
-
-        return self._run(
-            ctx,
-            find_records,
-            dataset,
-            where=where,
-            date_from=date_from,
-            date_to=date_to,
-            page=page,
-            page_size=page_size,
-        )
-
-    @bentoml.api(route="/records/update")
-    def records_update(
-        self, record_id: str, values: dict[str, Any], ctx: bentoml.Context
-    ) -> DatasetRecordOut:
-        """Change some values of a record (needs ``X-API-Key``)."""
-        from store import update_record
-
-        return self._run(ctx, update_record, record_id, values, write=True)
-
-    @bentoml.api(route="/records/delete")
-    def records_delete(self, record_id: str, ctx: bentoml.Context) -> Deleted:
-        """Delete a record (needs ``X-API-Key``)."""
-        from store import delete_record
-
-        return self._delete(ctx, delete_record, record_id)
-
-    @bentoml.api(route="/logs/create")
-    def logs_create(self, log: dict[str, Any], ctx: bentoml.Context) -> PredictionLogOut:
-        """Store a prediction log now (needs ``X-API-Key``); its fields as ``/logs/get`` shows them."""
-        from store import create_prediction_log
-
-        return self._run(ctx, create_prediction_log, log, write=True)
-
-    @bentoml.api(route="/logs/get")
-    def logs_get(self, request_id: str, ctx: bentoml.Context) -> PredictionLogOut:
-        """Read one prediction log by request id."""
-        from store import get_prediction_log
-
-        return self._run(ctx, get_prediction_log, request_id)
-
-    @bentoml.api(route="/logs/list")
-    def logs_list(
-        self,
-        ctx: bentoml.Context,
-        model_name: str | None = None,
-        model_version: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        page: PageNumber = 1,
-        page_size: PageSize = 50,
-    ) -> Page[PredictionLogOut]:
-        """List this dataset's prediction logs, newest first, by model and time range (UTC, ISO 8601)."""
-        from store import find_prediction_logs
-
-        return self._run(
-            ctx,
-            find_prediction_logs,
-            model_name=model_name,
-            model_version=model_version,
-            dataset=DATASET,
-            since=since,
-            until=until,
-            page=page,
-            page_size=page_size,
-        )
-
-    @bentoml.api(route="/logs/update")
-    def logs_update(
-        self, request_id: str, changes: dict[str, Any], ctx: bentoml.Context
-    ) -> PredictionLogOut:
-        """Change fields of a prediction log (needs ``X-API-Key``)."""
-        from store import update_prediction_log
-
-        return self._run(ctx, update_prediction_log, request_id, changes, write=True)
-
-    @bentoml.api(route="/logs/delete")
-    def logs_delete(self, request_id: str, ctx: bentoml.Context) -> Deleted:
-        """Delete a prediction log (needs ``X-API-Key``)."""
-        from store import delete_prediction_log
-
-        return self._delete(ctx, delete_prediction_log, request_id)
+        return error_response(status, message, [field] if field else None)
 
 
 # -- the one-process variant (for the benchmark) ------------------------------------------------
@@ -905,69 +740,60 @@ class OneProcessService(PredictionService.inner):
         super().__init__()
 
 
-# -- OpenAPI: the API-key scheme ---------------------------------------------------------------
-
-#: Routes that need the X-API-Key header.
-WRITE_ROUTES = ("/records/create", "/records/update", "/records/delete", "/logs/create",
-                "/logs/update", "/logs/delete", "/reload")  # fmt: skip
+# -- around the front: the REST resources, the guard, the one OpenAPI document -------------
 
 
-def add_security_scheme(spec: dict[str, Any]) -> dict[str, Any]:
-    """Declare the API-key scheme in an OpenAPI document and require it on write routes.
+#: Error statuses of the prediction routes besides those every route has (documented).
+_OVERLOADED = (
+    "A model process is overloaded or unreachable, or the prediction's log could be neither "
+    "stored, journaled nor set aside; retry later."
+)
+ROUTE_ERRORS = {
+    "predict": {503: _OVERLOADED},
+    "predict_with": {503: _OVERLOADED},
+    "compare": {503: _OVERLOADED},
+    "predict_batch": {503: _OVERLOADED},
+    "reload": {
+        404: "No model has this tag (the field is named).",
+        409: "The model cannot replace the served one (other inputs, role or dataset), or "
+        "loading it failed.",
+    },
+}
 
-    BentoML 1.4's OpenAPI model has no ``securitySchemes`` (its ``Components`` refuses
-    extra keys), so the scheme is added to the generated document.
+#: The store as REST resources (records, logs, feedback), mounted on the front.
+RESOURCES = build_app(DATASET, list(PRIMARY.class_labels))
 
-    Args:
-        spec: The OpenAPI document as a dict.
 
-    Returns:
-        The same document, changed in place.
+def _front(service: Any) -> Any:
+    """Mount the resources, add the guard and serve the project's OpenAPI on a front service.
+
+    ``/docs.json`` is a route of the mounted app: BentoML 1.4.39 adds its own ``/docs.json``
+    after the mounted apps, so the first match is this one (tests/test_service.py checks
+    the title of what is served).
     """
-    components = spec.setdefault("components", {})
-    components["securitySchemes"] = {
-        "ApiKeyAuth": {
-            "type": "apiKey",
-            "in": "header",
-            "name": API_KEY_HEADER,
-            "description": f"Must equal the service's {API_KEY_ENV}. Missing: 401; wrong: 403; "
-            f"{API_KEY_ENV} unset on the server: 503.",
-        }
-    }
-    for route in WRITE_ROUTES:
-        operation = spec.get("paths", {}).get(route, {}).get("post")
-        if operation is not None:
-            operation["security"] = [{"ApiKeyAuth": []}]
-            for status, reason in (
-                (401, "X-API-Key missing"),
-                (403, "X-API-Key wrong"),
-                (503, f"{API_KEY_ENV} not set on the server"),
-            ):
-                operation["responses"][str(status)] = {"description": reason}
-    return spec
+    from bentos.openapi import openapi_document
+
+    quiet_client_errors()
+    document: dict[str, Any] = {}
+
+    def docs() -> dict[str, Any]:
+        if not document:
+            document.update(
+                openapi_document(service, RESOURCES, DATASET, max_body_bytes(), ROUTE_ERRORS)
+            )
+        return document
+
+    if not any(getattr(route, "path", None) == "/docs.json" for route in RESOURCES.routes):
+        RESOURCES.add_api_route("/docs.json", docs, methods=["GET"], include_in_schema=False)
+    service.mount_asgi_app(RESOURCES, path="/")
+    service.add_asgi_middleware(
+        RequestGuard,
+        api_key=os.environ.get(API_KEY_ENV, "").strip() or None,
+        max_body=max_body_bytes(),
+        document=docs,
+    )
+    return service
 
 
-class _SpecWithSecurity:
-    def __init__(self, spec):
-        self._spec = spec
-
-    def asdict(self) -> dict[str, Any]:
-        return add_security_scheme(self._spec.asdict())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._spec, name)
-
-
-class _SecuredService(type(PredictionService)):  # type: ignore[misc]
-    """The front service with the API-key scheme in its ``/docs.json`` (see add_security_scheme)."""
-
-    __slots__ = ()
-
-    @property
-    def openapi_spec(self):
-        """The generated OpenAPI document, plus the API-key scheme."""
-        return _SpecWithSecurity(super().openapi_spec)
-
-
-# bentoml==1.4.39 is pinned: this relies on Service.openapi_spec, guarded by tests/test_service.py.
-PredictionService.__class__ = _SecuredService
+_front(PredictionService)
+_front(OneProcessService)

@@ -57,17 +57,16 @@ print(json.dumps(v) if isinstance(v, (dict, list)) else v)' "$WORK/answer" "$1"
 }
 
 # -- The API's routes, all in one place ----------------------------------------------------------
-# Today's routes: JSON bodies on POST. (Issue 21 turns the records into REST resources,
-# POST /records, GET and DELETE /records/{id}, and puts /feedback behind the key: change the
-# lines below, nothing else.)
+# Predictions are BentoML routes (POST, JSON bodies); the stored data are REST resources.
+# Every write, /feedback included, carries the key.
 api_ready() { request GET "$API_URL/readyz" 200; }
 api_info() { request POST "$API_URL/info" 200 '{}'; }
 api_predict() { request POST "$API_URL/predict" 200 "$1"; }
-api_feedback() { request POST "$API_URL/feedback" 200 "{\"request_id\": \"$1\", \"actual\": $2}"; }
-api_records_list() { request POST "$API_URL/records/list" 200 '{"page_size": 1}'; }
-api_record_create() { request POST "$API_URL/records/create" 200 "{\"values\": $1}" key; }
-api_record_get() { request POST "$API_URL/records/get" "$2" "{\"record_id\": \"$1\"}"; }
-api_record_delete() { request POST "$API_URL/records/delete" 200 "{\"record_id\": \"$1\"}" key; }
+api_feedback() { request POST "$API_URL/feedback" 200 "{\"request_id\": \"$1\", \"actual\": $2}" key; }
+api_records_list() { request GET "$API_URL/records?page_size=1" 200; }
+api_record_create() { request POST "$API_URL/records" 201 "{\"values\": $1}" key; }
+api_record_get() { request GET "$API_URL/records/$1" "$2"; }
+api_record_delete() { request DELETE "$API_URL/records/$1" 204 "" key; }
 
 # -- the API -------------------------------------------------------------------------------------
 deadline=$((SECONDS + TIMEOUT))

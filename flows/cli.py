@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate", type=positive_float, default=200.0, help="requests per second")
     replay.add_argument("--concurrency", type=positive_int, default=8, help="concurrent requests")
     replay.add_argument("--url", default="http://127.0.0.1:3000", help="the API's base URL")
-    replay.add_argument("--with-feedback", action="store_true", help="post each true outcome too")
+    replay.add_argument(
+        "--with-feedback",
+        action="store_true",
+        help="post each true outcome too (with the API's key, from MLOPS_API_KEY)",
+    )
     replay.add_argument("--sample", type=positive_int, default=None, help="send N sampled rows")
     replay.add_argument("--seed", type=int, default=0, help="seed of the sample")
     replay.set_defaults(handler=_replay)
@@ -157,6 +162,12 @@ def _replay(args: argparse.Namespace) -> int:
     from tabular.config import load_config
 
     config = load_config(args.config)
+    api_key = os.environ.get("MLOPS_API_KEY", "").strip() or None
+    if args.with_feedback and api_key is None:
+        raise UserError(
+            "--with-feedback needs the API's write key: set MLOPS_API_KEY to the key the API "
+            "was started with (/feedback refuses outcomes without it)"
+        )
     # The period first: a malformed date is named even when the API is not running.
     rows = period_rows(config, args.start, args.end, sample=args.sample, seed=args.seed)
     contract = api_contract(args.url)
@@ -173,6 +184,7 @@ def _replay(args: argparse.Namespace) -> int:
             rate=args.rate,
             concurrency=args.concurrency,
             progress=bar.update,
+            api_key=api_key,
         )
     print("\n".join(summary.lines()))
     return 0

@@ -4,8 +4,9 @@
 rows of that period from the dataset, turns each into a request body with the served
 model's input fields (from the API's ``/info``), and posts them to ``/predict`` at most
 ``rate`` a second with at most ``concurrency`` in flight, with a progress bar. With
-``--with-feedback`` each answered row's true outcome is posted to ``/feedback``. It stops
-when every row was sent and prints what happened.
+``--with-feedback`` each answered row's true outcome is posted to ``/feedback`` (with the
+API's write key, ``MLOPS_API_KEY``: feedback decides promotions). It stops when every row
+was sent and prints what happened.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def replay(
     concurrency: int,
     progress: Callable[[int], None] | None = None,
     timeout: float = 30,
+    api_key: str | None = None,
 ) -> ReplaySummary:
     """Post each body to ``/predict`` at a bounded rate and concurrency.
 
@@ -182,6 +184,8 @@ def replay(
         concurrency: Most requests in flight.
         progress: Called with 1 after each prediction answer (a progress bar's ``update``).
         timeout: Seconds to wait for one answer.
+        api_key: The API's write key, sent with each outcome (``/feedback`` refuses an
+            outcome without it).
 
     Returns:
         What happened.
@@ -192,14 +196,17 @@ def replay(
     if rate <= 0 or concurrency < 1:
         raise ValueError(f"rate and concurrency must be positive, got {rate} and {concurrency}")
     return asyncio.run(
-        _replay(url.rstrip("/"), bodies, outcomes, rate, concurrency, progress, timeout)
+        _replay(url.rstrip("/"), bodies, outcomes, rate, concurrency, progress, timeout, api_key)
     )
 
 
-async def _replay(url, bodies, outcomes, rate, concurrency, progress, timeout) -> ReplaySummary:
+async def _replay(
+    url, bodies, outcomes, rate, concurrency, progress, timeout, api_key
+) -> ReplaySummary:
     import httpx
 
     summary = ReplaySummary()
+    key_header = {"X-API-Key": api_key} if api_key else {}
     next_index = iter(range(len(bodies)))
     started = time.perf_counter()
 
@@ -233,7 +240,7 @@ async def _replay(url, bodies, outcomes, rate, concurrency, progress, timeout) -
     async def feedback(client: httpx.AsyncClient, request_id: str, actual: int) -> None:
         body = {"request_id": request_id, "actual": actual}
         try:
-            answer = await client.post(url + "/feedback", json=body)
+            answer = await client.post(url + "/feedback", json=body, headers=key_header)
             ok = answer.status_code == 200
         except httpx.HTTPError:
             ok = False

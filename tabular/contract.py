@@ -28,6 +28,7 @@ import datetime as dt
 import functools
 import keyword
 import operator
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -40,6 +41,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     create_model,
 )
 
@@ -52,6 +54,14 @@ if TYPE_CHECKING:
 LISTED_LEVELS = 30
 #: Longest text accepted for a category value.
 MAX_TEXT = 200
+#: A date and time as requests write it: ISO 8601 date, optionally a time (seconds and
+#: microseconds optional), optionally an offset. Documented as this pattern, not as JSON
+#: Schema's "date-time", which requires an offset (the rows' own times have none).
+ISO_DATETIME = (
+    r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$"
+)
+_ISO = re.compile(ISO_DATETIME)
 
 FieldKind = Literal["datetime", "category", "number"]
 _TEXT = {str, type(None)}
@@ -164,10 +174,12 @@ class FieldSpec(BaseModel):
 
 
 def _date_input(value: Any) -> Any:
-    # pydantic would also read a number as a Unix time: a date must be written as a date.
-    if isinstance(value, str | dt.date):
+    # pydantic would also read a number (or "1600000000") as a Unix time: a date must be
+    # written as a date.
+    if isinstance(value, dt.date) or (isinstance(value, str) and _ISO.match(value)):
         return value
-    raise ValueError(f"expected an ISO 8601 date and time string, got {type(value).__name__}")
+    shown = repr(value[:40]) if isinstance(value, str) else type(value).__name__
+    raise ValueError(f"expected an ISO 8601 date and time string, got {shown}")
 
 
 def _wall_clock(value: dt.datetime) -> dt.datetime:
@@ -556,7 +568,10 @@ class InputContract(BaseModel):
 def _annotation(spec: FieldSpec) -> Any:
     if spec.kind == "datetime":
         base: Any = Annotated[
-            dt.datetime, BeforeValidator(_date_input), AfterValidator(_wall_clock)
+            dt.datetime,
+            BeforeValidator(_date_input),
+            AfterValidator(_wall_clock),
+            WithJsonSchema({"type": "string", "pattern": ISO_DATETIME}),
         ]
     elif spec.kind == "number":
         base = Annotated[
@@ -583,9 +598,9 @@ def problems_of(error: ValidationError, row: int | None = 0) -> list[RowProblem]
     for item in error.errors(include_url=False, include_context=False, include_input=False):
         positions = [part for part in item["loc"] if isinstance(part, int)]
         at = positions[0] if positions and row is None else row
+        # The first part names the field; union members (e.g. "float | None") append their
+        # type's name after it, which a field's own name may also start with ("street").
         location = [str(part) for part in item["loc"] if not isinstance(part, int)]
-        # Union members (e.g. "float | None") add their type name to the location.
-        location = [part for part in location if not part.startswith(("float", "str", "none"))]
         name = location[0] if location else "(row)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":

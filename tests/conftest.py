@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,12 @@ def drop_test_database(database) -> None:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip the tests marked ``mongodb`` (they need a real server) when MONGODB_URI is unset."""
+    """Run the fuzz test last; skip the ``mongodb`` tests when MONGODB_URI is unset.
+
+    The fuzz test stores random records and logs in the server it shares with the service
+    tests. The ``mongodb`` tests need a real server.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("fuzz") is not None)  # stable
     if os.environ.get("MONGODB_URI", "").strip():
         return
     skip = pytest.mark.skip(
@@ -416,3 +422,115 @@ def stop_server(server: Server) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait(10)
+
+
+# -- two served flights models, shared by the tests that serve them -------------------------------
+
+#: The served models' inputs (a subset of the flights features: quick to train).
+SERVICE_COLUMNS = [
+    "sched_dep", "carrier", "origin", "dest", "route", "manufacturer", "distance",
+    "sched_arr_hour", "origin_day_departures", "temp", "wind_gust", "pressure", "plane_age",
+]  # fmt: skip
+SERVICE_PARAMS = {
+    "mlp": {"hidden_layer_sizes": [16], "alpha": 0.001, "learning_rate_init": 0.003},
+    "xgboost": {"max_depth": 3, "n_estimators": 40, "learning_rate": 0.1},
+}
+
+
+@dataclass
+class Served:
+    config: object
+    split: object
+    bento: str
+    tags: dict[str, str]
+    pipelines: dict[str, object]
+    contract: object
+    store_root: Path
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory) -> Served:
+    """Two flights models trained on a sample, saved as a run saves them, built into a Bento.
+
+    Session-wide: tests/test_service.py and tests/test_fuzz.py serve the same Bento (each
+    module starts its own server, on its own store).
+    """
+    from bentos.build import build_bento
+    from bentos.registry import served_model_from_tag
+    from tabular.config import DEFAULT_CONFIG, load_config
+    from tabular.datasets import load_raw, prepare, split_data
+
+    root = tmp_path_factory.mktemp("service")
+    config = load_config(DEFAULT_CONFIG)
+    config = config.model_copy(
+        update={"training": config.training.model_copy(update={"max_epochs": 3, "patience": 2})}
+    )
+    data, _ = prepare(load_raw(config), config)
+    sample = data.sample(8000, random_state=3).sort_values(config.date_column)
+    split = split_data(sample, config, seed=3)
+    tags, pipelines = save_served_pair(
+        config,
+        split.train,
+        split.validation,
+        SERVICE_COLUMNS,
+        {
+            "primary": ("mlp", SERVICE_PARAMS["mlp"]),
+            "secondary": ("xgboost", SERVICE_PARAMS["xgboost"]),
+        },
+        reference_dir=root / "run",
+    )
+    bento = build_bento(config.name, tags["primary"], tags["secondary"])
+    return Served(
+        config=config,
+        split=split,
+        bento=bento,
+        tags=tags,
+        pipelines=pipelines,
+        contract=served_model_from_tag(tags["primary"]).contract,
+        store_root=root,
+    )
+
+
+#: The write key of the session's flights server.
+SERVICE_KEY = "test-key-0123"
+
+
+@pytest.fixture(scope="session")
+def service_store(served, tmp_path_factory) -> dict[str, str]:
+    """The session's flights store: 200 test flights (embedded, or MONGODB_URI's server)."""
+    with flights_store(served, tmp_path_factory.mktemp("service-store")) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def service_server(served, service_store, tmp_path_factory) -> Server:
+    """The Bento served on a free port with ``SERVICE_KEY``: tests/test_service.py, then the fuzzer."""
+    running = start_server(
+        served.bento, tmp_path_factory.mktemp("service-server"), MLOPS_API_KEY=SERVICE_KEY,
+        **service_store,
+    )  # fmt: skip
+    yield running
+    stop_server(running)
+
+
+@contextmanager
+def flights_store(served: Served, folder: Path, rows: int = 200):
+    """A fresh database (embedded in ``folder``, or MONGODB_URI's server) holding test flights.
+
+    Yields:
+        The environment a server needs to use it.
+    """
+    from store import StoreSettings, connect
+    from store.connection import get_database
+    from store.transfer import import_dataset
+
+    env = {"MONGODB_DB": fresh_database(), "MLOPS_STORE_DIR": str(folder)}
+    if os.environ.get("MONGODB_URI"):
+        env["MONGODB_URI"] = os.environ["MONGODB_URI"]
+    connect(StoreSettings.from_env(env))
+    import_dataset(served.config, frame=served.split.test.head(rows))
+    try:
+        yield env
+    finally:
+        connect(StoreSettings.from_env(env), check=False)
+        drop_test_database(get_database())

@@ -2,11 +2,12 @@
 
 import datetime as dt
 import json
+import re
 
 import pandas as pd
 import pytest
 
-from tabular.contract import InputContract, InputRejected, build_contract
+from tabular.contract import ISO_DATETIME, InputContract, InputRejected, build_contract
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.features import plan_encoding
 from tabular.training import fit_on_split
@@ -73,6 +74,7 @@ def test_request_model_refuses_what_the_gate_or_pipeline_would_not_accept(contra
     assert "finite" in problems(price=float("inf"))["price"]
     assert "valid string" in problems(channel=3)["channel"]
     assert "ISO 8601" in problems(order_date=1_600_000_000)["order_date"]
+    assert "ISO 8601" in problems(order_date="1600000000")["order_date"]  # not a Unix time
     assert "order_date" in problems(order_date="2021-01-01T27:00:00")
     assert "channel" in problems(channel=None)  # never missing in training
     assert problems(colour="red") == {"colour": "not an input of this model"}
@@ -177,7 +179,9 @@ def test_openapi_schema_shows_types_nulls_descriptions_bounds_and_levels(contrac
     assert list(properties) == contract.names
     assert schema["additionalProperties"] is False
     assert schema["required"] == contract.names
-    assert properties["order_date"]["format"] == "date-time"
+    # A pattern, not "date-time" (which requires an offset the rows' own times do not have).
+    assert properties["order_date"]["pattern"] == ISO_DATETIME
+    assert re.match(ISO_DATETIME, contract.example["order_date"])
     assert {"type": "null"} in properties["price"]["anyOf"]
     number = next(t for t in properties["price"]["anyOf"] if t.get("type") == "number")
     assert (number["minimum"], number["maximum"]) == (0, 10000)
@@ -249,3 +253,27 @@ def test_a_dataset_without_a_date_gets_a_contract_and_a_compiled_path(tmp_path):
     compiled = compile_pipeline(model.pipeline, plan.input_columns)
     frame = contract.values_frame(rows)
     assert max_difference(compiled, model.pipeline, frame, rows) <= 1e-9
+
+
+def test_every_problem_names_its_field_whatever_the_field_is_called():
+    """Fields named like pydantic's union members (street, float_count, none_left) are named."""
+    from tabular.contract import FieldSpec
+
+    contract = InputContract(
+        dataset="shops",
+        fields=[
+            FieldSpec(name="street", kind="category", nullable=True),
+            FieldSpec(name="float_count", kind="number", nullable=True, minimum=0),
+            FieldSpec(name="none_left", kind="number"),
+            FieldSpec(name="string_date", kind="datetime", nullable=True),
+        ],
+    )
+    good = {"street": "Main", "float_count": 2.0, "none_left": 1.0, "string_date": None}
+    assert contract.coerce(good)["street"] == "Main"
+    with pytest.raises(InputRejected) as caught:
+        contract.coerce(
+            {"street": 5, "float_count": -1.0, "none_left": "x", "string_date": "2021-13-01"}
+        )
+    fields = {p.field for p in caught.value.problems}
+    assert fields == {"street", "float_count", "none_left", "string_date"}
+    assert "(row)" not in fields

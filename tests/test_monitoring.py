@@ -327,7 +327,7 @@ def test_windows_are_parsed_or_refused_in_one_sentence():
         Window.parse(since="2026-01-02", until="2026-01-01", default_last=1)
 
 
-def test_cli_reports_a_bad_window_in_one_line(capsys):
+def test_cli_reports_a_bad_window_in_one_line(capsys, monkeypatch):
     assert main(["monitor", "--since", "yesterday"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: since: expected an ISO 8601") and err.count("\n") == 1
@@ -339,6 +339,11 @@ def test_cli_reports_a_bad_window_in_one_line(capsys):
                  "http://127.0.0.1:9"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.startswith("error: --from/--to must be ISO 8601 dates") and err.count("\n") == 1
+    # Outcomes need the API's key (/feedback refuses them without it): said before any call.
+    monkeypatch.delenv("MLOPS_API_KEY", raising=False)
+    assert main(["replay", "--from", "2013-12-01", "--to", "2013-12-02", "--url",
+                 "http://127.0.0.1:9", "--with-feedback"]) == 2  # fmt: skip
+    assert "needs the API's write key: set MLOPS_API_KEY" in capsys.readouterr().err
 
 
 def test_the_gate_promotes_only_beyond_the_margin():
@@ -403,6 +408,7 @@ class _Counting(BaseHTTPRequestHandler):
     lock = threading.Lock()
     inflight = peak = 0
     bodies: list = []
+    keys: list = []
 
     def do_POST(self):  # noqa: N802 - the handler's API
         cls = type(self)
@@ -414,6 +420,8 @@ class _Counting(BaseHTTPRequestHandler):
         with cls.lock:
             cls.inflight -= 1
             cls.bodies.append((self.path, body))
+            if self.path == "/feedback":
+                cls.keys.append(self.headers.get("X-API-Key"))
         status = 200 if self.path == "/feedback" or body.get("ok", True) else 400
         answer = json.dumps({"request_id": f"r{len(cls.bodies)}"}).encode()
         self.send_response(status)
@@ -439,6 +447,7 @@ def test_replay_bounds_rate_and_concurrency_and_posts_feedback():
             [i % 2 for i in range(40)],
             rate=100,
             concurrency=3,
+            api_key="k3y",
         )
         elapsed = (dt.datetime.now() - started).total_seconds()
     finally:
@@ -449,3 +458,4 @@ def test_replay_bounds_rate_and_concurrency_and_posts_feedback():
     assert elapsed >= 0.39 and _Counting.peak <= 3
     feedback = [body for path, body in _Counting.bodies if path == "/feedback"]
     assert sorted(b["actual"] for b in feedback) == sorted(i % 2 for i in range(40) if i != 3)
+    assert _Counting.keys == ["k3y"] * 39  # /feedback needs the API's key

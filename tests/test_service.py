@@ -14,117 +14,28 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from bentos.build import build_bento
-from bentos.registry import served_model_from_tag
-from tabular.config import DEFAULT_CONFIG, load_config
-from tabular.datasets import load_raw, prepare, split_data
-from tests.conftest import (
-    drop_test_database,
-    free_port,
-    fresh_database,
-    save_served_pair,
-    start_server,
-    stop_server,
-)
+from tests.conftest import SERVICE_KEY, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
-KEY = "test-key-0123"
-COLUMNS = [
-    "sched_dep",
-    "carrier",
-    "origin",
-    "dest",
-    "route",
-    "manufacturer",
-    "distance",
-    "sched_arr_hour",
-    "origin_day_departures",
-    "temp",
-    "wind_gust",
-    "pressure",
-    "plane_age",
-]
-PARAMS = {
-    "mlp": {"hidden_layer_sizes": [16], "alpha": 0.001, "learning_rate_init": 0.003},
-    "xgboost": {"max_depth": 3, "n_estimators": 40, "learning_rate": 0.1},
-}
-
-
-@dataclass
-class Served:
-    config: object
-    split: object
-    bento: str
-    tags: dict[str, str]
-    pipelines: dict[str, object]
-    contract: object
-    store_root: Path
+KEY = SERVICE_KEY
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Served:
-    root = tmp_path_factory.mktemp("service")
-    config = load_config(DEFAULT_CONFIG)
-    config = config.model_copy(
-        update={"training": config.training.model_copy(update={"max_epochs": 3, "patience": 2})}
-    )
-    data, _ = prepare(load_raw(config), config)
-    sample = data.sample(8000, random_state=3).sort_values(config.date_column)
-    split = split_data(sample, config, seed=3)
-    tags, pipelines = save_served_pair(
-        config,
-        split.train,
-        split.validation,
-        COLUMNS,
-        {"primary": ("mlp", PARAMS["mlp"]), "secondary": ("xgboost", PARAMS["xgboost"])},
-        reference_dir=root / "run",
-    )
-    bento = build_bento(config.name, tags["primary"], tags["secondary"])
-    return Served(
-        config=config,
-        split=split,
-        bento=bento,
-        tags=tags,
-        pipelines=pipelines,
-        contract=served_model_from_tag(tags["primary"]).contract,
-        store_root=root,
-    )
+def store_env(service_store) -> dict[str, str]:
+    """The session's flights store (shared with the fuzz test, which runs after these)."""
+    return service_store
 
 
 @pytest.fixture(scope="module")
-def store_env(served) -> dict[str, str]:
-    """A fresh database (embedded folder, or MONGODB_URI's server) holding a few flights."""
-    from store import StoreSettings, connect
-    from store.transfer import import_dataset
-
-    env = {
-        "MONGODB_DB": fresh_database(),
-        "MLOPS_STORE_DIR": str(served.store_root / "store"),
-    }
-    if os.environ.get("MONGODB_URI"):
-        env["MONGODB_URI"] = os.environ["MONGODB_URI"]
-    connect(StoreSettings.from_env(env))
-    import_dataset(served.config, frame=served.split.test.head(200))
-    yield env
-    from store.connection import get_database
-
-    connect(StoreSettings.from_env(env), check=False)
-    drop_test_database(get_database())
-
-
-@pytest.fixture(scope="module")
-def server(served, store_env):
-    running = start_server(served.bento, served.store_root / "main", MLOPS_API_KEY=KEY, **store_env)
-    yield running
-    stop_server(running)
+def server(service_server):
+    return service_server
 
 
 def held_out_rows(served, count: int) -> pd.DataFrame:
@@ -194,6 +105,14 @@ def _detail(response: httpx.Response) -> str:
     return json.dumps(response.json())
 
 
+def _error(response: httpx.Response):
+    """The answer's body read as the one error schema (fails on any other shape)."""
+    from bentos.guard import ApiError
+
+    assert response.headers["content-type"] == "application/json", response.headers
+    return ApiError.model_validate_json(response.content)
+
+
 def test_bad_inputs_get_a_4xx_naming_the_field_and_the_reason(served, server):
     good = dict(served.contract.example)
     without_distance = {k: v for k, v in good.items() if k != "distance"}
@@ -202,24 +121,97 @@ def test_bad_inputs_get_a_4xx_naming_the_field_and_the_reason(served, server):
         ("/predict", {**good, "distance": "far"}, None, "distance", "valid number"),
         ("/predict", {**good, "distance": -5.0}, None, "distance", "greater than or equal to 1"),
         ("/predict", {**good, "sched_arr_hour": 27}, None, "sched_arr_hour", "less than or equal"),
-        ("/predict", {**good, "sched_dep": "2013-07-01T27:00:00"}, None, "sched_dep", "datetime"),
+        ("/predict", {**good, "sched_dep": "2013-07-01T27:00:00"}, None, "sched_dep", "ISO 8601"),
+        ("/predict", {**good, "sched_dep": "2013-02-30T10:00:00"}, None, "sched_dep", "datetime"),
         ("/predict", {**good, "colour": "red"}, None, "colour", "Extra inputs"),
         ("/predict", [good], None, "", "object"),
         ("/predict_batch", {"rows": [good] * 1001}, None, "rows", "at most 1000"),
         ("/predict_batch", {"rows": []}, None, "rows", "at least 1"),
+        # Unknown fields are refused in the wrappers too, not only in a row.
+        ("/predict_batch", {"rows": [good], "note": "x"}, None, "note", "Extra inputs"),
+        ("/predict_with", {"model": "primary", "features": good, "x": 1}, None, "x", "Extra"),
+        ("/info", {"verbose": True}, None, "verbose", "Extra inputs"),
         ("/predict", None, b'{"distance": 12,', "", "Invalid JSON"),
         ("/predict", None, b"", "distance", "Field required"),
         ("/predict_with", {"model": "tertiary", "features": good}, None, "model", "'primary'"),
-        ("/feedback", {"request_id": "x", "actual": 2}, None, "actual", "0 or 1"),
-        ("/records/list", {"page_size": 5000}, None, "page_size", "less than or equal to 1000"),
     ]
     for route, body, raw, field, reason in cases:
         answer = server.post(route, body, raw=raw)
-        assert 400 <= answer.status_code < 500, (route, field, answer.status_code, answer.text)
+        assert answer.status_code == 400, (route, field, answer.status_code, answer.text)
+        error = _error(answer)
         assert field in _detail(answer) and reason in _detail(answer), (route, answer.text)
-    # A form-encoded body (curl -d without a JSON header) is refused as well, not a 500.
-    form = server.post("/predict", raw=b"{bad", content_type="application/x-www-form-urlencoded")
-    assert form.status_code == 400
+        # The one-line summary names the field too.
+        assert field in error.error and reason in error.error, (route, error.error)
+    feedback = server.post("/feedback", {"request_id": "x", "actual": 2}, key=KEY)
+    assert feedback.status_code == 400 and _error(feedback).detail[0].loc == ["actual"]
+    listed = httpx.get(server.url + "/records", params={"page_size": 5000}, timeout=10)
+    assert listed.status_code == 400 and "less than or equal to 1000" in listed.text
+    assert _error(listed).detail[0].loc == ["query", "page_size"]
+
+
+def test_content_types_and_sizes_a_json_api_cannot_read_are_4xx_not_500(served, server):
+    body = json.dumps(served.contract.example).encode()
+    # BentoML 1.4.39 answered 500 to these (multipart without a boundary) or parsed a form.
+    for content_type in (
+        "multipart/form-data",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/xml",
+    ):
+        for route in ("/predict", "/predict_batch", "/feedback", "/records"):
+            answer = server.post(route, raw=body, content_type=content_type, key=KEY)
+            assert answer.status_code == 415, (route, content_type, answer.text)
+            assert "application/json" in _error(answer).error
+    # A JSON content type with parameters is JSON.
+    utf8 = server.post("/predict", raw=body, content_type="application/json; charset=utf-8")
+    assert utf8.status_code == 200, utf8.text
+    # A body over the limit is refused before it is read: declared, or streamed without a length.
+    from bentos.guard import DEFAULT_MAX_BODY_BYTES
+
+    rows = json.dumps({"rows": [served.contract.example] * 1000}).encode()
+    assert len(rows) < DEFAULT_MAX_BODY_BYTES  # a whole batch fits
+    assert server.post("/predict_batch", raw=rows).status_code == 200
+    big = b'{"rows": [], "pad": "' + b"x" * DEFAULT_MAX_BODY_BYTES + b'"}'
+    too_big = server.post("/predict_batch", raw=big)
+    assert too_big.status_code == 413 and "MLOPS_MAX_BODY_BYTES" in _error(too_big).error
+
+    def chunks():
+        for _ in range(5):
+            yield b"x" * (DEFAULT_MAX_BODY_BYTES // 4)
+
+    streamed = httpx.post(
+        server.url + "/predict",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert streamed.status_code == 413, streamed.text
+    # An unknown path and a method a route does not have: the same error body.
+    assert _error(httpx.get(server.url + "/nowhere", timeout=10)).detail[0].type == "not_found"
+    wrong = httpx.put(server.url + "/records/flights:x", timeout=10)
+    assert wrong.status_code == 405 and _error(wrong).error
+    assert wrong.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+
+
+def test_a_client_error_is_one_log_line(served, server):
+    """Each refused request logs one INFO/WARNING line (route, status, reason), no traceback."""
+    before = server.log.read_bytes().count(b"\n")
+    good = dict(served.contract.example)
+    server.post("/predict", {**good, "distance": "far"})
+    server.post("/predict", raw=b"{", content_type="application/json")
+    server.post("/predict", raw=b"{}", content_type="multipart/form-data")
+    server.post("/feedback", {"request_id": "x", "actual": 1})
+    httpx.get(server.url + "/records/flights:nope", timeout=10)
+    time.sleep(0.5)
+    lines = server.log.read_bytes().decode("utf-8", "replace").split("\n")[before:-1]
+    assert len(lines) == 5, "\n".join(lines)
+    assert "[INFO]" in lines[0] and "POST /predict -> 400: distance: Input should be" in lines[0]
+    assert "POST /predict -> 400: Invalid JSON" in lines[1]
+    assert "POST /predict -> 415: Content-Type 'multipart/form-data'" in lines[2]
+    assert "[WARNING]" in lines[3] and "POST /feedback -> 401: missing X-API-Key" in lines[3]
+    assert "GET /records/flights:nope -> 404: no dataset record" in lines[4]
+    assert not any("Traceback" in line or "[ERROR]" in line for line in lines)
 
 
 # -- logs and feedback ---------------------------------------------------------------------------
@@ -288,7 +280,12 @@ def test_a_batch_is_checked_as_a_whole_and_each_refused_field_named(served, serv
     assert server.post("/predict_batch", {"rows": [good, 5]}).status_code == 400
     # The schema still shows the rows' fields.
     spec = httpx.get(server.url + "/docs.json", timeout=10).json()
-    assert "FlightsFeatures" in json.dumps(spec["paths"]["/predict_batch"])
+    body = spec["paths"]["/predict_batch"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/BatchRequest"}
+    rows = spec["components"]["schemas"]["BatchRequest"]["properties"]["rows"]
+    assert rows["items"]["title"] == "FlightsFeatures" and rows["maxItems"] == 1000
+    assert set(served.contract.names) == set(rows["items"]["properties"])
+    assert spec["components"]["schemas"]["BatchRequest"]["additionalProperties"] is False
 
 
 def test_metrics_count_every_log_outcome(served, server):
@@ -305,21 +302,39 @@ def test_metrics_count_every_log_outcome(served, server):
 
 def test_feedback_is_stored_once_404_for_unknown_409_for_a_contradiction(served, server):
     request_id = server.post("/predict", served.contract.example).json()["request_id"]
-    stored = server.post("/feedback", {"request_id": request_id, "actual": 1})
+    stored = server.post("/feedback", {"request_id": request_id, "actual": 1}, key=KEY)
     assert stored.status_code == 200, stored.text
     assert stored.json()["actual"] == 1 and stored.json()["label"] == "late 15+ min"
-    again = server.post("/feedback", {"request_id": request_id, "actual": 1})
+    assert stored.json()["received_at"].endswith("Z")  # a UTC time says so
+    again = server.post("/feedback", {"request_id": request_id, "actual": 1}, key=KEY)
     assert again.status_code == 200
-    contradiction = server.post("/feedback", {"request_id": request_id, "actual": 0})
+    contradiction = server.post("/feedback", {"request_id": request_id, "actual": 0}, key=KEY)
     assert contradiction.status_code == 409 and "already has outcome 1" in contradiction.text
-    unknown = server.post("/feedback", {"request_id": "no-such-request", "actual": 0})
+    assert _error(contradiction).detail[0].loc == ["actual"]
+    unknown = server.post("/feedback", {"request_id": "no-such-request", "actual": 0}, key=KEY)
     assert unknown.status_code == 404 and "no-such-request" in unknown.text
 
 
-# -- CRUD and the API key -------------------------------------------------------------------------
+def test_feedback_without_the_key_is_refused_and_not_stored(served, server, store_env):
+    """Feedback decides promotions: only a client with the key can send it."""
+    from store import StoreSettings, connect, get_feedback
+    from tabular.errors import RecordNotFound
+
+    request_id = server.post("/predict", served.contract.example).json()["request_id"]
+    missing = server.post("/feedback", {"request_id": request_id, "actual": 1})
+    assert missing.status_code == 401 and "X-API-Key" in _error(missing).error
+    wrong = server.post("/feedback", {"request_id": request_id, "actual": 1}, key="nope")
+    assert wrong.status_code == 403
+    connect(StoreSettings.from_env(store_env))
+    with pytest.raises(RecordNotFound):
+        get_feedback(request_id)
 
 
-def test_crud_over_http_with_the_key(served, server):
+# -- the stored data as REST resources, and the API key --------------------------------------------
+
+
+def test_records_and_logs_are_rest_resources(served, server):
+    url = server.url
     record = served.split.test.iloc[0]
     values = {
         "sched_dep": pd.Timestamp(record["sched_dep"]).isoformat(),
@@ -327,49 +342,65 @@ def test_crud_over_http_with_the_key(served, server):
         "carrier": "ZZ",
         "distance": 1234.0,
     }
-    created = server.post("/records/create", {"values": values}, key=KEY)
-    assert created.status_code == 200, created.text
+    created = server.post("/records", {"values": values}, key=KEY)
+    assert created.status_code == 201, created.text
     record_id = created.json()["id"]
+    assert created.headers["location"] == f"/records/{record_id}"
     assert created.json()["values"]["carrier"] == "ZZ"
 
-    read = server.post("/records/get", {"record_id": record_id}).json()
+    read = httpx.get(f"{url}/records/{record_id}", timeout=10).json()
     assert read["values"]["distance"] == 1234.0
     day = pd.Timestamp(record["sched_dep"]).normalize()
-    listed = server.post(
-        "/records/list",
-        {
-            "where": {"carrier": "ZZ"},
+    listed = httpx.get(
+        f"{url}/records",
+        params={
+            "carrier": "ZZ",
             "date_from": day.isoformat(),
             "date_to": (day + pd.Timedelta(days=1)).isoformat(),
-            "page": 1,
             "page_size": 10,
         },
+        timeout=10,
     ).json()
     assert [item["id"] for item in listed["items"]] == [record_id]
-    page = server.post("/records/list", {"page": 2, "page_size": 50}).json()
+    # A numeric column is filtered by its value, typed by the stored column.
+    by_distance = httpx.get(f"{url}/records", params={"distance": "1234"}, timeout=10).json()
+    assert [item["id"] for item in by_distance["items"]] == [record_id]
+    page = httpx.get(f"{url}/records", params={"page": 2, "page_size": 50}, timeout=10).json()
     assert page["total"] == 201 and len(page["items"]) == 50 and page["page"] == 2
+    unknown = httpx.get(f"{url}/records", params={"colour": "red"}, timeout=10)
+    assert unknown.status_code == 400 and _error(unknown).detail[0].loc == ["query", "colour"]
 
-    updated = server.post(
-        "/records/update", {"record_id": record_id, "values": {"distance": 99.0}}, key=KEY
+    patch = httpx.patch(
+        f"{url}/records/{record_id}",
+        json={"values": {"distance": 99.0}},
+        headers={"X-API-Key": KEY},
+        timeout=10,
     )
-    assert updated.status_code == 200 and updated.json()["values"]["distance"] == 99.0
-    wrong_type = server.post(
-        "/records/update", {"record_id": record_id, "values": {"distance": "far"}}, key=KEY
+    assert patch.status_code == 200 and patch.json()["values"]["distance"] == 99.0
+    wrong_type = httpx.patch(
+        f"{url}/records/{record_id}",
+        json={"values": {"distance": "far"}},
+        headers={"X-API-Key": KEY},
+        timeout=10,
     )
-    assert wrong_type.status_code == 400 and "distance" in wrong_type.text
+    assert wrong_type.status_code == 400 and "distance" in _error(wrong_type).error
     # The rules the CSV was held to (the config's checks.ranges), as /predict refuses it too.
-    for route, body in (
-        ("/records/create", {"values": {**values, "sched_arr_hour": 27}}),
-        ("/records/update", {"record_id": record_id, "values": {"sched_arr_hour": 27}}),
+    for method, path, body in (
+        ("POST", "/records", {"values": {**values, "sched_arr_hour": 27}}),
+        ("PATCH", f"/records/{record_id}", {"values": {"sched_arr_hour": 27}}),
     ):
-        refused = server.post(route, body, key=KEY)
+        refused = httpx.request(
+            method, f"{url}{path}", json=body, headers={"X-API-Key": KEY}, timeout=10
+        )
         assert refused.status_code == 400, refused.text
-        assert refused.json()["detail"][0]["loc"] == ["values.sched_arr_hour"]
+        assert "sched_arr_hour" in _error(refused).detail[0].loc[-1]
         assert "outside [0.0, 24.0]" in refused.text
-    deleted = server.post("/records/delete", {"record_id": record_id}, key=KEY)
-    assert deleted.status_code == 200 and deleted.json() == {"deleted": record_id}
-    gone = server.post("/records/get", {"record_id": record_id})
-    assert gone.status_code == 404 and record_id in gone.text
+    deleted = httpx.delete(f"{url}/records/{record_id}", headers={"X-API-Key": KEY}, timeout=10)
+    assert deleted.status_code == 204 and deleted.content == b""
+    gone = httpx.get(f"{url}/records/{record_id}", timeout=10)
+    assert gone.status_code == 404 and record_id in _error(gone).error
+    again = httpx.delete(f"{url}/records/{record_id}", headers={"X-API-Key": KEY}, timeout=10)
+    assert again.status_code == 404
 
     log = {
         "request_id": "crud-log-1",
@@ -381,45 +412,105 @@ def test_crud_over_http_with_the_key(served, server):
         "latency_ms": 1.0,
         "dataset": "flights",
     }
-    assert server.post("/logs/create", {"log": log}, key=KEY).status_code == 200
-    assert server.post("/logs/create", {"log": log}, key=KEY).status_code == 409
-    assert server.post("/logs/get", {"request_id": "crud-log-1"}).json()["model_name"] == "manual"
-    listed = server.post("/logs/list", {"model_name": "manual"}).json()
+    first = server.post("/logs", log, key=KEY)
+    assert first.status_code == 201 and first.headers["location"] == "/logs/crud-log-1"
+    assert first.json()["timestamp"].endswith("Z")
+    assert server.post("/logs", log, key=KEY).status_code == 409
+    # Any text is an id, answered percent-encoded in Location (the fuzzer found a 500 here).
+    odd = server.post(
+        "/logs", {**log, "request_id": "ünï cödé \U00058a89", "model_name": "odd"}, key=KEY
+    )
+    assert odd.status_code == 201, odd.text
+    assert odd.headers["location"] == "/logs/%C3%BCn%C3%AF%20c%C3%B6d%C3%A9%20%F1%98%AA%89"
+    assert httpx.get(url + odd.headers["location"], timeout=10).json()["request_id"].startswith("ü")
+    slash = server.post("/logs", {**log, "request_id": "a/b"}, key=KEY)
+    assert slash.status_code == 400 and _error(slash).detail[0].loc == ["request_id"]
+    assert server.post("/logs", {**log, "colour": 1}, key=KEY).status_code == 400
+    assert httpx.get(f"{url}/logs/crud-log-1", timeout=10).json()["model_name"] == "manual"
+    listed = httpx.get(f"{url}/logs", params={"model_name": "manual"}, timeout=10).json()
     assert [item["request_id"] for item in listed["items"]] == ["crud-log-1"]
-    changed = server.post(
-        "/logs/update", {"request_id": "crud-log-1", "changes": {"model_version": "2"}}, key=KEY
+    assert httpx.get(f"{url}/logs", params={"colour": 1}, timeout=10).status_code == 400
+    assert httpx.get(f"{url}/logs", params={"until": "0.5"}, timeout=10).status_code == 400
+    changed = httpx.patch(
+        f"{url}/logs/crud-log-1",
+        json={"model_version": "2"},
+        headers={"X-API-Key": KEY},
+        timeout=10,
     )
     assert changed.status_code == 200 and changed.json()["model_version"] == "2"
-    assert server.post("/logs/delete", {"request_id": "crud-log-1"}, key=KEY).status_code == 200
-    assert server.post("/logs/get", {"request_id": "crud-log-1"}).status_code == 404
+    # A field that may be left out is not therefore nullable (the fuzzer found this one).
+    nulled = httpx.patch(
+        f"{url}/logs/crud-log-1", json={"timestamp": None}, headers={"X-API-Key": KEY}, timeout=10
+    )
+    assert nulled.status_code == 400 and _error(nulled).detail[0].loc == ["timestamp"]
+    deleted = httpx.delete(f"{url}/logs/crud-log-1", headers={"X-API-Key": KEY}, timeout=10)
+    assert deleted.status_code == 204
+    assert httpx.get(f"{url}/logs/crud-log-1", timeout=10).status_code == 404
 
 
-def test_write_endpoints_need_the_right_key(served, server):
-    body = {"record_id": "flights:nope", "values": {"distance": 1.0}}
-    missing = server.post("/records/update", body)
-    assert missing.status_code == 401 and "X-API-Key" in missing.text
-    wrong = server.post("/records/update", body, key="not-the-key")
-    assert wrong.status_code == 403 and "X-API-Key" in wrong.text
-    for route, other in (
-        ("/records/create", {"values": {}}),
-        ("/records/delete", {"record_id": "x"}),
-        ("/logs/update", {"request_id": "x", "changes": {}}),
-        ("/logs/delete", {"request_id": "x"}),
-    ):
-        assert server.post(route, other).status_code == 401
-        assert server.post(route, other, key="not-the-key").status_code == 403
-    # Reads need no key.
-    assert server.post("/records/list", {"page_size": 1}).status_code == 200
+def test_writes_need_the_right_key_and_reads_do_not(served, server):
+    url = server.url
+    writes = [
+        ("POST", "/records", {"values": {}}),
+        ("PATCH", "/records/flights:nope", {"values": {"distance": 1.0}}),
+        ("DELETE", "/records/flights:nope", None),
+        ("POST", "/logs", {}),
+        ("PATCH", "/logs/x", {}),
+        ("DELETE", "/logs/x", None),
+        ("POST", "/feedback", {"request_id": "x", "actual": 1}),
+        ("POST", "/reload", {"primary": "a:b", "secondary": "c:d"}),
+    ]
+    for method, route, body in writes:
+        for key, status in ((None, 401), ("not-the-key", 403)):
+            headers = {"X-API-Key": key} if key else {}
+            answer = httpx.request(method, url + route, json=body, headers=headers, timeout=10)
+            assert answer.status_code == status, (method, route, answer.text)
+            assert "X-API-Key" in _error(answer).error
+    for route in ("/records?page_size=1", "/records/flights:nope", "/logs", "/logs/x"):
+        assert httpx.get(url + route, timeout=10).status_code in (200, 404)
 
 
-def test_openapi_lists_the_real_fields_and_the_key_scheme(served, server):
+def test_openapi_is_the_projects_and_says_what_the_server_does(served, server):
     spec = httpx.get(server.url + "/docs.json", timeout=10).json()
-    schema = spec["components"]["schemas"]["FlightsFeatures"]
+    # The project's document (served in place of BentoML's: the mount comes first).
+    assert spec["openapi"] == "3.1.0"
+    assert spec["info"]["title"].startswith("tabular-mlops") and "BentoML" not in str(spec["info"])
+    schemas = spec["components"]["schemas"]
+    schema = schemas["FlightsFeatures"]
     assert list(schema["properties"]) == served.contract.names
+    assert schema["additionalProperties"] is False
     assert "miles" in schema["properties"]["distance"]["description"]
+    # Nullable inputs are declared nullable, and only they.
+    for spec_field in served.contract.fields:
+        declared = schema["properties"][spec_field.name]
+        accepts_null = {"type": "null"} in declared.get("anyOf", [])
+        assert accepts_null == spec_field.nullable, spec_field.name
+    assert any(f.nullable for f in served.contract.fields)
+    for wrapper in ("BatchRequest", "PredictWithRequest", "ReloadRequest", "NoBody", "RecordIn",
+                    "RecordChanges", "FeedbackIn", "PredictionLogIn", "PredictionLogChanges"):  # fmt: skip
+        assert schemas[wrapper]["additionalProperties"] is False, wrapper
+    paths = spec["paths"]
+    # REST resources next to the BentoML prediction routes.
+    assert set(paths["/records/{record_id}"]) == {"get", "patch", "delete"}
+    assert set(paths["/records"]) == {"get", "post"} and set(paths["/predict"]) == {"post"}
     assert spec["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "X-API-Key"
-    assert spec["paths"]["/records/create"]["post"]["security"] == [{"ApiKeyAuth": []}]
-    assert "security" not in spec["paths"]["/predict"]["post"]
+    assert paths["/records"]["post"]["security"] == [{"ApiKeyAuth": []}]
+    assert paths["/feedback"]["post"]["security"] == [{"ApiKeyAuth": []}]
+    assert (
+        "security" not in paths["/records"]["get"] and "security" not in paths["/predict"]["post"]
+    )
+    assert {"401", "403", "404", "409"} <= set(paths["/feedback"]["post"]["responses"])
+    assert {"400", "413", "415"} <= set(paths["/predict_batch"]["post"]["responses"])
+    # Every error answer has the one error body.
+    for item in paths.values():
+        for operation in item.values():
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400:
+                    if "$ref" in answer:
+                        name = answer["$ref"].rsplit("/", 1)[-1]
+                        answer = spec["components"]["responses"][name]
+                    ref = answer["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Error", (status, operation["summary"])
     info = server.post("/info", {}).json()
     assert [m["tag"] for m in info["models"]] == [served.tags["primary"], served.tags["secondary"]]
     assert info["models"][0]["run_id"] == "run-test" and info["features"] == served.contract.names
@@ -475,8 +566,8 @@ def test_predictions_survive_a_mongodb_outage_and_are_replayed_once(served, stor
             assert answer.status_code == 200, answer.text
             ids.append(answer.json()["request_id"])
         # A CRUD read needs the store: a clear 503, not a 500.
-        unavailable = dead.post("/records/list", {"page_size": 1})
-        assert unavailable.status_code == 503 and "unreachable" in unavailable.text
+        unavailable = httpx.get(dead.url + "/records", params={"page_size": 1}, timeout=30)
+        assert unavailable.status_code == 503 and "unreachable" in _error(unavailable).error
     finally:
         stop_server(dead)  # flushes what is still queued
     journaled = Journal(journal).read()
@@ -494,8 +585,8 @@ def test_predictions_survive_a_mongodb_outage_and_are_replayed_once(served, stor
             time.sleep(0.2)
         assert not Journal(journal).pending()
         # No key configured on this server: writes are refused with the way to enable them.
-        refused = back.post("/records/delete", {"record_id": "x"}, key="anything")
-        assert refused.status_code == 503 and "MLOPS_API_KEY" in refused.text
+        refused = httpx.delete(back.url + "/records/x", headers={"X-API-Key": "a"}, timeout=10)
+        assert refused.status_code == 503 and "MLOPS_API_KEY" in _error(refused).error
     finally:
         stop_server(back)
     # Each journaled log is stored exactly once, and a second replay finds nothing.
@@ -529,7 +620,7 @@ def test_the_smoke_script_passes_against_the_server(server):
 def test_the_smoke_script_fails_on_a_wrong_key_and_names_the_step(server):
     done = run_smoke(server, "not-the-key")
     assert done.returncode == 1
-    assert "smoke: FAILED: POST " in done.stderr and "/records/create answered 403" in done.stderr
+    assert "smoke: FAILED: POST " in done.stderr and "/feedback answered 403" in done.stderr
 
 
 def test_the_built_bento_pins_exactly_the_locked_serving_packages(served):
