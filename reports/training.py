@@ -138,8 +138,11 @@ def plot_loss_curve(result: TrainingResult, path: Path) -> Path | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("training log-loss", color="#1f77b4")
     right = ax.twinx()
-    right.plot(epochs, curve.validation, "s-", color="#d62728", label="validation score")
-    right.set_ylabel(f"validation {METRIC_NAMES[result.metric]}", color="#d62728")
+    right.plot(epochs, curve.stopping, "s-", color="#d62728", label="stopping rows' score")
+    right.set_ylabel(
+        f"{METRIC_NAMES[result.metric]} on the stopping rows ({curve.stopping_rows:,})",
+        color="#d62728",
+    )
     ax.axvline(curve.best_epoch, color="grey", linestyle="--")
     ax.annotate(
         f"weights kept: epoch {curve.best_epoch}",
@@ -150,7 +153,9 @@ def plot_loss_curve(result: TrainingResult, path: Path) -> Path | None:
         va="top",
     )
     ax.grid(alpha=0.3)
-    ax.set_title(f"{family.label}: loss and validation score per epoch (early stopping)")
+    ax.set_title(
+        f"{family.label}: loss and stopping score per epoch (early stopping on training rows)"
+    )
     return _save(fig, path)
 
 
@@ -574,11 +579,18 @@ def _sections(result, trials, metrics, outputs, config, study) -> list[Section]:
                 "Neural network: loss curve (last fold)",
                 outputs.figures["loss_curve"],
                 [],
-                f"The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
-                f"{len(c.loss)} epochs, while validation {metric} peaks at "
-                f"{max(c.validation):.3f} in epoch {c.best_epoch} and then "
+                f"The network fits on {c.fitted_rows:,} of the last fold's training sample and "
+                f"stops on the other {c.stopping_rows:,} "
                 + (
-                    f"stays within {max(c.validation) - c.validation[-1]:.3f} of it"
+                    f"(the latest ones: {config.split.part('validation')} is never seen)"
+                    if config.split.method == "time"
+                    else "(a stratified random share; the fold's validation rows are never seen)"
+                )
+                + f". The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
+                f"{len(c.loss)} epochs, while {metric} on the stopping rows peaks at "
+                f"{max(c.stopping):.3f} in epoch {c.best_epoch} and then "
+                + (
+                    f"stays within {max(c.stopping) - c.stopping[-1]:.3f} of it"
                     if len(c.loss) > c.best_epoch
                     else "is still rising when the epoch cap is reached"
                 )
