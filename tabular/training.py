@@ -424,6 +424,8 @@ class TrainingResult:
         folds: Name and description of each fold.
         seconds: Wall time of the whole stage.
         test_evaluated: Whether :func:`evaluate_on_test` has run.
+        lineage: The cache key of the pipeline step that computed it (empty outside a
+            pipeline run): the steps that read this result are keyed by it.
     """
 
     metric: str
@@ -434,6 +436,7 @@ class TrainingResult:
     folds: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     test_evaluated: bool = False
+    lineage: str = ""
 
     @property
     def ranking(self) -> list[str]:

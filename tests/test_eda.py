@@ -23,7 +23,7 @@ from reports.eda.stats import (
 )
 from tabular.config import DatasetConfig
 from tabular.datasets import prepare, split_data
-from tabular.features import OTHER, build_preprocessor, plan_encoding
+from tabular.features import INFREQUENT, OTHER, build_preprocessor, plan_encoding
 from tests.conftest import make_toy_frame, toy_config_dict, write_toy_dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -92,8 +92,8 @@ def test_levels_under_3_percent_become_other_with_pies_before_and_after(tmp_path
     preprocessor = build_preprocessor(plan, scale=False).fit(
         train[plan.input_columns], train["returned"]
     )
-    one_hot = {
-        name.removeprefix("onehot__channel_")
+    one_hot = {  # scikit-learn names the column of the grouped levels "infrequent_sklearn"
+        name.removeprefix("onehot__channel_").replace(INFREQUENT, OTHER)
         for name in preprocessor.get_feature_names_out()
         if name.startswith("onehot__channel_")
     }
@@ -407,7 +407,8 @@ def test_flow_eda_never_reads_test_rows(prefect_harness, tmp_path, monkeypatch):
     seen = {}
     real_task = pipeline.eda_task
 
-    def spy(train, config, plan, out_dir, dropped=None, markers=None):
+    def spy(train, config, plan, out_dir, dropped=None, markers=None, **options):
+        # ``options``: how the flow runs a step (``return_state``), not the step's inputs.
         seen["train"] = train.copy()
         seen["report"] = real_task(train, config, plan, out_dir, dropped, markers)
         raise _StopAfterEda

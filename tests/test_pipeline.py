@@ -108,7 +108,11 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
     config = tmp_path / "flights.yaml"
     config.write_text(yaml.safe_dump(raw))
     result = training_pipeline(
-        config_path=str(config), sample=4000, seed=11, artifacts_dir=str(tmp_path)
+        config_path=str(config),
+        sample=4000,
+        seed=11,
+        artifacts_dir=str(tmp_path),
+        horizon_study=True,
     )
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
@@ -120,9 +124,10 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
     assert manifest["rows"]["used"] == 4000
     assert len(manifest["data_hash"]) == 64
     assert {
-        "load", "prepare", "validate", "split", "eda", "train", "explain", "bento", "store",
-        "report",
-    } <= set(manifest["steps"])  # fmt: skip
+        "load", "prepare", "validate", "split", "eda", "train", "horizon", "training-report",
+        "explain", "bento", "store", "report",
+    } <= set(manifest["steps"]) == set(manifest["steps_cpu"])  # fmt: skip
+    assert manifest["cached"] == []  # a first run computes every step
     assert all(seconds >= 0 for seconds in manifest["steps"].values())
     assert manifest["packages"]["prefect"].startswith("3.")
     for output in ("data_docs", "eda", "training", "explain"):

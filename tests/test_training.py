@@ -142,7 +142,7 @@ def test_choices_stay_the_same_when_the_test_labels_are_poisoned(
     poisoned = Split(
         train=split.train, test=poisoned_test, folds=split.folds, description=split.description
     )
-    result, _ = train_task(poisoned, config, plan, 3, tmp_path)
+    result = train_task(poisoned, config, plan, 3)
     assert _choices(result) == _choices(trained)
     for key, family in result.families.items():
         true_auc = trained.families[key].metrics["test"]["roc_auc"]
