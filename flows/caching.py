@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -375,6 +376,11 @@ def run_step(
         The result, and whether it was cached.
     """
     state = task(*args, return_state=True, **kwargs)
+    return _settle(state, task, args, kwargs, files, usable)
+
+
+def _settle(state, task, args, kwargs, files, usable) -> StepRun:
+    """Use a step's final state: a fresh result as it is, a cached one checked and linked."""
     value = state.result()
     if state.name != "Cached":
         return StepRun(value, cached=False)
@@ -385,6 +391,37 @@ def run_step(
     for source, target in pairs:
         link_tree(source, target)
     return StepRun(value, cached=True)
+
+
+class BackgroundStep:
+    """A cached step submitted to the flow's task runner, to run alongside the next steps.
+
+    Args:
+        task: The Prefect task.
+        *args: Its positional inputs.
+        files: As for :func:`run_step`.
+        usable: As for :func:`run_step`.
+        **kwargs: Its keyword inputs.
+    """
+
+    def __init__(self, task, *args, files=None, usable=None, **kwargs):
+        self._call = (task, args, kwargs, files, usable)
+        self.submitted = time.time()
+        self.future = task.submit(*args, **kwargs)
+
+    def outcome(self) -> tuple[StepRun, float]:
+        """Wait for the step; return its outcome and its wall seconds from submission to end.
+
+        Returns:
+            The outcome (as :func:`run_step`'s) and the seconds it took.
+        """
+        task, args, kwargs, files, usable = self._call
+        self.future.wait()
+        state = self.future.state
+        # When the task finished (its final state's time), not when the flow came to wait.
+        finished = state.timestamp.timestamp() if state.timestamp is not None else time.time()
+        seconds = max(0.0, min(finished, time.time()) - self.submitted)
+        return _settle(state, task, args, kwargs, files, usable), seconds
 
 
 def link_tree(source: Path, target: Path) -> None:

@@ -79,8 +79,13 @@ class RunManifest:
         columns: Column counts and roles of the prepared data.
         split: Description of the split.
         steps: Wall time of each step, in seconds.
-        steps_cpu: CPU time of each step, in seconds (this process's threads and the
-            processes it waited for): on a shared machine it moves less than the wall time.
+        steps_cpu: CPU time of each step run in the flow's own thread, in seconds (this
+            process's threads and the processes it waited for, including the steps running
+            alongside at the time): on a shared machine it moves less than the wall time.
+        seconds: Wall time of the whole run, in seconds.
+        cpu_seconds: CPU time of the whole run (every thread), in seconds.
+        concurrent: Steps that ran alongside the others (their ``steps`` entry is their own
+            wall time, from start to end, overlapping the others').
         cached: Steps whose results were read back from an earlier run with the same inputs
             and code (their files are linked into this run's folder) instead of computed.
         outputs: Paths of files the run wrote, relative to the run folder.
@@ -120,6 +125,9 @@ class RunManifest:
     split: str | None = None
     steps: dict[str, float] = field(default_factory=dict)
     steps_cpu: dict[str, float] = field(default_factory=dict)
+    concurrent: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
     cached: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     models: dict = field(default_factory=dict)

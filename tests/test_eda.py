@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from reports.eda import run_eda
 from reports.eda.fmt import pct
@@ -407,10 +409,10 @@ def test_flow_eda_never_reads_test_rows(prefect_harness, tmp_path, monkeypatch):
     seen = {}
     real_task = pipeline.eda_task
 
-    def spy(train, config, plan, out_dir, dropped=None, markers=None, **options):
-        # ``options``: how the flow runs a step (``return_state``), not the step's inputs.
+    @task(name="eda", cache_policy=NO_CACHE)
+    def spy(train, config, plan, out_dir, dropped=None, markers=None):
         seen["train"] = train.copy()
-        seen["report"] = real_task(train, config, plan, out_dir, dropped, markers)
+        seen["report"] = real_task.fn(train, config, plan, out_dir, dropped, markers)
         raise _StopAfterEda
 
     monkeypatch.setattr(pipeline, "eda_task", spy)

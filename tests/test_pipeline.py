@@ -126,7 +126,8 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
     assert {
         "load", "prepare", "validate", "split", "eda", "train", "horizon", "training-report",
         "explain", "bento", "store", "report",
-    } <= set(manifest["steps"]) == set(manifest["steps_cpu"])  # fmt: skip
+    } <= set(manifest["steps"]) == set(manifest["steps_cpu"]) | set(manifest["concurrent"])  # fmt: skip
+    assert manifest["concurrent"] == ["eda", "store"]  # alongside the training
     assert manifest["cached"] == []  # a first run computes every step
     assert all(seconds >= 0 for seconds in manifest["steps"].values())
     assert manifest["packages"]["prefect"].startswith("3.")
