@@ -604,7 +604,7 @@ def _sections(result, trials, metrics, outputs, config, study) -> list[Section]:
                 f"The network fits on {c.fitted_rows:,} of the last fold's training sample and "
                 f"stops on the other {c.stopping_rows:,} "
                 + (
-                    f"(the latest ones: {config.split.part('validation')} is never seen)"
+                    f"(the most recent ones: {config.split.part('validation')} is never seen)"
                     if config.split.method == "time"
                     else "(a stratified random share; the fold's validation rows are never seen)"
                 )
@@ -689,7 +689,7 @@ def _fold_test_section(result: TrainingResult, config) -> Section:
         f"after every choice, the test {metric} lies between {drops.min():+.4f} and "
         f"{drops.max():+.4f} from the mean fold score"
         + (
-            " for every family: the later period is harder than the folds, for all of them "
+            " for every family: the test period is harder than the folds for all of them "
             "alike, so the folds rank the families better than they predict the level."
             if drops.max() < 0
             else "."

@@ -98,7 +98,7 @@ def selection_method(config, metric: str, majority: float, search_rows: int) -> 
     rules = config.training
     rows = config.rows()
     stopping = (
-        f"its latest {rules.stopping_share:.0%}"
+        f"its most recent {rules.stopping_share:.0%}"
         if split.method == "time"
         else f"a stratified random {rules.stopping_share:.0%}"
     )
