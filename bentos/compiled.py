@@ -3,8 +3,8 @@
 Calling a fitted scikit-learn pipeline on one row costs about 7 ms, almost all of it in the
 ``ColumnTransformer`` (a pandas frame per sub-pipeline, ``check_array``, column
 selection), not in the model. :func:`compile_pipeline` reads the fitted pipeline's learned
-state (imputer statistics, missing-value indicators, scaler means and scales, kept levels,
-one-hot categories, target encodings, network weights) and replays the same arithmetic on
+state (imputer statistics, missing-value indicators, scaler means and scales, one-hot
+categories and the rare levels grouped into "Other", target encodings, network weights) and replays the same arithmetic on
 plain Python rows with numpy, in the same order, so the result equals the pipeline's to
 floating-point rounding (the tests hold it to 1e-9 on thousands of rows).
 
@@ -32,11 +32,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from tabular.features import (
     MISSING,
-    OTHER,
     CalibratedModel,
     CategoryText,
     DateParts,
-    RareCategoryGrouper,
 )
 
 Columns = list  # one list of values per input column
@@ -124,19 +122,6 @@ def _as_text(value: Any) -> str:
     return MISSING if value is None else str(value)
 
 
-def _grouper(step: RareCategoryGrouper) -> Step:
-    kept = [frozenset(step.kept_levels_[c]) for c in step.feature_names_in_]
-
-    def run(columns: Columns) -> Columns:
-        out = []
-        for levels, values in zip(kept, columns, strict=True):
-            text = [_as_text(v) for v in values]
-            out.append([t if t in levels else OTHER for t in text])
-        return out
-
-    return run
-
-
 def _category_text(step: CategoryText) -> Step:
     def run(columns: Columns) -> Columns:
         return [[_as_text(v) for v in values] for values in columns]
@@ -145,23 +130,42 @@ def _category_text(step: CategoryText) -> Step:
 
 
 def _one_hot(step: OneHotEncoder) -> Step:
-    if step.drop_idx_ is not None or step.handle_unknown != "ignore":
-        raise NotCompilable("one-hot encoder with drop or without handle_unknown='ignore'")
-    if getattr(step, "_infrequent_enabled", False):
-        raise NotCompilable("one-hot encoder with infrequent categories")
-    lookups, offsets, width = [], [], 0
-    for categories in step.categories_:
-        lookups.append({str(c): i for i, c in enumerate(categories)})
+    """Replay a one-hot encoder, with its infrequent ("Other") column when it has one.
+
+    Read from public attributes only: ``categories_``, ``infrequent_categories_`` and the
+    documented layout of a column's block (its frequent levels in ``categories_`` order,
+    then one column for every infrequent level). ``handle_unknown="infrequent_if_exist"``
+    sends an unknown level to that column, or to none without one; ``"ignore"`` to none.
+    """
+    if step.drop_idx_ is not None:
+        raise NotCompilable("one-hot encoder with drop")
+    if step.handle_unknown not in ("ignore", "infrequent_if_exist"):
+        raise NotCompilable(f"one-hot encoder with handle_unknown={step.handle_unknown!r}")
+    if step.min_frequency is not None or step.max_categories is not None:
+        rare_levels = step.infrequent_categories_
+    else:
+        rare_levels = [None] * len(step.categories_)
+    lookups, unknown, offsets, width = [], [], [], 0
+    for categories, rare in zip(step.categories_, rare_levels, strict=True):
+        rare = set() if rare is None else {str(c) for c in rare}
+        frequent = [str(c) for c in categories if str(c) not in rare]
+        lookup = {level: i for i, level in enumerate(frequent)}
+        other = len(frequent) if rare else None  # the block's last column
+        lookup.update(dict.fromkeys(rare, other))
+        lookups.append(lookup)
+        unknown.append(other if step.handle_unknown == "infrequent_if_exist" else None)
         offsets.append(width)
-        width += len(categories)
+        width += len(frequent) + (1 if rare else 0)
 
     def run(columns: Columns) -> np.ndarray:
         n = len(columns[0])
         out = np.zeros((n, width), dtype=np.float64)
-        for lookup, offset, values in zip(lookups, offsets, columns, strict=True):
+        for lookup, fallback, offset, values in zip(
+            lookups, unknown, offsets, columns, strict=True
+        ):
             for row, value in enumerate(values):
-                position = lookup.get(value)
-                if position is not None:  # an unknown level: all zeros (handle_unknown)
+                position = lookup.get(value, fallback)
+                if position is not None:  # an unknown level without an "Other": all zeros
                     out[row, offset + position] = 1.0
         return out
 
@@ -192,7 +196,6 @@ def _compile_step(step) -> Step:
         (DateParts, _date_parts),
         (SimpleImputer, _imputer),
         (StandardScaler, _scaler),
-        (RareCategoryGrouper, _grouper),
         (CategoryText, _category_text),
         (OneHotEncoder, _one_hot),
         (TargetEncoder, _target_encoder),

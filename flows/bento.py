@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from bentos.build import build_bento
+from flows.caching import StepCache
 
 
-@task(name="build-bento", cache_policy=NO_CACHE)
+@task(name="build-bento", cache_policy=StepCache(step="bento"))
 def build_bento_task(dataset: str, served_models: list[str]) -> str:
     """Build the Bento serving the two models just saved, and publish its tag.
 

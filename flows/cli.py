@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sample", type=positive_int, default=None, help="use N sampled rows")
     run.add_argument("--seed", type=int, default=None, help="random seed (default: config's)")
     run.add_argument("--artifacts", default=None, help="parent folder of run folders")
+    run.add_argument(
+        "--horizon-study",
+        action="store_true",
+        help="also refit the champion at each horizon of training.horizon_study (~1 min)",
+    )
     run.set_defaults(handler=_run)
 
     monitor = commands.add_parser(
@@ -109,7 +114,11 @@ def _run(args: argparse.Namespace) -> int:
     quiet_user_error_tracebacks()
 
     result = training_pipeline(
-        config_path=args.config, sample=args.sample, seed=args.seed, artifacts_dir=args.artifacts
+        config_path=args.config,
+        sample=args.sample,
+        seed=args.seed,
+        artifacts_dir=args.artifacts,
+        horizon_study=args.horizon_study,
     )
     print(f"run {result.run_id} finished: {result.run_dir}")
     return 0

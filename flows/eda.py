@@ -7,14 +7,14 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
+from flows.caching import StepCache
 from reports.eda import EdaReport, run_eda
 from tabular.config import DatasetConfig
 from tabular.features import EncodingPlan
 
 
-@task(name="eda", cache_policy=NO_CACHE)
+@task(name="eda", cache_policy=StepCache(step="eda", ignore=("out_dir",)))
 def eda_task(
     train: pd.DataFrame,
     config: DatasetConfig,

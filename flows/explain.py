@@ -6,9 +6,9 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from bentos.registry import ROLES, model_name, save_served_model
+from flows.caching import StepCache
 from monitoring.reference import ReferenceInfo, build_reference, save_reference
 from reports.explain import ExplainOutputs, write_explain_report
 from tabular.contract import build_contract
@@ -18,7 +18,10 @@ from tabular.features import EncodingPlan
 from tabular.training import TrainingResult
 
 
-@task(name="explain", cache_policy=NO_CACHE)
+@task(
+    name="explain",
+    cache_policy=StepCache(step="explain", ignore=("out_dir", "run_id", "reference_path")),
+)
 def explain_task(
     result: TrainingResult,
     split: Split,

@@ -9,17 +9,24 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.caching import StepCache
 from reports.note import NoteOutputs, RunResults, write_project_note
 from store.proof import StoreProof, store_and_query
 
 
-@task(name="store", cache_policy=NO_CACHE)
-def store_task(config, data: pd.DataFrame) -> StoreProof:
+@task(name="store", cache_policy=StepCache(step="store"))
+def store_task(config, data: pd.DataFrame, store: str = "") -> StoreProof:
     """Import the run's rows into MongoDB and keep the ``mlops db query`` output.
+
+    Cached by the rows' data hash and the store's location: a second run with the same rows
+    and the same store neither imports them again nor repeats the query (its proof is the
+    first run's, and the report says so).
 
     Args:
         config: The dataset config.
         data: The prepared rows the run used.
+        store: Where the store is (location and database, from the environment): part of
+            the step's key, so that another store gets the rows.
 
     Returns:
         The proof (holds the command's error line when the store failed).

@@ -1,4 +1,10 @@
-"""Prefect task of the training stage: tune, refit, judge, test once, study the horizon, report."""
+"""Prefect tasks of the training stage: tune and test once, study the horizon, write the report.
+
+Three cached steps (:mod:`flows.caching`): the training itself (keyed on the split, the
+plan and the config sections it reads), the optional horizon study, and the report (keyed
+on the results it draws), so that changing a report's code or the study's settings does
+not retrain the models.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
+from flows.caching import StepCache, current_key
 from reports.training import TrainingOutputs, write_training_report
 from tabular.datasets import Split
 from tabular.features import EncodingPlan
-from tabular.horizon import horizon_study
+from tabular.horizon import HorizonStudy, horizon_study
 from tabular.training import (
     TrainingResult,
     evaluate_on_test,
@@ -23,39 +29,66 @@ from tabular.training import (
 )
 
 
-@task(name="train", cache_policy=NO_CACHE)
-def train_task(
-    split: Split,
-    config,
-    plan: EncodingPlan,
-    seed: int,
-    out_dir: Path,
-    raw: pd.DataFrame | None = None,
-    sample: int | None = None,
-) -> tuple[TrainingResult, TrainingOutputs]:
-    """Train the three families on the folds, score the test rows once, study the horizon.
+@task(name="train", cache_policy=StepCache(step="train"))
+def train_task(split: Split, config, plan: EncodingPlan, seed: int) -> TrainingResult:
+    """Train the three families on the folds, then score the test rows once.
 
     Args:
         split: The development rows with their folds, and the test rows.
         config: The dataset config.
         plan: The encoding plan decided on the development rows.
         seed: Random seed.
-        out_dir: The run's ``training`` folder.
-        raw: The loaded rows, for the horizon study (``None``: no study).
-        sample: The run's ``--sample`` (the study draws the same rows).
 
     Returns:
-        The training result and the files written.
+        The training result, test rows scored.
     """
     logger = get_run_logger()
     result = train_models(split.train, split.folds, config, plan, seed, log=logger.info)
     # Every choice (configurations, family, thresholds, calibration) is made: now, and only
     # now, the test.
     evaluate_on_test(result, split.test)
-    study = None
-    if raw is not None:
-        scores = {key: f.metrics["test"][result.metric] for key, f in result.families.items()}
-        study = horizon_study(raw, config, result, scores, sample, seed, log=logger.info)
+    result.lineage = current_key() or ""
+    return result
+
+
+@task(name="horizon-study", cache_policy=StepCache(step="horizon"))
+def horizon_task(
+    raw: pd.DataFrame, config, result: TrainingResult, sample: int | None, seed: int
+) -> HorizonStudy:
+    """Refit the champion at every horizon of ``training.horizon_study`` (``--horizon-study``).
+
+    Args:
+        raw: The loaded rows.
+        config: The dataset config.
+        result: The training result (its champion and chosen configuration).
+        sample: The run's ``--sample`` (the study draws the same rows).
+        seed: Random seed.
+
+    Returns:
+        The study.
+    """
+    logger = get_run_logger()
+    scores = {key: f.metrics["test"][result.metric] for key, f in result.families.items()}
+    study = horizon_study(raw, config, result, scores, sample, seed, log=logger.info)
+    study.lineage = current_key() or ""
+    return study
+
+
+@task(name="training-report", cache_policy=StepCache(step="training-report", ignore=("out_dir",)))
+def training_report_task(
+    result: TrainingResult, study: HorizonStudy | None, config, out_dir: Path
+) -> TrainingOutputs:
+    """Write the training report, its tables, figures and models, and publish a summary.
+
+    Args:
+        result: The training result, test rows scored.
+        study: The horizon study, when it ran.
+        config: The dataset config.
+        out_dir: The run's ``training`` folder.
+
+    Returns:
+        The files written.
+    """
     outputs = write_training_report(result, out_dir, config, study)
     create_table_artifact(
         key="training-trials",
@@ -76,4 +109,4 @@ def train_task(
         description="Metrics of each family's final model on train, pooled folds and test",
     )
     create_markdown_artifact(key="training-summary", markdown=outputs.markdown)
-    return result, outputs
+    return outputs

@@ -29,7 +29,7 @@ from reports.pdf import render_pdf
 from store.proof import StoreProof
 from tabular.explain import ExplainStage
 from tabular.manifest import RunManifest
-from tabular.training import TrainingResult
+from tabular.training import TrainingResult, selection_outcome
 from validation import ValidationReport
 
 PAGES = 4
@@ -224,27 +224,32 @@ def models_section(run: RunResults) -> Section:
     metric = METRIC_NAMES[result.metric]
     rows = []
     for key, family in result.families.items():
-        test = family.metrics.get("test", {})
+        test = family.metrics.get("test", {}).get(result.metric)
         rows.append(
             {
                 "model": family.label + (" (chosen)" if key == result.best_family else ""),
                 "best configuration": _params(family.best_params),
-                f"train {metric}": family.verdict.train_score,
-                f"validation {metric}": family.verdict.validation_score,
-                f"test {metric}": test.get(result.metric),
-                "test F1": test.get("f1"),
+                f"train rows {metric}": family.verdict.train_score,
+                f"mean fold {metric}": family.verdict.validation_score,
+                f"test {metric}": test,
+                "test − mean fold": None
+                if test is None
+                else test - family.verdict.validation_score,
                 "verdict": family.verdict.label,
             }
         )
     best = result.families[result.best_family]
+    outcome = selection_outcome(result) if result.test_evaluated else None
     text = (
-        f"**Chosen automatically: {best.label}**, the best validation {metric}. The test rows "
-        f"are scored once, after every choice is made. {result.method}"
+        f"**Chosen automatically: {best.label}**, the best mean fold {metric}. The test rows "
+        "are scored once, after every choice is made"
+        + (f". {outcome.sentence}" if outcome else ".")
+        + f" {result.method}"
     )
     return Section(
         "models",
         "4. Three models, one chosen",
-        [Table(pd.DataFrame(rows), float_format=".4f"), Comment(shorten(text, 700))],
+        [Table(pd.DataFrame(rows), float_format=".4f"), Comment(shorten(text, 900))],
     )
 
 
@@ -252,7 +257,7 @@ def fitting_section(run: RunResults) -> Section:
     """Page 2: the over/underfitting verdict of each family, with its evidence."""
     result = run.training
     families = list(result.families.values())
-    lines = [f"- **{f.label}: {f.verdict.label}.** {f.verdict.evidence}" for f in families]
+    lines = [f"- **{f.label}: {f.verdict.label}.** {f.verdict.evidence}." for f in families]
     text = f"Rule: {families[0].verdict.rule}.\n\n" + "\n".join(lines)
     return Section("fitting", "5. Overfitting or underfitting?", [Comment(text)])
 
@@ -420,7 +425,15 @@ def architecture_section(run: RunResults, diagram: Path) -> Section:
 def database_section(run: RunResults) -> Section:
     """Page 4: the ``mlops db query`` output captured during the run."""
     store = run.store
-    if store.ok:
+    if store.ok and run.manifest.database.get("reused"):
+        text = (
+            f"An earlier run with the same rows (data hash "
+            f"{(run.manifest.data_hash or '')[:16]}) wrote its {store.rows:,} rows to the "
+            f"{store.store} and ran `{store.command}` against it, in {store.seconds:.1f} s; "
+            "this run found that step's result for the same rows and store and did not "
+            "import them again. The command's output, as printed then:"
+        )
+    elif store.ok:
         text = (
             f"During the run, its {store.rows:,} rows were written to the {store.store} "
             + (
@@ -455,14 +468,14 @@ def limits_section(run: RunResults) -> Section:
         limits.append(
             f"The chosen {best.label} scores {metric} {test:.3f} on the test rows, "
             + (
-                f"{drop:.3f} below its validation score"
+                f"{drop:.3f} below its mean fold score"
                 + (
                     f": {config.split.part('test')} differs from the training period."
                     if config.split.method == "time"
                     else "."
                 )
                 if drop > 0
-                else f"{-drop:.3f} above its validation score."
+                else f"{-drop:.3f} above its mean fold score."
             )
             + " It ranks risk; it is not a certain yes/no answer."
         )

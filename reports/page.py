@@ -82,6 +82,33 @@ class Figure:
     kind: str = field(default="figure", init=False)
 
 
+#: Format of a float column by its kind, read from its name: a duration, a size or a count
+#: of epochs is printed to one decimal (``ms per 1,000: 26.3``, ``size KB: 69.1``), whatever
+#: the table's ``float_format`` (which is for scores). First match wins.
+KIND_FORMATS: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"(^|[^a-z])(ms|milliseconds?)([^a-z]|$)", re.IGNORECASE), ".1f"),
+    (re.compile(r"(^|[^a-z])(kb|mb|bytes|size)([^a-z]|$)", re.IGNORECASE), ".1f"),
+    (re.compile(r"(^|[^a-z])(seconds?|secs?|minutes)([^a-z]|$)", re.IGNORECASE), ".1f"),
+    (re.compile(r"(^|[^a-z])epochs?([^a-z]|$)", re.IGNORECASE), ".1f"),
+    (re.compile(r"(^|[^a-z])hours?([^a-z]|$)", re.IGNORECASE), "g"),
+)
+
+
+def kind_format(column: str) -> str | None:
+    """Return the format of a float column whose name says its kind (time, size, epochs, hours).
+
+    Args:
+        column: The column's name (``predict_ms_per_1000``, ``size KB``, ``fit_seconds``).
+
+    Returns:
+        The format spec, or ``None`` when the name says nothing (a score, a share).
+    """
+    for pattern, spec in KIND_FORMATS:
+        if pattern.search(column.replace("_", " ")):
+            return spec
+    return None
+
+
 @dataclass(frozen=True)
 class Table:
     """A table of values.
@@ -89,11 +116,13 @@ class Table:
     Attributes:
         frame: The rows (its index is not shown).
         caption: A small heading above the table (empty: none).
-        float_format: Format spec of float cells, e.g. ``".4f"`` (``None``: six significant
-            digits).
+        float_format: Format spec of float cells, e.g. ``".4f"`` for scores (``None``: six
+            significant digits). A column whose name says its kind (milliseconds,
+            kilobytes, seconds, epochs, hours: :func:`kind_format`) keeps its own format.
         na_rep: Text of a missing value.
         max_rows: Rows printed in a PDF; the rest are counted in one line (``None``: the
             renderer's default). HTML shows every row.
+        formats: Format spec per column name, above both rules.
     """
 
     frame: pd.DataFrame
@@ -101,13 +130,15 @@ class Table:
     float_format: str | None = None
     na_rep: str = "n/a"
     max_rows: int | None = None
+    formats: dict[str, str] = field(default_factory=dict)
     kind: str = field(default="table", init=False)
 
-    def cell(self, value) -> str:
+    def cell(self, value, column: str | None = None) -> str:
         """Format one cell as text.
 
         Args:
             value: The cell's value.
+            column: Its column's name (chooses the format of a float, see the class).
 
         Returns:
             Its text.
@@ -115,8 +146,22 @@ class Table:
         if value is None or (not isinstance(value, str | list | tuple | dict) and pd.isna(value)):
             return self.na_rep
         if isinstance(value, float):
-            return format(value, self.float_format or ".6g")
+            spec = None if column is None else self.formats.get(column) or kind_format(column)
+            return format(value, spec or self.float_format or ".6g")
         return str(value)
+
+    def texts(self) -> pd.DataFrame:
+        """Return every cell as text, each column formatted for its kind.
+
+        Returns:
+            A frame of strings with the same columns.
+        """
+        frame = self.frame.astype(object)
+        return pd.DataFrame(
+            {c: [self.cell(v, str(c)) for v in frame[c]] for c in frame.columns},
+            index=frame.index,
+            columns=frame.columns,
+        )
 
 
 @dataclass(frozen=True)
@@ -340,8 +385,7 @@ def table_html(table: Table) -> Markup:
     Returns:
         The ``<table>`` element.
     """
-    shown = table.frame.astype(object).map(table.cell)
-    return Markup(shown.to_html(index=False, border=0, escape=True))
+    return Markup(table.texts().to_html(index=False, border=0, escape=True))
 
 
 def render_html(

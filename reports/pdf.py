@@ -224,9 +224,8 @@ def table_flowables(table: Table, style: Styles, width: float) -> list:
     """
     frame = table.frame
     limit = table.max_rows or TABLE_ROWS
-    shown = frame.iloc[:limit]
     header = [str(c) for c in frame.columns]
-    body = [[table.cell(v) for v in row] for row in shown.itertuples(index=False)]
+    body = table.texts().iloc[:limit].to_numpy().tolist()
     col_widths = column_widths([header] + body, width, style.cell.fontSize)
     cells = [[Paragraph(_markup(text), style.head_cell) for text in header]] + [
         [Paragraph(_markup(text), style.cell) for text in row] for row in body

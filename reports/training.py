@@ -17,13 +17,16 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from reports.page import Section, Table, one_block_section, render_html
+from tabular.features import INFREQUENT, OTHER
 from tabular.horizon import HorizonStudy
 from tabular.training import (
     TrainingResult,
     calibration_table,
     fold_table,
+    fold_test_table,
     linear_coefficients,
     metrics_table,
+    selection_outcome,
     trials_table,
 )
 
@@ -138,8 +141,11 @@ def plot_loss_curve(result: TrainingResult, path: Path) -> Path | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("training log-loss", color="#1f77b4")
     right = ax.twinx()
-    right.plot(epochs, curve.validation, "s-", color="#d62728", label="validation score")
-    right.set_ylabel(f"validation {METRIC_NAMES[result.metric]}", color="#d62728")
+    right.plot(epochs, curve.stopping, "s-", color="#d62728", label="stopping rows' score")
+    right.set_ylabel(
+        f"{METRIC_NAMES[result.metric]} on the stopping rows ({curve.stopping_rows:,})",
+        color="#d62728",
+    )
     ax.axvline(curve.best_epoch, color="grey", linestyle="--")
     ax.annotate(
         f"weights kept: epoch {curve.best_epoch}",
@@ -150,7 +156,9 @@ def plot_loss_curve(result: TrainingResult, path: Path) -> Path | None:
         va="top",
     )
     ax.grid(alpha=0.3)
-    ax.set_title(f"{family.label}: loss and validation score per epoch (early stopping)")
+    ax.set_title(
+        f"{family.label}: loss and stopping score per epoch (early stopping on training rows)"
+    )
     return _save(fig, path)
 
 
@@ -333,6 +341,10 @@ def write_training_report(
     fold_table(result).to_csv(outputs.tables["folds"], index=False)
     outputs.tables["calibration"] = out_dir / "calibration.csv"
     calibration_table(result).to_csv(outputs.tables["calibration"], index=False)
+    outcome = selection_outcome(result) if result.test_evaluated else None
+    if outcome is not None:
+        outputs.tables["fold_vs_test"] = out_dir / "fold_vs_test.csv"
+        fold_test_table(result).to_csv(outputs.tables["fold_vs_test"], index=False)
     if study is not None and study.points:
         outputs.tables["horizons"] = out_dir / "horizons.csv"
         study.table().to_csv(outputs.tables["horizons"], index=False)
@@ -372,6 +384,8 @@ def write_training_report(
             "label": f.verdict.label,
             "rule": f.verdict.rule,
             "evidence": f.verdict.evidence,
+            f"train_rows_{result.metric}": round(f.verdict.train_score, 4),
+            f"mean_fold_{result.metric}": round(f.verdict.validation_score, 4),
             "best_params": {k: _jsonable(v) for k, v in f.best_params.items()},
             "threshold": f.threshold,
             "fold_scores": dict(zip(f.folds.names, f.folds.validation_scores, strict=True)),
@@ -388,6 +402,18 @@ def write_training_report(
         "prediction_horizon": config.prediction_horizon,
         "seconds": result.seconds,
         "families": verdicts,
+        "selection": None
+        if outcome is None
+        else {
+            "rule": outcome.rule,
+            "champion": outcome.champion,
+            "best_on_test": outcome.best_on_test,
+            "shortfall": round(outcome.shortfall, 4),
+            "within_tolerance": outcome.holds,
+            "tolerance": outcome.tolerance,
+            "outcome": outcome.sentence,
+            "fold_vs_test": fold_test_table(result).to_dict("records"),
+        },
         "horizons": None if study is None or not study.points else study.table().to_dict("records"),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -411,6 +437,8 @@ def _sections(result, trials, metrics, outputs, config, study) -> list[Section]:
     families = result.families
     best = families[result.best_family]
     sections = [_fold_section(result, outputs, metric)]
+    if result.test_evaluated:
+        sections.append(_fold_test_section(result, config))
 
     counts = trials.groupby("family").size()
     varied = {
@@ -497,8 +525,8 @@ def _sections(result, trials, metrics, outputs, config, study) -> list[Section]:
             {
                 "family": f.label,
                 "verdict": f.verdict.label,
-                f"train {metric} (fold mean)": round(f.verdict.train_score, 4),
-                f"validation {metric} (fold mean)": round(f.verdict.validation_score, 4),
+                f"train rows {metric}": round(f.verdict.train_score, 4),
+                f"mean fold {metric}": round(f.verdict.validation_score, 4),
                 "gap": round(f.verdict.gap, 4),
                 "evidence": f.verdict.evidence,
             }
@@ -510,9 +538,8 @@ def _sections(result, trials, metrics, outputs, config, study) -> list[Section]:
         _section(
             "Verdict per family: overfitting, underfitting or OK",
             None,
-            [Table(verdict_rows)],
-            f"Rule, on the fold scores (each fold's model on the rows it was fitted on against "
-            f"its validation rows, averaged): {rule}. "
+            [Table(verdict_rows, float_format=".4f")],
+            f"Rule, on the fold scores: {rule}. "
             + " ".join(
                 f"{f.label}: **{f.verdict.label}** ({f.verdict.evidence})."
                 + _overfit_tradeoff(f, metric)
@@ -574,11 +601,18 @@ def _sections(result, trials, metrics, outputs, config, study) -> list[Section]:
                 "Neural network: loss curve (last fold)",
                 outputs.figures["loss_curve"],
                 [],
-                f"The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
-                f"{len(c.loss)} epochs, while validation {metric} peaks at "
-                f"{max(c.validation):.3f} in epoch {c.best_epoch} and then "
+                f"The network fits on {c.fitted_rows:,} of the last fold's training sample and "
+                f"stops on the other {c.stopping_rows:,} "
                 + (
-                    f"stays within {max(c.validation) - c.validation[-1]:.3f} of it"
+                    f"(the most recent ones: {config.split.part('validation')} is never seen)"
+                    if config.split.method == "time"
+                    else "(a stratified random share; the fold's validation rows are never seen)"
+                )
+                + f". The training loss falls from {c.loss[0]:.4f} to {c.loss[-1]:.4f} over "
+                f"{len(c.loss)} epochs, while {metric} on the stopping rows peaks at "
+                f"{max(c.stopping):.3f} in epoch {c.best_epoch} and then "
+                + (
+                    f"stays within {max(c.stopping) - c.stopping[-1]:.3f} of it"
                     if len(c.loss) > c.best_epoch
                     else "is still rising when the epoch cap is reached"
                 )
@@ -640,6 +674,31 @@ def _fold_section(result: TrainingResult, outputs, metric: str) -> Section:
         "Fold scores of each family's chosen configuration",
         outputs.figures["fold_scores"],
         [Table(folds), Table(table, float_format=".4f")],
+        comment,
+    )
+
+
+def _fold_test_section(result: TrainingResult, config) -> Section:
+    """Each family's mean fold score against its test score: what the folds predicted."""
+    outcome = selection_outcome(result)
+    metric = METRIC_NAMES[result.metric]
+    table = fold_test_table(result)
+    drops = table.set_index("family")["test_minus_fold"]
+    comment = (
+        f"Rule: {outcome.rule}. {outcome.sentence} On {config.split.part('test')}, scored once "
+        f"after every choice, the test {metric} lies between {drops.min():+.4f} and "
+        f"{drops.max():+.4f} from the mean fold score"
+        + (
+            " for every family: the test period is harder than the folds for all of them "
+            "alike, so the folds rank the families better than they predict the level."
+            if drops.max() < 0
+            else "."
+        )
+    )
+    return _section(
+        "Fold score against test score, per family",
+        None,
+        [Table(table, float_format=".4f")],
         comment,
     )
 
@@ -764,8 +823,8 @@ def _horizon_section(study: HorizonStudy | None, best, outputs, config) -> Secti
     return _section(
         title,
         figure,
-        # Hours and seconds as 2 and 12.3, scores as 0.7603 (".4f" printed 2.0000, 12.3000).
-        [Table(study.table(), float_format=".4g")],
+        # Scores to four decimals; hours and seconds by their kind (2 and 12.3).
+        [Table(study.table(), float_format=".4f")],
         comment,
     )
 
@@ -846,18 +905,21 @@ def _markdown(result: TrainingResult, study: HorizonStudy | None = None) -> str:
     lines = [
         f"## Training: champion {result.families[result.best_family].label}",
         "",
-        f"| family | verdict | mean fold {metric} | fold spread | test {metric} | test F1 | "
-        "calibrated |",
-        "|---|---|---|---|---|---|---|",
+        f"| family | verdict | train rows {metric} | mean fold {metric} | fold spread | "
+        f"test {metric} | test − mean fold | test F1 | calibrated |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in result.families.values():
         test = f.metrics.get("test", {})
+        test_score = test.get(result.metric, float("nan"))
         lines.append(
-            f"| {f.label} | {f.verdict.label} | {f.verdict.validation_score:.3f} | "
-            f"{np.std(f.folds.validation_scores):.3f} | "
-            f"{test.get(result.metric, float('nan')):.3f} | {test.get('f1', float('nan')):.3f} | "
-            f"{'yes' if f.calibration.applied else 'no'} |"
+            f"| {f.label} | {f.verdict.label} | {f.verdict.train_score:.4f} | "
+            f"{f.verdict.validation_score:.4f} | {np.std(f.folds.validation_scores):.4f} | "
+            f"{test_score:.4f} | {test_score - f.verdict.validation_score:+.4f} | "
+            f"{test.get('f1', float('nan')):.4f} | {'yes' if f.calibration.applied else 'no'} |"
         )
+    if result.test_evaluated:
+        lines += ["", selection_outcome(result).sentence]
     if study is not None and study.points:
         lines += ["", f"| horizon (h) | mean fold {metric} | test {metric} |", "|---|---|---|"]
         lines += [
@@ -869,7 +931,7 @@ def _markdown(result: TrainingResult, study: HorizonStudy | None = None) -> str:
 
 def _readable_feature(name: str) -> str:
     block, _, rest = name.partition("__")
-    rest = rest.replace("missingindicator_", "missing ")
+    rest = rest.replace("missingindicator_", "missing ").replace(INFREQUENT, OTHER)
     return rest if rest else name
 
 

@@ -304,8 +304,15 @@ class TrainingConfig(_Strict):
         search_rows: Rows (a fixed-seed sample of each fold's training rows) used to fit each
             configuration during the search; the chosen configuration is then refitted on
             all development rows.
+        halving: Successive halving across the folds: every configuration is scored on the
+            first half of the folds, then only this share of them (the best by their mean
+            there, at least one) goes on to the other folds (``None``: every configuration
+            on every fold). A configuration far behind after the first folds stops.
         max_epochs: Epoch cap for the neural network.
-        patience: Epochs without validation improvement before the network stops.
+        patience: Epochs without improvement on its stopping rows before the network stops.
+        stopping_share: Share of each fold's training sample the network holds out to stop
+            on (the latest rows for a time split, a stratified random share otherwise); it
+            never sees the rows the fold is scored on.
         max_gap: Train minus validation score above which a model is called overfitting.
         min_lift: Validation score must beat the constant baseline by this much, or the
             model is called underfitting.
@@ -320,8 +327,10 @@ class TrainingConfig(_Strict):
     search: Literal["random", "grid"] = "random"
     n_iter: int = Field(6, ge=1)
     search_rows: int = Field(60_000, ge=100)
+    halving: float | None = Field(0.5, gt=0, le=1)
     max_epochs: int = Field(30, ge=1)
     patience: int = Field(4, ge=1)
+    stopping_share: float = Field(0.1, gt=0, lt=0.5)
     max_gap: float = Field(0.05, gt=0)
     min_lift: float = Field(0.02, ge=0)
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"

@@ -685,14 +685,20 @@ def build_contract(
 
 def _modelled_levels(pipeline) -> dict[str, tuple[list[str], str]]:
     """Levels each categorical column's fitted encoder tells apart, and what it does with others."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    from tabular.features import kept_levels
+
     found: dict[str, tuple[list[str], str]] = {}
     preprocess = getattr(pipeline, "named_steps", {}).get("preprocess")
     for _, transformer, columns in getattr(preprocess, "transformers_", []):
         steps = getattr(transformer, "named_steps", {})
-        if "group" in steps:  # rare levels grouped, then one-hot
-            for column in columns:
-                kept = steps["group"].kept_levels_[column]
-                found[column] = (list(kept), "grouped into '{other}' (as rare training levels are)")
+        if isinstance(steps.get("encode"), OneHotEncoder):  # one-hot, rare levels grouped
+            for i, column in enumerate(columns):
+                found[column] = (
+                    kept_levels(steps["encode"], i),
+                    "grouped into '{other}' (as rare training levels are)",
+                )
         elif "encode" in steps and hasattr(steps["encode"], "target_mean_"):
             for i, column in enumerate(columns):
                 categories = [str(c) for c in steps["encode"].categories_[i]]

@@ -38,56 +38,62 @@ def as_category_text(values: pd.Series) -> pd.Series:
     return text.map(str)
 
 
-class RareCategoryGrouper(BaseEstimator, TransformerMixin):
-    """Group the levels seen in less than ``min_share`` of training rows into "Other".
+#: The name scikit-learn's ``OneHotEncoder`` gives the column of the grouped rare levels
+#: (``carrier_infrequent_sklearn``): the reports call it "Other".
+INFREQUENT = "infrequent_sklearn"
 
-    Missing values become their own level, "Missing", and are grouped like any other level.
-    Levels never seen in training also become "Other" at prediction time.
+
+def rare_level_encoder(rare_share: float) -> OneHotEncoder:
+    """Build the one-hot encoder that groups rare levels into one "Other" column.
+
+    scikit-learn's ``OneHotEncoder(min_frequency=rare_share)`` marks a level seen in fewer
+    than ``rare_share`` × the fitted rows as infrequent and encodes every infrequent level
+    in one column, the last of the column's block; ``handle_unknown="infrequent_if_exist"``
+    sends a level never seen in training to that column too (to none when no level was
+    rare, as for a level nobody saw). That is the grouping into "Other" the EDA shows:
+    the pipelines, the EDA and the compiled serving path read the fitted encoder.
 
     Args:
-        min_share: Levels below this share of the fitted rows are grouped.
+        rare_share: Levels below this share of the fitted rows are grouped.
+
+    Returns:
+        The unfitted encoder (dense float32 output).
     """
+    return OneHotEncoder(
+        min_frequency=rare_share,
+        handle_unknown="infrequent_if_exist",
+        sparse_output=False,
+        dtype=np.float32,
+    )
 
-    def __init__(self, min_share: float = 0.03):
-        self.min_share = min_share
 
-    def fit(self, X: pd.DataFrame, y=None) -> RareCategoryGrouper:
-        """Learn the levels to keep in each column.
+def kept_levels(encoder: OneHotEncoder, index: int) -> list[str]:
+    """Return the levels a fitted rare-level encoder keeps apart for one of its columns.
 
-        Args:
-            X: Frame of categorical columns.
-            y: Ignored.
+    Args:
+        encoder: A fitted :func:`rare_level_encoder`.
+        index: The column's position among the encoder's inputs.
 
-        Returns:
-            self
-        """
-        X = _frame(X)
-        self.kept_levels_ = {}
-        for column in X.columns:
-            shares = as_category_text(X[column]).value_counts(normalize=True)
-            self.kept_levels_[column] = sorted(shares.index[shares >= self.min_share])
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        return self
+    Returns:
+        The frequent levels, in the encoder's (sorted) order.
+    """
+    rare = encoder.infrequent_categories_[index]
+    rare = set() if rare is None else {str(level) for level in rare}
+    return [str(level) for level in encoder.categories_[index] if str(level) not in rare]
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Replace rare and unseen levels by "Other".
 
-        Args:
-            X: Frame with the fitted columns.
+def rare_levels_kept(values: pd.Series, rare_share: float) -> list[str]:
+    """Fit the pipelines' rare-level encoder on one column and return the levels it keeps.
 
-        Returns:
-            A frame of text levels.
-        """
-        X = _frame(X, self.feature_names_in_)
-        out = {}
-        for column, kept in self.kept_levels_.items():
-            text = as_category_text(X[column])
-            out[column] = text.where(text.isin(kept), OTHER)
-        return pd.DataFrame(out, index=X.index)
+    Args:
+        values: A categorical column (missing values count as the level "Missing").
+        rare_share: Levels below this share of the rows are grouped.
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Return the column names (unchanged)."""
-        return np.asarray(self.feature_names_in_, dtype=object)
+    Returns:
+        The kept levels, sorted.
+    """
+    text = as_category_text(values).to_frame()
+    return kept_levels(rare_level_encoder(rare_share).fit(text), 0)
 
 
 class CategoryText(BaseEstimator, TransformerMixin):
@@ -314,7 +320,8 @@ class CategoricalPlan:
     Attributes:
         column: Column name.
         levels: Distinct levels in training (missing counted as a level).
-        kept_levels: Levels at or above the rare share (the rest become "Other").
+        kept_levels: Levels at or above the rare share (the rest become "Other"), by the
+            rule of the pipelines' encoder (:func:`rare_level_encoder`).
         other_share: Share of training rows grouped into "Other".
         encoder: ``"one-hot"`` or ``"target"``.
         reason: One sentence explaining the choice, with the numbers.
@@ -412,9 +419,12 @@ def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
     rules = config.features
     plans = []
     for column in config.categorical:
-        shares = as_category_text(train[column]).value_counts(normalize=True)
-        kept = sorted(shares.index[shares >= rules.rare_share])
-        other_share = float(shares[shares < rules.rare_share].sum())
+        counts = as_category_text(train[column]).value_counts()
+        # scikit-learn's rule (OneHotEncoder's min_frequency): rare below share × rows.
+        rare = counts < rules.rare_share * len(train)
+        shares = counts / max(len(train), 1)
+        kept = sorted(counts.index[~rare])
+        other_share = float(shares[rare].sum())
         levels = int(len(shares))
         if levels <= rules.one_hot_max_levels:
             encoder = "one-hot"
@@ -508,13 +518,8 @@ def build_preprocessor(plan: EncodingPlan, scale: bool, seed: int = 0) -> Column
                 "onehot",
                 Pipeline(
                     [
-                        ("group", RareCategoryGrouper(min_share=plan.rare_share)),
-                        (
-                            "encode",
-                            OneHotEncoder(
-                                handle_unknown="ignore", sparse_output=False, dtype=np.float32
-                            ),
-                        ),
+                        ("text", CategoryText()),
+                        ("encode", rare_level_encoder(plan.rare_share)),
                     ]
                 ),
                 plan.one_hot_columns,

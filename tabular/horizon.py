@@ -64,6 +64,7 @@ class HorizonStudy:
         final_rows: Largest sample each fit used (``None``: the main run's samples and all
             development rows for the final fit).
         skipped: Why the study did not run (empty when it ran).
+        lineage: The cache key of the pipeline step that computed it (empty outside one).
     """
 
     family: str
@@ -74,6 +75,7 @@ class HorizonStudy:
     points: list[HorizonPoint] = field(default_factory=list)
     final_rows: int | None = None
     skipped: str = ""
+    lineage: str = ""
 
     def table(self) -> pd.DataFrame:
         """Return one row per horizon: fold scores, their mean, the test score.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import secrets
 import time
@@ -78,8 +79,24 @@ class RunManifest:
         columns: Column counts and roles of the prepared data.
         split: Description of the split.
         steps: Wall time of each step, in seconds.
+        steps_cpu: CPU time of each step run in the flow's own thread, in seconds (this
+            process's threads and the processes it waited for, including the steps running
+            alongside at the time): on a shared machine it moves less than the wall time.
+        seconds: Wall time of the whole run, in seconds.
+        cpu_seconds: CPU time of the whole run (every thread), in seconds.
+        concurrent: Steps that ran alongside the others (their ``steps`` entry is their own
+            wall time, from start to end, overlapping the others').
+        cached: Steps whose results were read back from an earlier run with the same inputs
+            and code (their files are linked into this run's folder) instead of computed.
         outputs: Paths of files the run wrote, relative to the run folder.
-        models: Per family: verdict, best hyperparameters, threshold and scores; ``best``.
+        models: Per family: verdict with its numbers (``train_rows_<metric>``: each fold's
+            model on the rows it was fitted on, ``mean_fold_<metric>``: on the rows each
+            fold is scored on, both averaged over the folds), fold scores, test score and
+            its difference to the mean fold, best hyperparameters, threshold, calibration,
+            and the final model's scores on all development rows and on the pooled fold
+            predictions; ``best``: the champion.
+        selection: The selection rule and what the fold scores predicted about the test rows
+            (the champion, the best family on test, the shortfall).
         selected_features: Columns kept by the SHAP selection.
         served_models: BentoML model-store tags of the two served models.
         bento: Tag of the Bento built to serve them (``make serve`` serves the latest);
@@ -89,7 +106,8 @@ class RunManifest:
         until: Only rows dated before this were used (a retraining run), else ``None``.
         overrides: Config keys replaced for this run (a retraining run), else empty.
         database: The run's rows stored in MongoDB and the ``mlops db query`` that proves it:
-            ``ok``, ``store``, ``rows``, ``inserted``, ``command``.
+            ``ok``, ``store``, ``rows``, ``inserted``, ``command``, ``reused`` (an earlier
+            run stored the same rows in the same store: its proof is reused).
         packages: Versions of the main packages.
     """
 
@@ -106,8 +124,14 @@ class RunManifest:
     columns: dict = field(default_factory=dict)
     split: str | None = None
     steps: dict[str, float] = field(default_factory=dict)
+    steps_cpu: dict[str, float] = field(default_factory=dict)
+    concurrent: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    cached: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     models: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)
     selected_features: list[str] = field(default_factory=list)
     served_models: list[str] = field(default_factory=list)
     bento: str | None = None
@@ -127,11 +151,12 @@ class RunManifest:
         Yields:
             Nothing.
         """
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), sum(os.times()[:4])
         try:
             yield
         finally:
             self.steps[name] = round(time.perf_counter() - start, 3)
+            self.steps_cpu[name] = round(sum(os.times()[:4]) - cpu, 3)
 
     def write(self, run_dir: Path) -> Path:
         """Write ``manifest.json`` into the run folder.

@@ -7,8 +7,17 @@ Method (see also :func:`selection_method`):
   rows that come after the ones it learnt from (a random split has one fold, its
   validation rows). Every configuration is fitted on each fold, on a fixed-seed sample of
   the fold's training rows (``search_rows``), and scored on all of its validation rows;
-* each family's configuration with the best **mean fold score** is chosen, the spread
-  across folds is reported, and the champion is the family with the best mean;
+* **no fitting choice sees the rows a fold is scored on**: the network stops early on a
+  slice of the fold's *training* sample (its latest rows for a time split, see
+  :func:`stopping_rows`), never on the validation rows, so its fold score is as honest as
+  the other families' (a test perturbs the validation labels and finds every fitted model
+  unchanged);
+* **successive halving across folds**: every configuration is scored on the first half of
+  the folds, and only the best share of them (``training.halving``) goes on to the others;
+  each (configuration, fold) fit is an independent unit of work;
+* each family's configuration with the best **mean fold score** (among those scored on
+  every fold) is chosen, the spread across folds is reported, and the champion is the
+  family with the best mean;
 * the chosen configuration's pooled fold predictions decide whether its probabilities are
   calibrated (:func:`decide_calibration`) and where its decision threshold lies; it is then
   refitted on all development rows;
@@ -22,9 +31,11 @@ so one pickled object turns raw rows into the served probabilities.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +55,12 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import ParameterGrid, ParameterSampler, StratifiedKFold
+from sklearn.model_selection import (
+    ParameterGrid,
+    ParameterSampler,
+    StratifiedKFold,
+    train_test_split,
+)
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
@@ -79,7 +95,21 @@ def selection_method(config, metric: str, majority: float, search_rows: int) -> 
         The method, in plain English.
     """
     split = config.split
+    rules = config.training
     rows = config.rows()
+    stopping = (
+        f"its most recent {rules.stopping_share:.0%}"
+        if split.method == "time"
+        else f"a stratified random {rules.stopping_share:.0%}"
+    )
+    halving = (
+        f"Configurations are scored on the first {_first_folds(len(split.fold_starts))} folds; "
+        f"only the best {rules.halving:.0%} of them (by their mean there) go on to the other "
+        "folds (successive halving), and only configurations scored on every fold can be "
+        "chosen. "
+        if split.method == "time" and len(split.fold_starts) > 1 and rules.halving is not None
+        else ""
+    )
     if split.method == "time":
         starts = [str(start) for start in split.fold_starts]
         folds = (
@@ -102,7 +132,10 @@ def selection_method(config, metric: str, majority: float, search_rows: int) -> 
         f"Selection uses {folds}. Every configuration is fitted on each fold, on a "
         f"fixed-seed sample of at most {search_rows:,} of the fold's training {rows} (to keep "
         f"the search within its time budget), and scored on all of the fold's validation "
-        f"{rows}. The primary metric is {metric}: it measures how well the model ranks "
+        f"{rows}. {halving}The network stops early on {stopping} of the fold's training "
+        f"sample, never on the {rows} the fold is scored on, so no fitting choice has seen "
+        f"the {rows} behind a fold score. The primary metric is {metric}: it measures how "
+        "well the model ranks "
         f"'{config.target.labels[1]}' {rows} above '{config.target.labels[0]}' ones, without "
         "a threshold, and unlike accuracy it cannot be won by always predicting the majority "
         f"class ({majority:.0%} of validation {rows}). Each family's configuration with the "
@@ -117,16 +150,18 @@ def selection_method(config, metric: str, majority: float, search_rows: int) -> 
 
 @dataclass
 class Trial:
-    """One configuration tried during the search, with its score on every fold.
+    """One configuration tried during the search, with its score on the folds it reached.
 
     Attributes:
         family: Model family key.
         params: Hyperparameters.
         fold_train: Primary metric on the rows each fold's model was fitted on.
-        fold_validation: Primary metric on each fold's validation rows.
+        fold_validation: Primary metric on each fold's validation rows, for the folds it
+            was scored on (the first ones when successive halving stopped it).
         fit_seconds: Wall time of the fits, summed over the folds (a fit shared by several
             numbers of trees is counted for each; folds fitted side by side overlap).
-        epochs: Epochs run on each fold (neural network only).
+        epochs: Epochs kept on each fold (neural network only).
+        stopped: Successive halving stopped it after the first folds (it cannot be chosen).
     """
 
     family: str
@@ -135,6 +170,7 @@ class Trial:
     fold_validation: list[float]
     fit_seconds: float
     epochs: list[int] | None = None
+    stopped: bool = False
 
     @property
     def train_score(self) -> float:
@@ -171,17 +207,23 @@ class Curve:
 
 @dataclass
 class LossCurve:
-    """Per-epoch training loss and validation score of the neural network (last fold).
+    """Per-epoch training loss and stopping score of the neural network (last fold).
 
     Attributes:
         loss: Training log-loss after each epoch.
-        validation: Validation score after each epoch.
+        stopping: Primary metric on the stopping rows after each epoch (a slice of the
+            fold's training sample, see :func:`stopping_rows`; empty for a fixed number
+            of epochs).
         best_epoch: The epoch whose weights were kept (1-based).
+        stopping_rows: Rows the network stopped on (0 for a fixed number of epochs).
+        fitted_rows: Rows it was fitted on.
     """
 
     loss: list[float]
-    validation: list[float]
+    stopping: list[float]
     best_epoch: int
+    stopping_rows: int = 0
+    fitted_rows: int = 0
 
 
 @dataclass
@@ -383,6 +425,8 @@ class TrainingResult:
         folds: Name and description of each fold.
         seconds: Wall time of the whole stage.
         test_evaluated: Whether :func:`evaluate_on_test` has run.
+        lineage: The cache key of the pipeline step that computed it (empty outside a
+            pipeline run): the steps that read this result are keyed by it.
     """
 
     metric: str
@@ -393,6 +437,7 @@ class TrainingResult:
     folds: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     test_evaluated: bool = False
+    lineage: str = ""
 
     @property
     def ranking(self) -> list[str]:
@@ -437,7 +482,7 @@ def judge(
     baseline: float,
     max_gap: float,
     min_lift: float,
-    metric: str = "roc_auc",
+    metric: str = "ROC-AUC",
 ) -> Verdict:
     """Label a model overfitting, underfitting or OK by a stated rule.
 
@@ -452,7 +497,7 @@ def judge(
         baseline: Score of a constant prediction.
         max_gap: Largest acceptable train–validation gap.
         min_lift: Smallest acceptable lift over the baseline.
-        metric: Metric name, for the text.
+        metric: Metric name as printed (``ROC-AUC``), for the text.
 
     Returns:
         The verdict with its rule and evidence.
@@ -460,27 +505,29 @@ def judge(
     gap = train_score - validation_score
     lift = validation_score - baseline
     rule = (
-        f"overfitting if train {metric} − validation {metric} > {max_gap:.3f}; else "
-        f"underfitting if validation {metric} − constant baseline ({baseline:.3f}) < "
-        f"{min_lift:.3f}; else OK"
+        f"overfitting if train rows {metric} − mean fold {metric} > {max_gap:.3f}; else "
+        f"underfitting if mean fold {metric} − constant baseline ({baseline:.3f}) < "
+        f"{min_lift:.3f}; else OK (train rows: each fold's model scored on the rows it was "
+        "fitted on; mean fold: the same models on the rows each fold is scored on; both "
+        "averaged over the folds)"
     )
     if gap > max_gap:
         label = "overfitting"
         evidence = (
-            f"train {train_score:.3f} vs validation {validation_score:.3f}: "
+            f"train rows {train_score:.3f} vs mean fold {validation_score:.3f}: "
             f"a gap of {gap:.3f}, above the {max_gap:.3f} limit"
         )
     elif lift < min_lift:
         label = "underfitting"
         evidence = (
-            f"validation {validation_score:.3f} is only {lift:+.3f} above a constant "
-            f"prediction ({baseline:.3f}); train {train_score:.3f}"
+            f"mean fold {validation_score:.3f} is only {lift:+.3f} above a constant "
+            f"prediction ({baseline:.3f}); train rows {train_score:.3f}"
         )
     else:
         label = "OK"
         evidence = (
-            f"train {train_score:.3f} vs validation {validation_score:.3f} (gap {gap:.3f} ≤ "
-            f"{max_gap:.3f}), {lift:+.3f} above a constant prediction"
+            f"train rows {train_score:.3f} vs mean fold {validation_score:.3f} (gap "
+            f"{gap:.3f} ≤ {max_gap:.3f}), {lift:+.3f} above a constant prediction"
         )
     return Verdict(
         label=label,
@@ -534,34 +581,78 @@ def make_estimator(family: str, params: dict, seed: int):
     raise ValueError(f"unknown model family '{family}'")
 
 
+def stopping_rows(
+    y: np.ndarray, share: float, ordered: bool, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training rows into the rows the network fits on and the rows it stops on.
+
+    scikit-learn's own ``MLPClassifier(early_stopping=True, validation_fraction=...)`` holds
+    out a *random* (stratified) share of the rows it is given and judges it by accuracy.
+    For rows in time order a random share is not the honest stand-in for the rows a fold is
+    scored on, which come *after* every training row: so for a time split the held-out rows
+    are the latest ``share`` of the training rows (the rows arrive in date order), and for a
+    random split the same stratified random share scikit-learn would draw. The network is
+    judged on them by the primary metric (its selection criterion), not by accuracy.
+
+    Args:
+        y: The fold's training labels (0/1), in row order.
+        share: Share of the rows held out to stop on.
+        ordered: The rows are in time order (a time split).
+        seed: Seed of the random share (random split only).
+
+    Returns:
+        ``(fit, stop)``: positions of the rows to fit on and of the rows to stop on.
+    """
+    n = len(y)
+    if n < 4:  # nothing to spare: fit on every row, stop on them too
+        positions = np.arange(n)
+        return positions, positions
+    held = min(max(int(round(n * share)), 2), n - 2)
+    positions = np.arange(n)
+    if ordered:
+        return positions[: n - held], positions[n - held :]
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=2)
+    fit, stop = train_test_split(
+        positions,
+        test_size=held,
+        random_state=seed,
+        stratify=y if counts.min() >= 2 else None,
+    )
+    return np.sort(fit), np.sort(stop)
+
+
 def fit_estimator(
     family: str,
     params: dict,
     X: np.ndarray,
     y: np.ndarray,
-    X_val: np.ndarray | None,
-    y_val: np.ndarray | None,
     seed: int,
     metric: str,
     max_epochs: int,
     patience: int,
     epochs: int | None = None,
+    stopping_share: float = 0.1,
+    ordered: bool = True,
 ):
-    """Fit one configuration; the neural network stops early on the validation rows.
+    """Fit one configuration on training rows only; the network stops early on some of them.
+
+    Nothing here receives the rows a fold is scored on: the network holds out a slice of
+    the training rows it is given (:func:`stopping_rows`), fits on the rest one epoch at a
+    time, and keeps the weights of the epoch with the best primary metric on that slice.
 
     Args:
         family: Model family key.
         params: Hyperparameters.
         X: Encoded training matrix.
         y: Training labels.
-        X_val: Encoded validation matrix (``None`` with ``epochs``).
-        y_val: Validation labels.
         seed: Random seed.
         metric: Primary metric (the network's early-stopping criterion).
         max_epochs: Epoch cap for the network.
         patience: Epochs without improvement before the network stops.
-        epochs: Train the network for exactly this many epochs, without validation rows
-            (the final refit, whose every row is a training row).
+        epochs: Train the network for exactly this many epochs on every row, without
+            stopping rows (the final refit, which runs the folds' mean number of epochs).
+        stopping_share: Share of the rows the network stops on.
+        ordered: The rows are in time order (the stopping rows are then the latest ones).
 
     Returns:
         The fitted estimator and, for the network, its :class:`LossCurve` (else ``None``).
@@ -572,20 +663,23 @@ def fit_estimator(
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(X, y)
         return model, None
-    model.set_params(batch_size=min(256, len(y)))  # small data: one batch, no warning
     classes = np.array([0, 1])
     losses: list[float] = []
-    scores: list[float] = []
     if epochs is not None:
+        model.set_params(batch_size=min(256, len(y)))  # small data: one batch, no warning
         for _ in range(epochs):
             model.partial_fit(X, y, classes=classes)  # one shuffled pass over the rows
             losses.append(float(model.loss_))
-        return model, LossCurve(loss=losses, validation=[], best_epoch=epochs)
+        return model, LossCurve(loss=losses, stopping=[], best_epoch=epochs, fitted_rows=len(y))
+    fit, stop = stopping_rows(y, stopping_share, ordered, seed)
+    X_fit, y_fit, X_stop, y_stop = X[fit], y[fit], X[stop], y[stop]
+    model.set_params(batch_size=min(256, len(y_fit)))
+    scores: list[float] = []
     best, best_state, best_epoch, stale = -np.inf, None, 0, 0
     for epoch in range(1, max_epochs + 1):
-        model.partial_fit(X, y, classes=classes)
+        model.partial_fit(X_fit, y_fit, classes=classes)
         losses.append(float(model.loss_))
-        scores.append(score(metric, y_val, model.predict_proba(X_val)[:, 1]))
+        scores.append(score(metric, y_stop, model.predict_proba(X_stop)[:, 1]))
         if scores[-1] > best + 1e-4:
             best, best_epoch, stale = scores[-1], epoch, 0
             best_state = copy.deepcopy((model.coefs_, model.intercepts_))
@@ -594,7 +688,13 @@ def fit_estimator(
             if stale >= patience:
                 break
     model.coefs_, model.intercepts_ = best_state
-    return model, LossCurve(loss=losses, validation=scores, best_epoch=best_epoch)
+    return model, LossCurve(
+        loss=losses,
+        stopping=scores,
+        best_epoch=best_epoch,
+        stopping_rows=len(stop),
+        fitted_rows=len(fit),
+    )
 
 
 def predict_positive(family: str, model, params: dict, X: np.ndarray) -> np.ndarray:
@@ -712,23 +812,42 @@ def train_models(
     """
     started = time.perf_counter()
     rules = config.training
-    families: dict[str, FamilyResult] = {}
+    enabled = {family: search for family, search in rules.models.items() if search.enabled}
+    if not enabled:
+        raise ValueError("no model family is enabled in the config's 'training.models'")
     encoded: dict[tuple[bool, int], list[FoldMatrices]] = {}
-    for family, search in rules.models.items():
-        if not search.enabled:
-            continue
+    matrices = {}
+    for family, search in enabled.items():
         rows = search.search_rows or rules.search_rows
         scale = family != "xgboost"  # trees are scale-invariant
         if (scale, rows) not in encoded:
             encoded[scale, rows] = encode_folds(
                 development, folds, config, plan.input_columns, scale, rows, seed
             )
-        with one_blas_thread():
-            families[family] = _train_family(
-                family, search, encoded[scale, rows], development, config, plan, seed, log
+        matrices[family] = encoded[scale, rows]
+    # The families are independent units of work: two at a time, on threads. Much of a
+    # family's time runs on one core (a saga solver, the network's refit, the search's
+    # Python between fits) while XGBoost's C++ and the solvers release the GIL: on 2 cores
+    # the families side by side leave less of the second core idle. Each family's models
+    # are the same as when trained alone.
+    with one_blas_thread(), ThreadPoolExecutor(min(len(enabled), os.cpu_count() or 1)) as pool:
+        futures = {
+            family: pool.submit(
+                _train_family,
+                family,
+                search,
+                matrices[family],
+                development,
+                config,
+                plan,
+                seed,
+                log,
             )
-    if not families:
-        raise ValueError("no model family is enabled in the config's 'training.models'")
+            for family, search in enabled.items()
+        }
+        families: dict[str, FamilyResult] = {
+            family: future.result() for family, future in futures.items()
+        }
     best_family = max(families, key=lambda k: families[k].verdict.validation_score)
     y_val = development[config.target.name].to_numpy()[
         np.concatenate([f.validation for f in folds])
@@ -774,6 +893,8 @@ class FoldMatrices:
         X_val: Encoded validation rows.
         y_val: Their labels.
         fit_rows: Rows in the training sample.
+        ordered: The training rows are in time order (a time split): the network stops
+            on the latest of them.
     """
 
     name: str
@@ -783,6 +904,7 @@ class FoldMatrices:
     X_val: np.ndarray
     y_val: np.ndarray
     fit_rows: int
+    ordered: bool = True
 
 
 def encode_folds(
@@ -828,6 +950,7 @@ def encode_folds(
                 X_val=pre.transform(validation[plan.input_columns]),
                 y_val=validation[target].to_numpy(),
                 fit_rows=n,
+                ordered=config.split.method == "time",
             )
         )
     return matrices
@@ -849,8 +972,17 @@ def fold_plan(rows: pd.DataFrame, config, columns: list[str]) -> EncodingPlan:
     return plan.restrict([c for c in columns if c in plan.input_columns])
 
 
+def _first_folds(folds: int) -> int:
+    """How many folds every configuration is scored on before successive halving (half, rounded up)."""
+    return max(1, math.ceil(folds / 2))
+
+
 class FoldSearch:
-    """Fit and score configurations of one family on every fold, fitting each model once.
+    """Fit and score configurations of one family on the folds, fitting each model once.
+
+    The unit of work is one configuration fitted on one fold (:meth:`fit_unit`): units are
+    independent of each other (each reads only its fold's matrices), so they can run side
+    by side, here on threads, elsewhere on a cluster.
 
     Args:
         family: Model family key.
@@ -878,7 +1010,16 @@ class FoldSearch:
             fit_params["n_estimators"] = self.most_trees
         return index, repr(sorted(fit_params.items())), fit_params
 
-    def _fit_one(self, index: int, fit_params: dict) -> tuple:
+    def fit_unit(self, index: int, fit_params: dict) -> tuple:
+        """Fit one configuration on one fold's training sample: one unit of work.
+
+        Args:
+            index: The fold's position.
+            fit_params: The hyperparameters to fit with.
+
+        Returns:
+            ``(model, loss curve or None, seconds)``.
+        """
         m = self.matrices[index]
         start = time.perf_counter()
         model, loss = fit_estimator(
@@ -886,52 +1027,65 @@ class FoldSearch:
             fit_params,
             m.X,
             m.y,
-            m.X_val,
-            m.y_val,
             seed=self.seed,
             metric=self.rules.metric,
             max_epochs=self.rules.max_epochs,
             patience=self.rules.patience,
+            stopping_share=self.rules.stopping_share,
+            ordered=m.ordered,
         )
         return model, loss, time.perf_counter() - start
 
-    def _fit_all(self, params: dict) -> list[tuple]:
-        """Fit (or reuse) one configuration's model on every fold."""
-        keys = [self._key(index, params) for index in range(len(self.matrices))]
-        missing = [
-            (index, fit_params)
-            for index, key, fit_params in keys
-            if (index, key) not in self._models
-        ]
-        # XGBoost uses every core by itself; the other families fit one fold per core
+    def _fit_units(self, units: list[tuple[dict, list[int]]]) -> None:
+        """Fit every (configuration, fold) unit not fitted yet, side by side where it pays."""
+        missing: dict[tuple[int, str], dict] = {}
+        for params, indices in units:
+            for index in indices:
+                _, key, fit_params = self._key(index, params)
+                if (index, key) not in self._models:
+                    missing[index, key] = fit_params
+        if not missing:
+            return
+        # XGBoost uses every core by itself; the other families fit one unit per core
         # (their solvers release the GIL: 1.4-2x faster on 2 cores, same models).
         jobs = 1 if self.family == "xgboost" else min(len(missing), os.cpu_count() or 1)
         fitted = Parallel(n_jobs=max(jobs, 1), backend="threading")(
-            delayed(self._fit_one)(index, fit_params) for index, fit_params in missing
+            delayed(self.fit_unit)(index, fit_params) for (index, _), fit_params in missing.items()
         )
-        for (index, fit_params), result in zip(missing, fitted, strict=True):
-            self._models[index, self._key(index, fit_params)[1]] = result
-        return [self._models[index, key] for index, key, _ in keys]
+        self._models.update(zip(missing, fitted, strict=True))
 
-    def run(self, params: dict) -> tuple[Trial, FoldPredictions]:
-        """Fit (or reuse) and score one configuration on every fold.
+    def _train_rows(self, m: FoldMatrices) -> np.ndarray:
+        """Positions of a fold's sample the model was fitted on (the network's exclude its stopping rows)."""
+        if self.family != "mlp":
+            return np.arange(len(m.y))
+        return stopping_rows(m.y, self.rules.stopping_share, m.ordered, self.seed)[0]
+
+    def run(self, params: dict, folds: int | None = None) -> tuple[Trial, FoldPredictions]:
+        """Fit (or reuse) and score one configuration on the first ``folds`` folds.
 
         Args:
             params: The configuration.
+            folds: Score on this many folds, in order (``None``: every fold).
 
         Returns:
             Its trial (scores per fold) and its fold predictions.
         """
-        key = repr(sorted(params.items()))
+        indices = list(range(len(self.matrices) if folds is None else folds))
+        key = repr((sorted(params.items()), len(indices)))
         if key in self._done:
             return self._done[key]
+        self._fit_units([(params, indices)])
         metric = self.rules.metric
         train, validation, proba, epochs, seconds = [], [], [], [], 0.0
         loss = None
-        for m, (model, loss, fit_seconds) in zip(self.matrices, self._fit_all(params), strict=True):
+        for index in indices:
+            m = self.matrices[index]
+            model, loss, fit_seconds = self._models[index, self._key(index, params)[1]]
             seconds += fit_seconds
+            rows = self._train_rows(m)
             proba.append(predict_positive(self.family, model, params, m.X_val))
-            train.append(score(metric, m.y, predict_positive(self.family, model, params, m.X)))
+            fitted = predict_positive(self.family, model, params, m.X[rows])
+            train.append(score(metric, m.y[rows], fitted))
             validation.append(score(metric, m.y_val, proba[-1]))
             if loss is not None:
                 epochs.append(loss.best_epoch)
@@ -942,20 +1096,53 @@ class FoldSearch:
             fold_validation=validation,
             fit_seconds=round(seconds, 3),
             epochs=epochs or None,
+            stopped=len(indices) < len(self.matrices),
         )
+        chosen = [self.matrices[index] for index in indices]
         predictions = FoldPredictions(
-            names=[m.name for m in self.matrices],
-            positions=[m.positions for m in self.matrices],
-            y=[m.y_val for m in self.matrices],
+            names=[m.name for m in chosen],
+            positions=[m.positions for m in chosen],
+            y=[m.y_val for m in chosen],
             proba=proba,
             train_scores=train,
             validation_scores=validation,
-            fit_rows=[m.fit_rows for m in self.matrices],
+            fit_rows=[len(self._train_rows(m)) for m in chosen],
             epochs=epochs or None,
             loss_curve=loss,
         )
         self._done[key] = (trial, predictions)
         return self._done[key]
+
+    def search(self, configs: list[dict], halving: float | None) -> list[Trial]:
+        """Score configurations on the folds by successive halving.
+
+        Every configuration is scored on the first half of the folds (rounded up); the best
+        ``halving`` share of them by their mean there (at least one) goes on to every fold.
+        The others stop: a configuration far behind on the first folds is not fitted on
+        the rest. With one fold, or ``halving`` unset, every configuration gets every fold.
+
+        Args:
+            configs: The configurations, in a stable order.
+            halving: Share of configurations kept after the first folds (``None``: all).
+
+        Returns:
+            One trial per configuration, in the given order (stopped ones marked).
+        """
+        total = len(self.matrices)
+        if halving is None or total < 2 or len(configs) < 2:
+            self._fit_units([(params, list(range(total))) for params in configs])
+            return [self.run(params)[0] for params in configs]
+        first = _first_folds(total)
+        self._fit_units([(params, list(range(first))) for params in configs])
+        early = [self.run(params, first)[0] for params in configs]
+        keep = max(1, math.ceil(len(configs) * halving))
+        # Stable: on a tie the earlier configuration goes on.
+        order = sorted(range(len(configs)), key=lambda i: -early[i].validation_score)
+        survivors = sorted(order[:keep])
+        self._fit_units([(configs[i], list(range(total))) for i in survivors])
+        return [
+            self.run(configs[i])[0] if i in survivors else early[i] for i in range(len(configs))
+        ]
 
     def learning_curve(self, params: dict) -> Curve:
         """Score a configuration fitted on growing parts of the last fold's training sample.
@@ -973,18 +1160,18 @@ class FoldSearch:
         sizes = sorted({max(200, m.fit_rows // 8), max(200, m.fit_rows // 3)})
         curve = Curve(x_label="training rows", x=[], train=[], validation=[])
         for n in [n for n in sizes if n < m.fit_rows]:
-            rows = np.sort(order[:n])
+            rows = np.sort(order[:n])  # still in time order: the network stops on the latest
             model, _ = fit_estimator(
                 self.family,
                 params,
                 m.X[rows],
                 m.y[rows],
-                m.X_val,
-                m.y_val,
                 seed=self.seed,
                 metric=metric,
                 max_epochs=self.rules.max_epochs,
                 patience=self.rules.patience,
+                stopping_share=self.rules.stopping_share,
+                ordered=m.ordered,
             )
             curve.x.append(int(n))
             curve.train.append(score(metric, m.y[rows], model.predict_proba(m.X[rows])[:, 1]))
@@ -1044,11 +1231,14 @@ def _train_family(
     rules = config.training
     searcher = FoldSearch(family, search.grid, matrices, rules, seed)
     configs = candidate_configs(search.grid, rules.search, rules.n_iter, seed)
-    trials = [searcher.run(params)[0] for params in configs]
-    best = max(trials, key=lambda t: t.validation_score)
+    trials = searcher.search(configs, rules.halving)
+    best = max((t for t in trials if not t.stopped), key=lambda t: t.validation_score)
+    stopped = sum(t.stopped for t in trials)
     log(
-        f"{family}: {len(trials)} configurations on {len(matrices)} folds, best mean "
-        f"{rules.metric} {best.validation_score:.4f} (spread {best.spread:.4f}) with {best.params}"
+        f"{family}: {len(trials)} configurations on {len(matrices)} folds"
+        + (f" ({stopped} stopped after {_first_folds(len(matrices))})" if stopped else "")
+        + f", best mean {rules.metric} {best.validation_score:.4f} (spread {best.spread:.4f}) "
+        f"with {best.params}"
     )
 
     # Validation curve: vary one hyperparameter around the best configuration, on every fold.
@@ -1070,7 +1260,7 @@ def _train_family(
         baseline_score(rules.metric, predictions.pooled_y),
         rules.max_gap,
         rules.min_lift,
-        rules.metric,
+        _metric_name(rules.metric),
     )
     log(
         f"{family}: refit on {len(development):,} rows in {final.fit_seconds:.1f}s, "
@@ -1208,8 +1398,6 @@ def fit_final(
         params,
         X,
         y,
-        None,
-        None,
         seed=seed,
         metric=rules.metric,
         max_epochs=rules.max_epochs,
@@ -1315,24 +1503,31 @@ def trials_table(result: TrainingResult) -> pd.DataFrame:
         result: The training result.
 
     Returns:
-        Columns: family, one column per hyperparameter, the validation score of each fold,
-        their mean and spread, the mean train score, fit seconds, epochs, chosen.
+        Columns: family, one column per hyperparameter, the validation score of each fold
+        (empty for the folds a stopped configuration did not reach), their mean and spread,
+        the folds scored, the mean train score, fit seconds, epochs, chosen. Complete
+        configurations come first, best first; then the stopped ones, best first.
     """
     rows = []
     for family in result.families.values():
-        for trial in sorted(family.trials, key=lambda t: -t.validation_score):
+        for trial in sorted(family.trials, key=lambda t: (t.stopped, -t.validation_score)):
             row = {"family": family.label}
             row.update({k: _plain(v) for k, v in trial.params.items()})
+            scores = trial.fold_validation + [None] * (
+                len(result.folds) - len(trial.fold_validation)
+            )
             row.update(
                 {
-                    f"fold {name}": round(value, 4)
-                    for (name, _), value in zip(result.folds, trial.fold_validation, strict=True)
+                    f"fold {name}": None if value is None else round(value, 4)
+                    for (name, _), value in zip(result.folds, scores, strict=True)
                 }
             )
             row.update(
                 {
                     f"validation_{result.metric}": round(trial.validation_score, 4),
                     "validation_spread": round(trial.spread, 4),
+                    "folds": f"{len(trial.fold_validation)} of {len(result.folds)}"
+                    + (" (stopped)" if trial.stopped else ""),
                     f"train_{result.metric}": round(trial.train_score, 4),
                     "fit_seconds": trial.fit_seconds,
                     "epochs": None if trial.epochs is None else float(np.mean(trial.epochs)),
@@ -1368,6 +1563,130 @@ def fold_table(result: TrainingResult) -> pd.DataFrame:
             }
         )
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: Two families whose test scores differ by less than this are not told apart by the test
+#: rows of one period (it is also the margin a challenger must win by, ``monitoring.margin``).
+SELECTION_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class SelectionOutcome:
+    """What the fold scores predicted about the test rows, checked once they are scored.
+
+    Attributes:
+        rule: The selection rule, in one sentence.
+        champion: The chosen family's key (best mean fold score).
+        best_on_test: The family with the best test score.
+        shortfall: Best test score minus the champion's (0 when the champion is best).
+        fold_ranking: Family keys from the best to the worst mean fold score.
+        test_ranking: Family keys from the best to the worst test score.
+        tolerance: The shortfall under which the choice counts as the best on test.
+        sentence: The outcome in one sentence, with its numbers (the reports print it).
+    """
+
+    rule: str
+    champion: str
+    best_on_test: str
+    shortfall: float
+    fold_ranking: list[str]
+    test_ranking: list[str]
+    tolerance: float
+    sentence: str
+
+    @property
+    def holds(self) -> bool:
+        """The champion is the best family on test, or within the tolerance of it."""
+        return self.shortfall <= self.tolerance
+
+
+def selection_outcome(result: TrainingResult) -> SelectionOutcome:
+    """Compare the champion chosen on the folds with the families' test scores.
+
+    Args:
+        result: The training result, test rows scored.
+
+    Returns:
+        The outcome.
+
+    Raises:
+        RuntimeError: If the test rows have not been scored.
+    """
+    if not result.test_evaluated:
+        raise RuntimeError("score the test rows (evaluate_on_test) before checking the selection")
+    metric, name = result.metric, _metric_name(result.metric)
+    families = result.families
+    test = {key: f.metrics["test"][metric] for key, f in families.items()}
+    fold = {key: f.verdict.validation_score for key, f in families.items()}
+    fold_ranking = sorted(families, key=lambda k: -fold[k])
+    test_ranking = sorted(families, key=lambda k: -test[k])
+    champion, best = result.best_family, test_ranking[0]
+    shortfall = max(0.0, test[best] - test[champion])
+    rule = (
+        f"the champion is the family whose chosen configuration has the best mean fold {name}; "
+        "the test rows play no part in the choice"
+    )
+    label = families[champion].label
+    predicted = ", ".join(f"{families[k].label} {fold[k]:.4f}" for k in fold_ranking)
+    observed = ", ".join(f"{families[k].label} {test[k]:.4f}" for k in test_ranking)
+    if champion == best:
+        verdict = f"{label} is also the best on test"
+    elif shortfall <= SELECTION_TOLERANCE:
+        verdict = (
+            f"{label} is {shortfall:.4f} below the best on test ({families[best].label}), "
+            f"within {SELECTION_TOLERANCE}"
+        )
+    else:
+        verdict = (
+            f"{label} is {shortfall:.4f} below the best on test ({families[best].label}), "
+            f"more than {SELECTION_TOLERANCE}: the folds misjudged this period"
+        )
+    same = "the same order" if fold_ranking == test_ranking else "a different order"
+    sentence = (
+        f"The fold scores ranked {predicted} (mean fold {name}); the test rows rank {observed} "
+        f"({same}): {verdict}."
+    )
+    return SelectionOutcome(
+        rule=rule,
+        champion=champion,
+        best_on_test=best,
+        shortfall=shortfall,
+        fold_ranking=fold_ranking,
+        test_ranking=test_ranking,
+        tolerance=SELECTION_TOLERANCE,
+        sentence=sentence,
+    )
+
+
+def fold_test_table(result: TrainingResult) -> pd.DataFrame:
+    """Return, per family, the mean fold score that chose it, its test score and their difference.
+
+    Args:
+        result: The training result, test rows scored.
+
+    Returns:
+        One row per family, in fold-ranking order: mean fold score, test score, test minus
+        mean fold, rank on the folds and on test, champion.
+    """
+    metric = result.metric
+    families = result.families
+    test_order = sorted(families, key=lambda k: -families[k].metrics["test"][metric])
+    rows = []
+    for rank, key in enumerate(result.ranking, start=1):
+        family = families[key]
+        fold, test = family.verdict.validation_score, family.metrics["test"][metric]
+        rows.append(
+            {
+                "family": family.label,
+                f"mean_fold_{metric}": round(fold, 4),
+                f"test_{metric}": round(test, 4),
+                "test_minus_fold": round(test - fold, 4),
+                "fold_rank": rank,
+                "test_rank": test_order.index(key) + 1,
+                "champion": key == result.best_family,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -29,6 +29,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# As the Makefile does, before a test module imports scikit-learn or XGBoost (whose OpenMP
+# runtime reads it once): spinning threads made a toy training 8x slower on a busy machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.pop("PREFECT_API_URL", None)
 
 

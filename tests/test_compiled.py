@@ -165,3 +165,39 @@ def test_a_calibrated_model_is_replayed_with_its_map(fitted, method):
     assert max_difference(compiled, calibrated, frame, rows) <= 1e-9
     # The map really moves the probabilities (else this test could not fail).
     assert np.abs(compiled.predict_proba(rows) - raw.predict_proba(frame)[:, 1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("levels", [["a", "b"], ["a", "b", "rare"]])
+def test_unseen_levels_go_where_the_encoder_sends_them(levels):
+    """One-hot blocks with and without an "Other" column: an unseen level goes to "Other"
+    when training had rare levels, and to no column when it had none, compiled or not."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+
+    from tabular.features import CategoryText, rare_level_encoder
+
+    rng = np.random.default_rng(0)
+    counts = {"a": 300, "b": 290, "rare": 10}
+    train = pd.DataFrame({"c": [level for level in levels for _ in range(counts[level])]})
+    train["x"] = rng.normal(size=len(train))
+    y = ((train["c"] == "a") ^ (train["x"] > 0.5)).astype(int)
+    block = Pipeline([("text", CategoryText()), ("encode", rare_level_encoder(0.03))])
+    pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [("onehot", block, ["c"]), ("num", SimpleImputer(strategy="median"), ["x"])]
+                ),
+            ),
+            ("model", LogisticRegression()),
+        ]
+    ).fit(train, y)
+    rows = [["a", 0.1], ["b", None], ["rare", 2.0], ["never-seen", -1.0], [None, 0.0]]
+    compiled = compile_pipeline(pipeline, ["c", "x"])
+    frame = pd.DataFrame(rows, columns=["c", "x"]).astype({"x": float})
+    encoded = compiled.transform(rows)
+    assert np.abs(encoded - pipeline.named_steps["preprocess"].transform(frame)).max() == 0
+    assert max_difference(compiled, pipeline, frame, rows) <= 1e-12
+    other = encoded[3, : encoded.shape[1] - 1]  # the unseen level's one-hot block
+    assert other.tolist() == ([0, 0, 1] if "rare" in levels else [0, 0])

@@ -1,30 +1,82 @@
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from tabular.config import load_config
 from tabular.datasets import load_raw, prepare
 from tabular.features import (
+    INFREQUENT,
+    OTHER,
+    CategoryText,
     DateParts,
-    RareCategoryGrouper,
+    as_category_text,
     build_preprocessor,
+    kept_levels,
     plan_encoding,
+    rare_level_encoder,
     source_column,
 )
-from tests.conftest import write_toy_dataset
+from tests.conftest import make_bookings_frame, write_toy_dataset
+
+
+def _one_hot(rare_share: float = 0.03) -> Pipeline:
+    """The pipelines' one-hot block: categories as text, then the rare-level encoder."""
+    return Pipeline([("text", CategoryText()), ("encode", rare_level_encoder(rare_share))])
 
 
 def test_rare_levels_and_unseen_levels_become_other():
     train = pd.DataFrame({"c": ["a"] * 60 + ["b"] * 38 + ["rare"] * 2})
-    grouper = RareCategoryGrouper(min_share=0.03).fit(train)
-    assert grouper.kept_levels_ == {"c": ["a", "b"]}
-    out = grouper.transform(pd.DataFrame({"c": ["a", "rare", "never-seen", None, "b"]}))
-    assert out["c"].tolist() == ["a", "Other", "Other", "Other", "b"]
+    block = _one_hot().fit(train)
+    assert kept_levels(block.named_steps["encode"], 0) == ["a", "b"]
+    assert block.get_feature_names_out().tolist() == ["c_a", "c_b", f"c_{INFREQUENT}"]
+    out = block.transform(pd.DataFrame({"c": ["a", "rare", "never-seen", None, "b"]}))
+    # a, then "Other" for a rare level, an unseen one and an unseen missing value, then b.
+    assert out.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1], [0, 1, 0]]
 
 
 def test_missing_is_its_own_level_when_frequent():
     train = pd.DataFrame({"c": ["a"] * 50 + [None] * 50})
-    grouper = RareCategoryGrouper(min_share=0.03).fit(train)
-    assert grouper.transform(pd.DataFrame({"c": [None]}))["c"].tolist() == ["Missing"]
+    block = _one_hot().fit(train)
+    assert block.get_feature_names_out().tolist() == ["c_Missing", "c_a"]  # no rare level
+    assert block.transform(pd.DataFrame({"c": [None, "never-seen"]})).tolist() == [
+        [1, 0],
+        [0, 0],  # nothing rare in training: an unseen level has no "Other" to go to
+    ]
+
+
+def _grouped_by_share(train: pd.Series, rows: pd.Series, share: float) -> pd.DataFrame:
+    """The former hand-written grouping: levels under ``share`` of the training rows (and
+    levels never seen) become "Other", then one column per remaining level."""
+    shares = as_category_text(train).value_counts(normalize=True)
+    kept = set(shares.index[shares >= share])
+    text = as_category_text(rows)
+    return pd.get_dummies(text.where(text.isin(kept), OTHER)).astype(float)
+
+
+def test_the_encoder_gives_the_encoding_of_the_former_grouping():
+    """scikit-learn's OneHotEncoder(min_frequency) replaced a hand-written grouper: the same
+    levels are kept, and every row gets the same one-hot vector (the "Other" column is last
+    instead of in alphabetical order), on the bookings' categories and with unseen levels."""
+    frame = make_bookings_frame(rows=3000, seed=4)
+    train, rows = frame.iloc[:2000], frame.iloc[2000:].copy()
+    rows.loc[rows.index[::7], "meal"] = "never-seen"
+    rows.loc[rows.index[::11], "country"] = None
+    compared = 0
+    for column in ("hotel", "meal", "country", "market_segment", "deposit_type"):
+        for share in (0.01, 0.03, 0.1):
+            block = _one_hot(share).fit(train[[column]])
+            names = [
+                str(n).removeprefix(f"{column}_").replace(INFREQUENT, OTHER)
+                for n in block.get_feature_names_out()
+            ]
+            encoded = pd.DataFrame(block.transform(rows[[column]]), columns=names, index=rows.index)
+            expected = _grouped_by_share(train[column], rows[column], share)
+            # A level the old grouping kept but the rows never hold is an all-zero column.
+            expected = expected.reindex(columns=names, fill_value=0.0)
+            assert set(names) == set(_grouped_by_share(train[column], train[column], share))
+            pd.testing.assert_frame_equal(encoded, expected, check_dtype=False)
+            compared += 1
+    assert compared == 15
 
 
 def test_date_parts():
@@ -47,6 +99,11 @@ def test_plan_one_hot_for_low_and_target_for_high_cardinality(tmp_path):
     by_column = {p.column: p for p in plan.categorical}
     assert by_column["channel"].encoder == "one-hot"
     assert "partner" not in by_column["channel"].kept_levels  # about 2 % of rows
+    # The plan's kept levels are the ones the fitted encoder keeps (the same rule).
+    pre = build_preprocessor(plan, scale=False).fit(data[plan.input_columns], data["returned"])
+    encoder = pre.named_transformers_["onehot"].named_steps["encode"]
+    for i, column in enumerate(plan.one_hot_columns):
+        assert kept_levels(encoder, i) == by_column[column].kept_levels
     assert by_column["region"].encoder == "target"  # 50 levels > one_hot_max_levels=10
     assert "50 levels" in by_column["region"].reason
 
@@ -61,7 +118,7 @@ def test_preprocessor_output_maps_back_to_original_columns(tmp_path):
     assert np.isfinite(matrix).all()
     sources = {name: source_column(name, plan) for name in names}
     assert sources["onehot__channel_web"] == "channel"
-    assert sources["onehot__channel_Other"] == "channel"
+    assert sources[f"onehot__channel_{INFREQUENT}"] == "channel"
     assert sources["target__region"] == "region"
     assert sources["date__order_date_hour"] == "order_date"
     assert set(sources.values()) == set(plan.input_columns)

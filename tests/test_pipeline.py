@@ -12,6 +12,7 @@ import bentoml
 import pandas as pd
 import pytest
 import yaml
+from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 from pypdf import PdfReader
 
 from flows.pipeline import training_pipeline
@@ -109,7 +110,11 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
     config = tmp_path / "flights.yaml"
     config.write_text(yaml.safe_dump(raw))
     result = training_pipeline(
-        config_path=str(config), sample=4000, seed=11, artifacts_dir=str(tmp_path)
+        config_path=str(config),
+        sample=4000,
+        seed=11,
+        artifacts_dir=str(tmp_path),
+        horizon_study=True,
     )
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
@@ -121,9 +126,11 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
     assert manifest["rows"]["used"] == 4000
     assert len(manifest["data_hash"]) == 64
     assert {
-        "load", "prepare", "validate", "split", "eda", "train", "explain", "bento", "store",
-        "report",
-    } <= set(manifest["steps"])  # fmt: skip
+        "load", "prepare", "validate", "split", "eda", "train", "horizon", "training-report",
+        "explain", "bento", "store", "report",
+    } <= set(manifest["steps"]) == set(manifest["steps_cpu"]) | set(manifest["concurrent"])  # fmt: skip
+    assert manifest["concurrent"] == ["eda", "store"]  # alongside the training
+    assert manifest["cached"] == []  # a first run computes every step
     assert all(seconds >= 0 for seconds in manifest["steps"].values())
     assert manifest["packages"]["prefect"].startswith("3.")
     for output in ("data_docs", "eda", "training", "explain"):
@@ -182,9 +189,13 @@ def test_same_seed_same_hash_and_split(prefect_harness, tmp_path):
     first = _manifest(
         training_pipeline(config_path=str(config), seed=5, artifacts_dir=str(tmp_path))
     )
-    second = _manifest(
-        training_pipeline(config_path=str(config), seed=5, artifacts_dir=str(tmp_path))
-    )
+    # Computed again, not read back from the first run's cache: the same seed must give
+    # the same results by itself.
+    with temporary_settings({PREFECT_TASKS_REFRESH_CACHE: True}):
+        second = _manifest(
+            training_pipeline(config_path=str(config), seed=5, artifacts_dir=str(tmp_path))
+        )
+    assert second["cached"] == []
     other = _manifest(
         training_pipeline(config_path=str(config), sample=500, seed=6, artifacts_dir=str(tmp_path))
     )
@@ -267,7 +278,10 @@ def test_csv_without_a_date_column_runs_end_to_end(prefect_harness, tmp_path):
     config = write_bookings_dataset(
         tmp_path / "data", frame, training=SMALL_SEARCH, explain=EXPLAIN
     )
-    result = training_pipeline(config_path=str(config), artifacts_dir=str(tmp_path))
+    # Asked for the horizon study, a CSV's run says why it does not apply.
+    result = training_pipeline(
+        config_path=str(config), artifacts_dir=str(tmp_path), horizon_study=True
+    )
     manifest = _manifest(result)
     assert manifest["status"] == "succeeded"
     check_report_pdf(result, manifest)

@@ -142,7 +142,7 @@ def test_choices_stay_the_same_when_the_test_labels_are_poisoned(
     poisoned = Split(
         train=split.train, test=poisoned_test, folds=split.folds, description=split.description
     )
-    result, _ = train_task(poisoned, config, plan, 3, tmp_path)
+    result = train_task(poisoned, config, plan, 3)
     assert _choices(result) == _choices(trained)
     for key, family in result.families.items():
         true_auc = trained.families[key].metrics["test"]["roc_auc"]
@@ -256,10 +256,19 @@ def test_rolling_folds_fit_on_the_past_and_score_on_the_next_period(rolling):
     assert split.test[config.date_column].min() >= starts[-1] > dates.max()
     for family in result.families.values():
         assert len(family.folds.validation_scores) == 3
-        for trial in family.trials:  # every configuration is scored on every fold
-            assert len(trial.fold_validation) == 3
+        # Successive halving: every configuration is scored on the first two folds, the
+        # better half of them (by their mean there) on all three.
+        complete = [t for t in family.trials if not t.stopped]
+        stopped = [t for t in family.trials if t.stopped]
+        assert len(complete) == FAST["n_iter"] // 2 == len(stopped)
+        for trial in family.trials:
+            assert len(trial.fold_validation) == (2 if trial.stopped else 3)
             assert trial.validation_score == pytest.approx(np.mean(trial.fold_validation))
-        best = max(family.trials, key=lambda t: t.validation_score)
+        for behind in stopped:
+            assert all(
+                np.mean(behind.fold_validation) <= np.mean(t.fold_validation[:2]) for t in complete
+            )
+        best = max(complete, key=lambda t: t.validation_score)
         assert family.best_params == best.params  # chosen by the mean fold score
     assert result.best_family == max(
         result.families, key=lambda k: np.mean(result.families[k].folds.validation_scores)
@@ -282,6 +291,56 @@ def test_threshold_and_validation_metrics_come_from_the_pooled_fold_predictions(
         assert family.metrics["train"]["rows"] == len(split.train)  # refitted on all of them
     mlp = result.families["mlp"]
     assert mlp.final_epochs == max(1, round(np.mean(mlp.folds.epochs)))
+
+
+#: One configuration per family for the leakage test (small, so that it runs in seconds).
+LEAK_PARAMS = {
+    "logistic": {"C": 1.0, "l1_ratio": 0.0, "class_weight": None},
+    "xgboost": {"max_depth": 3, "n_estimators": 60, "learning_rate": 0.1},
+    "mlp": {"hidden_layer_sizes": [32], "alpha": 0.001, "learning_rate_init": 0.003},
+}
+
+
+@pytest.mark.parametrize("family", list(LEAK_PARAMS))
+def test_the_rows_a_fold_is_scored_on_change_no_fitted_model(rolling, family):
+    """Leakage of selection: no fitting choice (weights, trees, the network's epoch) sees the
+    labels of the rows a fold is scored on. Flipping every fold's validation labels must leave
+    every fitted model and every chosen epoch as they were; only the fold scores move."""
+    from dataclasses import replace
+
+    config, split, plan, _ = rolling
+    rules = config.training
+    scale = family != "xgboost"
+    matrices = training.encode_folds(
+        split.train, split.folds, config, plan.input_columns, scale, FAST["search_rows"], 3
+    )
+    flipped = [replace(m, y_val=1 - m.y_val) for m in matrices]
+    params = LEAK_PARAMS[family]
+    honest = training.FoldSearch(family, {}, matrices, rules, seed=3)
+    probed = training.FoldSearch(family, {}, flipped, rules, seed=3)
+    trial, folds = honest.run(params)
+    probed_trial, probed_folds = probed.run(params)
+    for before, after in zip(folds.proba, probed_folds.proba, strict=True):
+        assert np.array_equal(before, after)  # the same model on every fold
+    assert probed_trial.epochs == trial.epochs  # the network kept the same epoch
+    assert probed_trial.fold_train == trial.fold_train
+    # The flipped labels were read, by the scores only: ROC-AUC becomes 1 - ROC-AUC.
+    assert probed_trial.fold_validation == pytest.approx([1 - v for v in trial.fold_validation])
+    if family == "mlp":
+        curve = folds.loss_curve
+        assert curve.stopping_rows + curve.fitted_rows == matrices[-1].fit_rows
+        assert curve.best_epoch == trial.epochs[-1] >= 1
+
+
+def test_the_network_stops_on_the_latest_training_rows_of_a_time_split():
+    y = np.tile([0, 1, 1, 0, 0], 40)  # 200 rows in time order
+    fit, stop = training.stopping_rows(y, 0.1, ordered=True, seed=0)
+    assert stop.tolist() == list(range(180, 200)) and fit.tolist() == list(range(180))
+    # A random split: the stratified random share scikit-learn's own early stopping draws.
+    fit, stop = training.stopping_rows(y, 0.1, ordered=False, seed=0)
+    assert len(stop) == 20 and sorted({*fit, *stop}) == list(range(200))
+    assert stop.tolist() != list(range(180, 200))  # not simply the latest rows
+    assert y[stop].mean() == pytest.approx(y.mean())  # stratified
 
 
 def test_xgboost_read_at_fewer_trees_is_the_smaller_fit():

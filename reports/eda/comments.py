@@ -442,9 +442,10 @@ def grouping_summary(groupings: list[RareGrouping], rows: int) -> str:
         lines.append("\n".join(bullets))
     lines.append(
         f"The kept levels were learned once, on the {count(rows)} training rows, by the "
-        "same RareCategoryGrouper that sits inside every model pipeline; serving applies "
-        f"that fitted grouper unchanged, and a level never seen in training also becomes "
-        f"'{OTHER}'."
+        "same encoder that sits inside every model pipeline (scikit-learn's OneHotEncoder "
+        "with min_frequency, whose one column for the rare levels is the "
+        f"'{OTHER}' column); serving applies that fitted encoder unchanged, and a level never "
+        f"seen in training also becomes '{OTHER}'."
     )
     return "\n\n".join(lines)
 

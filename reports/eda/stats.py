@@ -20,9 +20,10 @@ from tabular.features import (
     MISSING,
     OTHER,
     EncodingPlan,
-    RareCategoryGrouper,
     as_category_text,
     build_preprocessor,
+    kept_levels,
+    rare_levels_kept,
     source_column,
 )
 
@@ -361,7 +362,8 @@ class RareGrouping:
         encoder: The plan's encoder for the column (``one-hot`` or ``target``).
         rare_share: The grouping threshold.
         before: Rows per level in the training split.
-        after: Rows per level after :class:`tabular.features.RareCategoryGrouper`.
+        after: Rows per level after the pipelines' rare-level grouping
+            (:func:`tabular.features.rare_level_encoder`).
         grouped_levels: Levels merged into "Other", largest first.
     """
 
@@ -384,11 +386,12 @@ class RareGrouping:
 
 
 def rare_grouping(train: pd.DataFrame, plan: EncodingPlan) -> list[RareGrouping]:
-    """Apply the training pipeline's own grouper to each categorical column.
+    """Apply the training pipeline's own rare-level encoder to each categorical column.
 
-    The "after" counts come from :class:`tabular.features.RareCategoryGrouper` fitted on
-    the training split, the transformer the model pipelines contain, so the EDA shows the
-    grouping training and serving apply, not a re-implementation of it.
+    The "after" counts come from :func:`tabular.features.rare_level_encoder` (scikit-learn's
+    ``OneHotEncoder(min_frequency=...)``) fitted on the training split, the encoder the model
+    pipelines contain, so the EDA shows the grouping training and serving apply, not a
+    re-implementation of it.
 
     Args:
         train: The training split.
@@ -400,14 +403,13 @@ def rare_grouping(train: pd.DataFrame, plan: EncodingPlan) -> list[RareGrouping]
     groupings = []
     for column_plan in plan.categorical:
         column = column_plan.column
-        grouper = RareCategoryGrouper(min_share=plan.rare_share).fit(train[[column]])
-        grouped = grouper.transform(train[[column]])[column]
-        after = grouped.value_counts()
+        kept = set(rare_levels_kept(train[column], plan.rare_share))
+        text = as_category_text(train[column])
+        after = text.where(text.isin(kept), OTHER).value_counts()
         after = after.reindex(
             sorted(after.index, key=lambda level: (level == OTHER, -after[level], level))
         )
         before = category_counts(train, column)
-        kept = set(grouper.kept_levels_[column])
         groupings.append(
             RareGrouping(
                 column=column,
@@ -471,7 +473,14 @@ def missing_summary(
         medians = dict(zip(plan.numeric, imputer.statistics_, strict=True))
         if imputer.indicator_ is not None:
             flagged = {plan.numeric[i] for i in imputer.indicator_.features_}
-    kept_onehot = blocks["onehot"].named_steps["group"].kept_levels_ if "onehot" in blocks else {}
+    kept_onehot = (
+        {
+            column: kept_levels(blocks["onehot"].named_steps["encode"], i)
+            for i, column in enumerate(plan.one_hot_columns)
+        }
+        if "onehot" in blocks
+        else {}
+    )
     roles = [(plan.date_column, "date")] if plan.date_column else []
     roles += [(p.column, "categorical") for p in plan.categorical]
     roles += [(c, "numeric") for c in plan.numeric]
