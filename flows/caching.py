@@ -89,9 +89,12 @@ STEP_READS: dict[str, tuple[str, ...]] = {
         "leakage", "descriptions", "split", "checks", "features", "training", "explain",
         "monitoring", "seed",
     ),
+    # The stored schema keeps the config's checks (records are held to them) and the store
+    # step applies monitoring.log_retention_days.
     "store": (
         "name", "target", "date_column", "date_from", "prediction_horizon", "categorical",
-        "numeric", "point_in_time", "id_columns", "leakage", "drop_rows_missing",
+        "numeric", "point_in_time", "id_columns", "leakage", "drop_rows_missing", "checks",
+        "monitoring",
     ),
     # The Bento bundles the project's code and its two models: keyed on every project file.
     "bento": (),

@@ -187,8 +187,8 @@ def test_a_config_field_changes_the_keys_of_exactly_the_steps_that_read_it(tmp_p
             if caching.config_sections(other, step) != caching.config_sections(config, step)
         )
     assert found == expected
-    assert found["checks"] == ["eda", "explain", "validate"]
-    assert found["explain"] == ["explain"] and found["monitoring"] == ["explain"]
+    assert found["checks"] == ["eda", "explain", "store", "validate"]
+    assert found["explain"] == ["explain"] and found["monitoring"] == ["explain", "store"]
 
 
 def test_an_input_without_a_fingerprint_is_not_cached_under_a_wrong_key():
