@@ -43,7 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--until", help="logs served before this time (ISO 8601, UTC)")
     window.add_argument("--since-minutes", type=positive_float, help="logs of the last N minutes")
     window.add_argument("--last", type=positive_int, help="at most the last N logs")
-    monitor.add_argument("--drift-share", type=positive_float, help="share of drifted columns")
+    monitor.add_argument(
+        "--reference", choices=["whole", "same_period", "recent"],
+        help="reference rows: every training row, those of the window's period, or the logs before",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--importance-share", type=positive_float,
+        help="importance-weighted drift that flags dataset drift (0-1)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--drift-share", type=positive_float, help="share of drifted columns of Evidently's test"
+    )
     monitor.add_argument(
         "--method", type=column_method, action="append", default=[], metavar="COLUMN=METHOD",
         help="drift method of a column (Evidently's names: psi, ks, wasserstein, ...); repeatable",
@@ -130,6 +140,8 @@ def _monitor(args: argparse.Namespace) -> int:
         until=args.until,
         since_minutes=args.since_minutes,
         last=args.last,
+        reference=args.reference,
+        importance_share=args.importance_share,
         drift_share=args.drift_share,
         methods=dict(args.method) or None,
         min_rows=args.min_rows,

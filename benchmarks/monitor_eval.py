@@ -1,0 +1,329 @@
+"""Monitor evaluation: false alarms on training months, faults caught, champion against challenger.
+
+Usage (from the repository root, after `make run` saved the served models with their
+reference and importance on the full data):
+
+    .venv/bin/python benchmarks/monitor_eval.py                  # part of `make bench`
+    .venv/bin/python benchmarks/monitor_eval.py --skip-retrain   # the drift part only (~5 min)
+
+**Drift.** Every window is ``--rows`` rows (3,000 by default) sampled from one month of the
+dataset, sent through the served model's input contract as the API reads a request (rows it
+would refuse are left out and counted) and scored by the served primary model, as the
+service logs them; each window is then judged in process by
+:func:`monitoring.check.judge_window`, the function ``run_check`` calls on the logs it read
+(the same reference choice, tests, weights and verdict; only the store and the HTTP layer
+are skipped). For each reference setting (``whole``, ``same_period``, ``recent``):
+
+* false alarms: dataset-drift verdicts on the nine training months (data the model was
+  trained on);
+* faults (:mod:`monitoring.faults`) injected into a window of each test month (October,
+  November, December): units, stuck, renamed, missing, shuffled, each in the most important
+  served column of its kind; detected = a dataset-drift verdict; ranked first = the faulty
+  column heads the check's ranking; a clean window of each test month is the control;
+* the same unit fault in the least important column, which must be flagged (and ranked
+  first) without raising the alarm.
+
+``recent`` compares a window with the window of the month before (the first training month
+has none: it falls back to ``same_period``, as the monitor does). The old rule (``whole``
+reference, dataset drift when half of the columns drift, unweighted) is shown for
+comparison.
+
+**Retraining.** For each test month: the champion (the served primary model, fitted on
+January-September) against a challenger retrained as the monitor retrains
+(:func:`monitoring.champion.retraining_plan`, :func:`monitoring.retrain.fit_challenger`):
+the champion's inputs, every row dated before the month, rolling folds ending at its first
+day. Both are scored on the month replayed with feedback (``--rows`` rows, as the gate
+judges them) and on all its rows; the gate's decision (margin ``monitoring.margin``) is
+printed. Taken on a shared machine: the load average is printed with the times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import flows  # noqa: E402, F401  (the project's Prefect/BentoML homes, as under make)
+
+SETTINGS = ("whole", "same_period", "recent")
+TRAINING_MONTHS = range(1, 10)
+TEST_MONTHS = (10, 11, 12)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.2f}/{five:.2f}"
+
+
+@dataclass
+class Verdict:
+    """One window judged under one setting."""
+
+    window: str
+    kind: str  # training, fault, control, unused
+    fault: str | None
+    column: str | None
+    alarm: bool
+    first: str | None
+    weighted: float
+    drifted: list[str]
+    reference: str
+    old_rule: bool
+
+
+@dataclass
+class Tally:
+    """A setting's counts."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[Verdict]:
+        return [v for v in self.verdicts if v.kind == kind]
+
+
+def eligible(served, importance, data, kind: str) -> list[str]:
+    """Served columns that a fault of this kind can spoil, the most important first."""
+    roles = served.contract.roles
+    if kind == "number":
+        columns = roles["number"]
+    elif kind == "category":
+        columns = roles["category"]
+    else:  # nullable: the contract accepts a null there (the pipeline imputes it)
+        columns = [s.name for s in served.contract.fields if s.kind != "datetime" and s.nullable]
+    return sorted(columns, key=lambda c: -importance.get(c, 0.0))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=3000, help="rows per window")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-retrain", action="store_true", help="the drift part only")
+    args = parser.parse_args()
+
+    import bentoml
+    import numpy as np
+    import pandas as pd
+
+    from bentos.registry import served_model
+    from flows.monitor import drift_settings
+    from monitoring.check import judge_window
+    from monitoring.drift import prediction_name
+    from monitoring.faults import FAULTS, KINDS, describe, inject
+    from monitoring.reference import load_reference, probability_column, read_importance
+    from tabular.config import DEFAULT_CONFIG, load_config
+    from tabular.datasets import load_raw, prepare
+
+    started = time.perf_counter()
+    config = load_config(DEFAULT_CONFIG)
+    target, date = config.target.name, config.date_column
+    served = served_model(config.name, "primary")
+    model = bentoml.models.get(served.tag)
+    importance = read_importance(model.info.metadata, served.contract.names)
+    if importance is None:
+        print(f"error: {served.tag} was saved without its importance: run `make run` first")
+        return 2
+    pipeline = bentoml.sklearn.load_model(served.tag)
+    prediction = prediction_name(served.contract.names)
+    reference = load_reference(served.reference_path, served.reference_sha256).rename(
+        columns={probability_column(served.role): prediction}
+    )
+    data, _ = prepare(load_raw(config), config)
+    months = data[date].dt.month
+    print(
+        f"served {served.tag} ({served.family}, run {served.run_id}); reference "
+        f"{len(reference):,} rows; windows of {args.rows:,} rows; load {load()}"
+    )
+    top = ", ".join(f"{c} {w:.3f}" for c, w in list(importance.items())[:6])
+    print(f"importance shares (mean |SHAP|), top 6: {top}")
+
+    contract = served.contract
+
+    def window(rows: pd.DataFrame, *, labelled: bool = False) -> tuple[pd.DataFrame, int]:
+        """The rows as the service logs them: through the contract, scored by the model."""
+        typed = contract.to_frame([contract.json_row(r) for r in rows.to_dict("records")])
+        frame = typed.frame
+        frame[prediction] = pipeline.predict_proba(frame[contract.names])[:, 1]
+        kept = rows.iloc[frame.index]
+        frame[target] = kept[target].to_numpy(dtype=float) if labelled else np.nan
+        return frame.reset_index(drop=True), len(typed.refused_rows)
+
+    def month_rows(month: int, seed: int) -> pd.DataFrame:
+        rows = data[months == month]
+        return rows.sample(min(args.rows, len(rows)), random_state=seed).sort_values(date)
+
+    clean = {m: window(month_rows(m, args.seed))[0] for m in range(1, 13)}
+    columns = {kind: eligible(served, importance, data, kind) for kind in set(KINDS.values())}
+    numbers = columns["number"]
+    faults = {fault: columns[KINDS[fault]][0] for fault in FAULTS}
+    unused = min(numbers, key=lambda c: importance.get(c, 0.0))
+    print(
+        "faulty columns (the most important of their kind): "
+        + "; ".join(f"{f}: {c} ({importance[c]:.3f})" for f, c in faults.items())
+        + f"; least important numeric column: {unused} ({importance[unused]:.4f})"
+    )
+    windows: list[tuple[str, str, str | None, str | None, int, pd.DataFrame]] = []
+    for m in TRAINING_MONTHS:
+        windows.append((calendar.month_abbr[m], "training", None, None, m, clean[m]))
+    refused: dict[str, int] = {}
+    for m in TEST_MONTHS:
+        raw = month_rows(m, args.seed + 1)
+        name = calendar.month_abbr[m]
+        windows.append((f"{name} clean", "control", "clean", None, m, window(raw)[0]))
+        for i, fault in enumerate(FAULTS):
+            frame, lost = window(inject(raw, fault, faults[fault], seed=args.seed + i))
+            refused[f"{name} {fault}"] = lost
+            windows.append((f"{name} {fault}", "fault", fault, faults[fault], m, frame))
+        frame, lost = window(inject(raw, "units", unused, seed=args.seed))
+        windows.append((f"{name} units/{unused}", "unused", "units", unused, m, frame))
+    spoiled = {k: v for k, v in refused.items() if v}
+    if spoiled:
+        print(
+            "rows the input contract refuses (the API answers 400; not logged): "
+            + ", ".join(f"{k} {v:,}" for k, v in spoiled.items())
+        )
+
+    tallies = {setting: Tally() for setting in SETTINGS}
+    seconds = {}
+    for setting in SETTINGS:
+        settings = drift_settings(config, reference=setting)
+        start = time.perf_counter()
+        for name, kind, fault, column, month, frame in windows:
+            recent = clean.get(month - 1) if month > 1 else None
+            found, choice = judge_window(
+                frame,
+                reference,
+                served,
+                settings,
+                target=target,
+                importance=importance,
+                recent=recent,
+            )
+            tallies[setting].verdicts.append(
+                Verdict(
+                    window=name,
+                    kind=kind,
+                    fault=fault,
+                    column=column,
+                    alarm=found.dataset_drift,
+                    first=found.drifted_columns[0] if found.drifted_columns else None,
+                    weighted=found.weighted_drift,
+                    drifted=found.drifted_columns,
+                    reference=choice.description,
+                    old_rule=found.evidently_drift,
+                )
+            )
+        seconds[setting] = time.perf_counter() - start
+
+    print(f"\n## Drift verdicts ({len(windows)} windows per setting; load {load()})\n")
+    print(
+        "| reference | false alarms (9 training months) | faults detected | faulty column "
+        "ranked first | control windows clean | unused-column fault: flagged first, no alarm "
+        "| seconds |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for setting in SETTINGS:
+        t = tallies[setting]
+        training, found, control, unused_rows = (
+            t.of("training"),
+            t.of("fault"),
+            t.of("control"),
+            t.of("unused"),
+        )
+        print(
+            f"| `{setting}` | {sum(v.alarm for v in training)} / {len(training)} | "
+            f"{sum(v.alarm for v in found)} / {len(found)} | "
+            f"{sum(v.first == v.column for v in found)} / {len(found)} | "
+            f"{sum(not v.alarm for v in control)} / {len(control)} | "
+            f"{sum(v.first == v.column and not v.alarm for v in unused_rows)} / "
+            f"{len(unused_rows)} | {seconds[setting]:.0f} |"
+        )
+    t = tallies["whole"]
+    print(
+        f"| `whole`, before: half of the columns drift (unweighted) | "
+        f"{sum(v.old_rule for v in t.of('training'))} / 9 | "
+        f"{sum(v.old_rule for v in t.of('fault'))} / {len(t.of('fault'))} | – | "
+        f"{sum(not v.old_rule for v in t.of('control'))} / {len(t.of('control'))} | – | – |"
+    )
+    for fault in FAULTS:
+        print(f"\n{describe(fault, faults[fault])}:", end="")
+        for setting in SETTINGS:
+            rows = [v for v in tallies[setting].of("fault") if v.fault == fault]
+            caught = sum(v.alarm for v in rows)
+            first = sum(v.first == v.column for v in rows)
+            print(f"  {setting} {caught}/{len(rows)} detected, {first}/{len(rows)} first;", end="")
+    print("\n\n## Every window\n")
+    for setting in SETTINGS:
+        print(f"### `{setting}`")
+        for v in tallies[setting].verdicts:
+            drifted = ", ".join(v.drifted[:5]) + (" ..." if len(v.drifted) > 5 else "")
+            print(
+                f"- {v.window:<22} {'ALARM' if v.alarm else 'ok   '} weighted {v.weighted:.3f}; "
+                f"first {v.first}; drifted {len(v.drifted)}: {drifted} [{v.reference}]"
+            )
+
+    if not args.skip_retrain:
+        retrain(config, data, served, pipeline, args)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load {load()} (a shared machine)")
+    return 0
+
+
+def retrain(config, data, served, pipeline, args) -> None:
+    """Champion against a retrained challenger on each test month replayed with feedback."""
+    from monitoring.champion import LabelledWindow, decide, retraining_plan, score_pipeline
+    from monitoring.retrain import fit_challenger
+    from tabular.datasets import rows_before, sample_rows
+
+    target, date, metric = config.target.name, config.date_column, config.training.metric
+    inputs = served.contract.names
+    print(
+        f"\n## Champion against challenger (metric {metric}, margin {config.monitoring.margin})\n"
+    )
+    print(
+        "| month | challenger fitted on | last fold | champion (window) | challenger (window) "
+        "| decision | champion (month) | challenger (month) | retrain seconds |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for month in TEST_MONTHS:
+        rows = data[data[date].dt.month == month]
+        judged = rows.sample(min(args.rows, len(rows)), random_state=args.seed + 2)
+        window = LabelledWindow(
+            source="feedback",
+            rows=len(judged),
+            positives=int(judged[target].sum()),
+            date_from=judged[date].min().to_pydatetime(),
+            date_to=judged[date].max().to_pydatetime(),
+        )
+        overrides, until = retraining_plan(config, window, inputs)
+        run_config = config.with_overrides(overrides)
+        before = rows_before(data, run_config, until)
+        before = sample_rows(before, config.monitoring.retrain.sample, config.seed, date)
+        start = time.perf_counter()
+        fitted = fit_challenger(before, run_config, seed=config.seed, log=lambda line: None)
+        spent = time.perf_counter() - start
+        best = fitted.result.families[fitted.result.ranking[0]]
+        fit = fitted.split
+        scores = {}
+        for name, rows_ in (("window", judged), ("month", rows)):
+            scores[name] = (
+                score_pipeline(pipeline, inputs, served.threshold, rows_, target, metric),
+                score_pipeline(best.pipeline, inputs, best.threshold, rows_, target, metric),
+            )
+        decision = decide(*scores["window"], config.monitoring.margin, metric)
+        first, last = fit.train[date].min(), fit.train[date].max()
+        print(
+            f"| {calendar.month_abbr[month]} | {len(fit.train):,} rows, {first:%b %d} to "
+            f"{last:%b %d} ({best.family}) | {fit.folds[-1].description} | "
+            f"{scores['window'][0]:.4f} | {scores['window'][1]:.4f} | "
+            f"{'promote' if decision.promoted else 'keep'} | {scores['month'][0]:.4f} | "
+            f"{scores['month'][1]:.4f} | {spent:.0f} (load {load()}) |"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
