@@ -38,8 +38,8 @@ TARGET_SECONDS = 15.0
 
 CHILD = r"""
 import json, sys, time
+from flows.monitor import drift_settings
 from monitoring.check import Window, run_check
-from monitoring.drift import DriftSettings
 from tabular.config import load_config
 from store import connect
 import evidently.presets, evidently.ui.workspace  # imports are not the monitor's work
@@ -50,7 +50,8 @@ start = time.perf_counter()
 result = run_check(
     config,
     Window(last=int(sys.argv[2])),
-    DriftSettings(drift_share=config.monitoring.drift_share, min_rows=config.monitoring.min_rows),
+    # The whole reference: the largest comparison (same_period would keep September's rows).
+    drift_settings(config, reference="whole"),
     out_root=sys.argv[3],
     workspace=sys.argv[4],
 )

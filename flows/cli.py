@@ -153,6 +153,11 @@ def _monitor(args: argparse.Namespace) -> int:
     )
     summary = result.summary
     print(f"{summary.status}: {summary.message}")
+    if summary.reference is not None:
+        print(
+            f"  reference ({summary.reference.mode}): {summary.reference.rows:,} "
+            f"{summary.reference.description}"
+        )
     for problem in summary.problems:
         print(f"  refused {problem.rows:,} log(s): {problem.field}: {problem.message}")
     for name, path in summary.outputs.items():

@@ -39,10 +39,12 @@ from monitoring.reference import (
     ReferenceChoice,
     ReferenceError,
     ReferenceMode,
+    covers,
     load_reference,
     probability_column,
     read_importance,
     same_period,
+    window_months,
 )
 from tabular.errors import UserError
 
@@ -420,6 +422,7 @@ def choose_reference(
     date_column: str | None,
     recent: pd.DataFrame | None,
     min_rows: int,
+    period_logs: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, ReferenceChoice]:
     """Choose the rows a window is compared with (``monitoring.reference``).
 
@@ -434,6 +437,8 @@ def choose_reference(
         date_column: The dataset's date column if it is a served input, else ``None``.
         recent: The logs of the window just before (already coerced), for ``recent``.
         min_rows: Fewest rows a reference may have.
+        period_logs: The model's earlier logs (coerced), for ``same_period`` when the
+            training rows hold none of the window's months.
 
     Returns:
         The rows and the choice.
@@ -450,7 +455,9 @@ def choose_reference(
         mode = "same_period" if date_column else "whole"
     if mode == "same_period":
         if date_column:
-            rows, description = same_period(reference, current, date_column, min_rows=min_rows)
+            rows, description = same_period(
+                reference, current, date_column, min_rows=min_rows, logs=period_logs
+            )
             note = f" ({'; '.join(notes)})" if notes else ""
             return rows, ReferenceChoice("same_period", asked, len(rows), description + note)
         notes.append("no date column to match the period")
@@ -469,6 +476,7 @@ def judge_window(
     target: str,
     importance: dict[str, float] | None,
     recent: pd.DataFrame | None = None,
+    period_logs: pd.DataFrame | None = None,
 ) -> tuple[Comparison, ReferenceChoice]:
     """Choose the reference rows for a window and compare: the monitor's decision, on frames.
 
@@ -481,6 +489,8 @@ def judge_window(
         target: The target column.
         importance: The model's importance shares (``None``: equal weights).
         recent: The coerced logs of the window just before (``recent`` reference).
+        period_logs: The coerced earlier logs, for ``same_period`` when the training
+            rows hold none of the window's months.
 
     Returns:
         The comparison and the reference choice.
@@ -494,6 +504,7 @@ def judge_window(
         date_column=dates[0] if dates else None,
         recent=recent,
         min_rows=settings.min_rows,
+        period_logs=period_logs,
     )
     found = compare(
         current,
@@ -599,13 +610,19 @@ def run_check(
             return _finish(result, seconds, "no_reference", f"{summary.model}: {exc}")
         prediction = prediction_name(served.contract.names)
         reference = reference.rename(columns={probability_column(served.role): prediction})
-        recent = None
+        recent = period_logs = None
         if settings.reference == "recent":
             before = window.previous(summary.window.first_log, summary.window.last_log, len(logs))
-            earlier, _, _ = read_window(config.name, name, before)
-            if not earlier.empty:
-                earlier = earlier[earlier["model_version"] == version]
-                recent, _ = coerce_logs(served.contract, earlier, target)
+            recent = read_earlier(config.name, name, version, before, served, target)
+        dates = served.contract.roles.get("datetime") or []
+        if (
+            settings.reference == "same_period"
+            and dates
+            and not covers(reference, window_months(current, dates[0]), dates[0], settings.min_rows)
+        ):
+            # A window after the training period: the season's own earlier logs.
+            earlier = Window(until=summary.window.first_log, last=config.monitoring.reference_rows)
+            period_logs = read_earlier(config.name, name, version, earlier, served, target)
     importance = read_importance(metadata, served.contract.names)
     summary.importance_source = (
         "the served model's mean |SHAP| per input, saved at training"
@@ -622,6 +639,7 @@ def run_check(
             target=target,
             importance=importance,
             recent=recent,
+            period_logs=period_logs,
         )
     summary.reference = ReferenceOut(**vars(choice))
     summary.columns = found.columns
@@ -651,6 +669,40 @@ def run_check(
             summary.outputs["workspace"] = str(workspace)
     status: Status = "drift" if found.dataset_drift else "ok"
     return _finish(result, seconds, status, verdict_message(found, settings))
+
+
+def read_earlier(
+    dataset: str, name: str, version: str, window: Window, served: ServedModel, target: str
+) -> pd.DataFrame | None:
+    """Read and coerce the logs of the same model version in an earlier window.
+
+    Args:
+        dataset: The dataset.
+        name: The model's store name.
+        version: The model version checked (other versions' logs are left out).
+        window: The earlier window.
+        served: The served model (its contract).
+        target: The target column.
+
+    Returns:
+        The valid rows, as :func:`coerce_logs` returns them, or ``None`` without logs.
+    """
+    from monitoring.logs import labelled_predictions_frame
+
+    earlier = labelled_predictions_frame(
+        dataset=dataset,
+        model_name=name,
+        since=window.since,
+        until=window.until,
+        limit=window.last,
+        feature_dicts=True,
+    )
+    if not earlier.empty:
+        earlier = earlier[earlier["model_version"] == version]
+    if earlier.empty:
+        return None
+    rows, _ = coerce_logs(served.contract, earlier.reset_index(drop=True), target)
+    return rows
 
 
 def verdict_message(found: Comparison, settings: DriftSettings) -> str:

@@ -81,7 +81,7 @@ class DriftSettings(BaseModel):
     """
 
     reference: ReferenceMode = "same_period"
-    importance_share: float = 0.25
+    importance_share: float = 0.05
     drift_share: float = 0.5
     missing_share: float = 0.1
     correlation_change: float | None = 0.3
@@ -89,6 +89,13 @@ class DriftSettings(BaseModel):
     min_rows: int = 100
 
 
+#: Category levels holding less than this share of the reference are compared as one
+#: pooled level: a column of hundreds of levels (routes) otherwise "drifts" on sampling noise
+#: alone between two samples of a few thousand rows, while a new or renamed level that
+#: becomes frequent still shows, as the pooled level's jump.
+RARE_LEVEL = 0.01
+#: The pooled level's name in the report.
+POOLED = "(rare or new levels)"
 #: Two numeric inputs are related when the absolute rank correlation of their reference
 #: values is at least this; the relationship test compares only related pairs.
 RELATED = 0.3
@@ -297,6 +304,7 @@ def compare(
     compared = [c for c in [*features, prediction] if c not in skipped]
     numbers = [c for c in compared if kinds[c] != "category"]
     categories = [c for c in compared if kinds[c] == "category"]
+    pooled_current, pooled_reference = pool_rare_levels(current, reference, categories)
     definition = DataDefinition(numerical_columns=numbers, categorical_columns=categories)
     preset = DataDriftPreset(
         columns=compared,
@@ -306,8 +314,8 @@ def compare(
     try:
         with _quiet():
             drift = Report([preset], include_tests=True).run(
-                Dataset.from_pandas(current[compared], data_definition=definition),
-                Dataset.from_pandas(reference[compared], data_definition=definition),
+                Dataset.from_pandas(pooled_current[compared], data_definition=definition),
+                Dataset.from_pandas(pooled_reference[compared], data_definition=definition),
             )
     except ValueError as exc:
         if not settings.methods:
@@ -353,6 +361,30 @@ def compare(
         performance_note=note,
         snapshots=snapshots,
     )
+
+
+def pool_rare_levels(
+    current: pd.DataFrame, reference: pd.DataFrame, categories: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Replace the rare and the new levels of each category column by one pooled level.
+
+    Args:
+        current: The window's rows.
+        reference: The reference rows.
+        categories: The category columns to pool.
+
+    Returns:
+        Copies of both frames, levels under :data:`RARE_LEVEL` of the reference (and levels
+        the reference does not hold) replaced by :data:`POOLED`; missing values kept.
+    """
+    current, reference = current.copy(), reference.copy()
+    for column in categories:
+        shares = reference[column].value_counts(normalize=True)
+        kept = set(shares.index[shares >= RARE_LEVEL])
+        for frame in (current, reference):
+            values = frame[column]
+            frame[column] = values.where(values.isna() | values.isin(kept), POOLED)
+    return current, reference
 
 
 def judge_column(entry: ColumnDrift, settings: DriftSettings) -> ColumnDrift:

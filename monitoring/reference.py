@@ -11,10 +11,11 @@ weighs each column's drift by how much the model uses it.
 A check does not always compare with the whole frame (``monitoring.reference``):
 
 * ``whole``: every reference row, whatever the window's dates;
-* ``same_period``: the reference rows of the window's calendar period
-  (:func:`same_period`): its months for a window spanning a week or more (the nearest
-  months that have training rows when the window's own months have none), and, for a
-  shorter window, those months' rows drawn in the window's weekday-hour mix;
+* ``same_period``: the rows of the window's calendar period (:func:`same_period`): its
+  months for a window spanning a week or more, and, for a shorter window, those months'
+  rows drawn in the window's weekday-hour mix. The training rows of those months; for a
+  window after the training period (months the training rows do not hold), the model's
+  earlier logs of those months; failing both, the nearest training months;
 * ``recent``: the logs of the window just before (read by :mod:`monitoring.check`).
 """
 
@@ -278,28 +279,48 @@ def nearest_months(
     return sorted(present)
 
 
+def window_months(current: pd.DataFrame, date_column: str) -> list[int]:
+    """Return the calendar months (1-12) of a window's dates."""
+    import pandas as pd
+
+    return sorted(set(pd.to_datetime(current[date_column]).dropna().dt.month))
+
+
+def covers(reference: pd.DataFrame, months: Sequence[int], date_column: str, min_rows: int) -> bool:
+    """Whether the reference holds at least ``min_rows`` rows of these calendar months."""
+    import pandas as pd
+
+    return int(pd.to_datetime(reference[date_column]).dt.month.isin(months).sum()) >= min_rows
+
+
 def same_period(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     date_column: str,
     *,
     min_rows: int,
+    logs: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, str]:
-    """Keep the reference rows of the window's calendar period.
+    """Keep the rows of the window's calendar period.
 
-    The months first: the window's own months, or the nearest months that have rows when
-    the reference has none of them (a window after the training period). A window that
-    spans less than :data:`SHORT_WINDOW_DAYS` is then matched by its weekday-hour mix:
-    each (weekday, hour) cell of the window gets the same share of the kept reference rows
-    (a fixed-seed sample of each cell, as many rows as the scarcest cell allows).
+    The months first, from the first source that holds at least ``min_rows`` rows of them:
+    the training reference; else ``logs``, the model's earlier logs (a window after the
+    training period: the season's own traffic, as the service answered it); else the
+    nearest months the reference holds (said so: the comparison then also measures the
+    season). A window that spans less than :data:`SHORT_WINDOW_DAYS` is then matched by
+    its weekday-hour mix: each (weekday, hour) cell of the window gets the same share of
+    the kept rows (a fixed-seed sample of each cell, as many rows as the scarcest cell
+    allows).
 
     Args:
-        reference: The reference frame (holds ``date_column``).
+        reference: The training reference (holds ``date_column``).
         current: The window's rows (holds ``date_column``).
         date_column: The dataset's date column.
-        min_rows: Fewest reference rows to keep; a narrower choice with fewer rows is
-            widened (nearer months first, then no weekday-hour matching).
+        min_rows: Fewest rows to keep; a narrower choice with fewer rows is widened (the
+            next source, nearer months first, then no weekday-hour matching).
+        logs: The model's logs served before the window, coerced like the window (for a
+            window in months the training rows do not hold), or ``None``.
         seed: Seed of the weekday-hour sample.
 
     Returns:
@@ -313,17 +334,23 @@ def same_period(
     ref_dates = pd.to_datetime(reference[date_column])
     if dates.empty or ref_dates.notna().sum() == 0:
         return reference, "every reference row (no date to match)"
-    window_months = sorted(set(dates.dt.month))
-    ref_months = ref_dates.dt.month
-    counts = ref_months.value_counts().to_dict()
-    months = nearest_months(window_months, list(counts), min_rows, counts)
-    rows = reference[ref_months.isin(months)]
+    months = window_months(current, date_column)
     names = ", ".join(calendar.month_abbr[m] for m in months)
-    if months == window_months:
+    if covers(reference, months, date_column, min_rows):
+        rows = reference[ref_dates.dt.month.isin(months)]
         description = f"training rows of {names} (the window's months)"
+    elif logs is not None and covers(logs, months, date_column, min_rows):
+        rows = logs[pd.to_datetime(logs[date_column]).dt.month.isin(months)]
+        description = f"earlier logs of {names} (the training rows hold none of those months)"
     else:
-        own = ", ".join(calendar.month_abbr[m] for m in window_months)
-        description = f"training rows of {names} (the nearest months to {own} with training rows)"
+        counts = ref_dates.dt.month.value_counts().to_dict()
+        nearest = nearest_months(months, list(counts), min_rows, counts)
+        rows = reference[ref_dates.dt.month.isin(nearest)]
+        found = ", ".join(calendar.month_abbr[m] for m in nearest)
+        description = (
+            f"training rows of {found} (the nearest months to {names}; neither the training "
+            "rows nor earlier logs hold the window's months, so the season differs too)"
+        )
     if dates.max() - dates.min() >= pd.Timedelta(days=SHORT_WINDOW_DAYS):
         return rows, description
     matched = match_mix(rows, dates, date_column, min_rows=min_rows, seed=seed)

@@ -403,7 +403,7 @@ class MonitoringConfig(_Strict):
     """
 
     reference: Literal["whole", "same_period", "recent"] = "same_period"
-    importance_share: float = Field(0.25, gt=0, le=1)
+    importance_share: float = Field(0.05, gt=0, le=1)
     drift_share: float = Field(0.5, gt=0, le=1)
     missing_share: float = Field(0.1, gt=0, le=1)
     correlation_change: float | None = Field(0.3, gt=0, le=2)

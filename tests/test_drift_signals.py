@@ -90,12 +90,21 @@ def test_same_period_compares_a_month_with_the_same_months_training_rows():
     assert matched.drifted_columns == [] and matched.weighted_drift == 0
 
 
-def test_same_period_takes_the_nearest_months_when_the_window_is_after_the_training_months():
-    reference = seasonal(12_000, seed=1, months=range(1, 10))
+def test_after_the_training_months_same_period_takes_the_seasons_earlier_logs():
+    reference = seasonal(12_000, seed=1, months=range(1, 10))  # trained January-September
     october = seasonal(1000, seed=3, months=[10])
-    rows, description = same_period(reference, october, "when", min_rows=100)
+    # The model's earlier logs: September and October traffic it answered.
+    logs = seasonal(3000, seed=4, months=[9, 10])
+    rows, description = same_period(reference, october, "when", min_rows=100, logs=logs)
+    assert set(rows["when"].dt.month) == {10} and len(rows) == (logs["when"].dt.month == 10).sum()
+    assert description == "earlier logs of Oct (the training rows hold none of those months)"
+    assert judge(october, rows).drifted_columns == []
+    # No earlier log of October yet (the season's first window): the nearest training
+    # month, said so, and the season shows.
+    rows, description = same_period(reference, october, "when", min_rows=100, logs=logs.head(50))
     assert set(rows["when"].dt.month) == {9}
-    assert description == "training rows of Sep (the nearest months to Oct with training rows)"
+    assert description.startswith("training rows of Sep (the nearest months to Oct;")
+    assert judge(october, rows).drifted_columns == ["temp"]
     december = seasonal(1000, seed=3, months=[12])
     rows, _ = same_period(reference, december, "when", min_rows=100)
     assert set(rows["when"].dt.month) == {1}  # the calendar wraps: January is next to December
@@ -165,8 +174,8 @@ def test_a_drift_in_an_unused_column_alone_does_not_raise_the_alarm_the_same_in_
     assert found.weighted_drift == pytest.approx(0.8) and found.dataset_drift is True
     # Without saved importance every column weighs the same: the unused one counts too.
     found = judge(unused, reference, importance=None)
-    assert found.weighted_drift == pytest.approx(1 / 5) and found.dataset_drift is False
-    assert judge(unused, reference, importance=None, importance_share=0.2).dataset_drift
+    assert found.weighted_drift == pytest.approx(1 / 5) and found.dataset_drift is True
+    assert not judge(unused, reference, importance=None, importance_share=0.25).dataset_drift
 
 
 def test_a_burst_of_nulls_and_a_shuffled_column_are_flagged_where_value_tests_see_nothing():
@@ -231,3 +240,30 @@ def test_every_fault_spoils_only_its_column():
     pd.testing.assert_frame_equal(inject(rows, "clean", None, seed=0), rows)
     with pytest.raises(ValueError, match="needs a numeric column"):
         inject(rows, "units", "kind", seed=0)
+
+
+def test_a_column_of_many_levels_is_compared_on_its_frequent_levels():
+    rng = np.random.default_rng(15)
+    levels = [f"r{i}" for i in range(400)]
+    weights = 1 / np.arange(1, 401)  # a few frequent routes, hundreds of rare ones
+    weights /= weights.sum()
+
+    def routes(rows):
+        return pd.DataFrame(
+            {
+                "route": rng.choice(levels, rows, p=weights),
+                "load": rng.normal(50, 10, rows),
+                PREDICTION: rng.uniform(0, 1, rows),
+                TARGET: np.nan,
+            }
+        )
+
+    roles = {"number": ["load"], "category": ["route"], "datetime": []}
+    reference, window = routes(3000), routes(3000)
+    settings = DriftSettings(min_rows=50)
+    found = compare(window, reference, roles, settings, target=TARGET, threshold=0.5)
+    assert found.drifted_columns == [], [c.model_dump() for c in found.columns]
+    # The most frequent route renamed: the pooled level jumps from rare to frequent.
+    renamed = inject(window, "renamed", "route", seed=0)
+    found = compare(renamed, reference, roles, settings, target=TARGET, threshold=0.5)
+    assert found.drifted_columns == ["route"]

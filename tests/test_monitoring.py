@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,9 +105,9 @@ def test_a_shifted_number_and_a_changed_mix_flag_exactly_those_columns():
         DriftSettings(drift_share=0.5, min_rows=50),
         target=TARGET,
         threshold=0.5,
-        importance={"x": 0.05, "y": 0.6, "c": 0.05, "d": 0.3},
+        importance={"x": 0.02, "y": 0.6, "c": 0.01, "d": 0.37},
     )
-    assert light.dataset_drift is False and light.weighted_drift == pytest.approx(0.1)
+    assert light.dataset_drift is False and light.weighted_drift == pytest.approx(0.03)
     assert light.drifted_columns == ["x", "c"]  # ranked: x drifted further
 
 
@@ -284,6 +285,42 @@ def test_bad_logs_are_counted_and_the_rest_compared(shop, tmp_path, monkeypatch)
     (project,) = workspace.search_project("shop")
     assert sorted(str(run) for run in workspace.list_runs(project.id)) == sorted(
         [summary.outputs["workspace_drift"], summary.outputs["workspace_signals"]]
+    )
+
+
+def test_a_window_of_months_the_reference_lacks_is_compared_with_their_earlier_logs(
+    shop, tmp_path, monkeypatch
+):
+    config, split, tags, pipelines = shop
+    rows = pd.concat([split.validation, split.test])
+    # Two windows of March orders; the reference holds about 100 rows of each month, fewer
+    # than min_rows, so it does not cover March on its own.
+    march = pd.Timestamp("2021-03-01") + pd.to_timedelta(np.arange(200) * 3, unit="h")
+    settings = DriftSettings(reference="same_period", min_rows=150)
+    checks = []
+    for _ in fresh_store(tmp_path, monkeypatch):
+        for hour in (1, 2):
+            start = dt.datetime(2026, 2, 1, hour)
+            window = rows.sample(200, random_state=hour).assign(order_date=march)
+            write_logs(config, window, tags["primary"], pipelines["primary"], start=start)
+            checks.append(
+                run_check(
+                    config,
+                    Window(since=start, until=start + dt.timedelta(minutes=30)),
+                    settings,
+                    out_root=tmp_path / "m",
+                    workspace=None,
+                ).summary
+            )
+    first, second = (check.reference for check in checks)
+    assert first.mode == "same_period" and first.description.startswith(
+        "training rows of Feb, Mar, Apr (the nearest months to Mar;"
+    )
+    assert second.rows == 200 and second.description == (
+        "earlier logs of Mar (the training rows hold none of those months)"
+    )
+    assert json.loads((Path(checks[1].outputs["summary"])).read_text())["reference"] == (
+        second.model_dump()
     )
 
 
@@ -471,7 +508,6 @@ def start_evidently_ui(workspace, folder):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     import httpx
 
