@@ -165,13 +165,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="prediction logs to check")
     args = parser.parse_args()
 
-    from bentos.registry import served_model
+    from bentos.registry import served_model, served_model_from_tag
+    from monitoring.champion import current_champion
     from monitoring.reference import load_reference
     from tabular.config import load_config
 
     config = load_config(args.config)
     try:
-        served = served_model(config.name, "primary")
+        # The served champion (the latest Bento's), not the latest saved model: a challenger
+        # the monitor kept is saved too.
+        latest = served_model(config.name, "primary")
+        served = served_model_from_tag(current_champion(config.name, latest.tag).primary)
     except Exception as exc:  # NotFound: nothing trained yet
         raise SystemExit(
             f"no served model of '{config.name}' ({exc}): run `make run` first"

@@ -124,8 +124,9 @@ def main() -> int:
     import numpy as np
     import pandas as pd
 
-    from bentos.registry import served_model
+    from bentos.registry import served_model, served_model_from_tag
     from flows.monitor import drift_settings
+    from monitoring.champion import current_champion
     from monitoring.check import judge_window
     from monitoring.drift import prediction_name
     from monitoring.faults import FAULTS, KINDS, describe, inject
@@ -141,7 +142,10 @@ def main() -> int:
     started = time.perf_counter()
     config = load_config(DEFAULT_CONFIG)
     target, date = config.target.name, config.date_column
-    served = served_model(config.name, "primary")
+    # The served champion (the latest Bento's), not the latest saved model: a challenger the
+    # monitor kept is saved too.
+    latest = served_model(config.name, "primary")
+    served = served_model_from_tag(current_champion(config.name, latest.tag).primary)
     model = bentoml.models.get(served.tag)
     importance = read_importance(model.info.metadata, served.contract.names)
     if importance is None:

@@ -99,6 +99,8 @@ POOLED = "(rare or new levels)"
 #: Two numeric inputs are related when the absolute rank correlation of their reference
 #: values is at least this; the relationship test compares only related pairs.
 RELATED = 0.3
+#: Rows each side of the relationship test uses at most.
+CORRELATION_ROWS = 20_000
 #: Severity of a test that cannot be measured further (a p-value of 0): the top of the scale.
 MAX_SEVERITY = 100.0
 
@@ -481,8 +483,10 @@ def correlation_changes(
 
     if len(numbers) < 2:
         return {}
-    before = reference[numbers].corr(method="spearman")
-    after = current[numbers].corr(method="spearman")
+    # A fixed-seed sample of each side: rank correlations of 20,000 rows are within about
+    # 0.01 of the whole frame's, at a fifth of the cost on 100,000 rows.
+    before = _sample(reference[numbers], CORRELATION_ROWS).corr(method="spearman")
+    after = _sample(current[numbers], CORRELATION_ROWS).corr(method="spearman")
     changes = {}
     for column in numbers:
         related = [
@@ -503,6 +507,10 @@ def correlation_changes(
         ]
         changes[column] = round(float(np.mean(moved)), 4)
     return changes
+
+
+def _sample(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    return frame if len(frame) <= rows else frame.sample(rows, random_state=0)
 
 
 def measure_quality(

@@ -105,6 +105,29 @@ def usable_folds(data: pd.DataFrame, config: DatasetConfig) -> DatasetConfig:
     return config.with_overrides({"split": {"folds": kept, "validation_start": None}})
 
 
+def describe_split(split: Split, config: DatasetConfig) -> str:
+    """Say how the challenger's rows were split: folds, the final fit, and no test part.
+
+    Args:
+        split: The challenger's split.
+        config: The run's config.
+
+    Returns:
+        One sentence (the split's own description for a random split).
+    """
+    rule = config.split
+    if rule.method != "time":
+        return split.description
+    starts = ", ".join(str(start) for start in rule.fold_starts)
+    return (
+        f"chronological on '{config.date_column}': {len(split.folds)} rolling-origin folds "
+        f"validating from {starts} (each to the next, the last to {rule.test_start}), each "
+        f"fitted on every row before it; the final models fitted on every row before "
+        f"{rule.test_start}, where the judged window starts (no test part: the window is "
+        "the test)"
+    )
+
+
 def final_fit(split: Split, config: DatasetConfig) -> FinalFit:
     """Describe the development rows, on which every final model is refitted.
 
@@ -212,7 +235,7 @@ def save_challenger(
         tags=tags,
         families=list(served),
         inputs=list(columns),
-        split=split.description,
+        split=describe_split(split, config),
         final_fit=final_fit(split, config),
         importance=importance,
         reference_sha256=reference.sha256,

@@ -111,6 +111,8 @@ def test_the_challengers_final_fit_holds_the_period_before_the_window_and_none_o
     assert manifest["status"] == "succeeded" and manifest["until"] == "2021-05-01"
     assert manifest["rows"]["used"] == before and manifest["rows"]["final_fit"]["rows"] == before
     assert set(manifest["steps"]) == {"load", "validate", "train"}  # no EDA, study, store, report
+    assert manifest["split"].startswith("chronological on 'order_date': 3 rolling-origin folds")
+    assert manifest["split"].endswith("(no test part: the window is the test)")
     assert manifest["selected_features"] == ["order_date", "channel", "price"]
     # Each saved model carries its own importance for the monitor's weights.
     for tag in run.challenger.tags:
