@@ -536,8 +536,13 @@ def start_evidently_ui(workspace, folder):
     raise RuntimeError(f"evidently ui not ready in 90 s:\n{log.read_text()[-3000:]}")
 
 
-def panel_series(url: str, dataset: str, title: str) -> tuple[dict, dict[str, list]]:
-    """Read a dashboard panel and its series as the UI's dashboard page does (its HTTP API)."""
+def panel_series(
+    url: str, dataset: str, title: str, until: str | None = None
+) -> tuple[dict, dict[str, list]]:
+    """Read a dashboard panel and its series as the UI's dashboard page does (its HTTP API).
+
+    ``until``: only the snapshots up to this time (the dashboard's time range).
+    """
     import httpx
 
     (project,) = [p for p in httpx.get(url + "/api/projects/").json() if p["name"] == dataset]
@@ -549,15 +554,18 @@ def panel_series(url: str, dataset: str, title: str) -> tuple[dict, dict[str, li
     ]
     answer = httpx.post(
         f"{url}/api/v2/snapshots/{project['id']}/data_series_batch",
+        params={"timestamp_end": until} if until else None,
         json={"series_filter": filters},
     )
     assert answer.status_code in (200, 201), answer.text
     series = {
         panel["values"][s["filter_index"]]["legend"]: s["values"] for s in answer.json()["series"]
     }
+    snapshots = httpx.get(f"{url}/api/projects/{project['id']}/snapshots").json()
     return {
         "panel": panel,
         "types": [p["plot_params"]["plot_type"] for p in dashboard["panels"]],
+        "snapshots": snapshots,
     }, series
 
 
@@ -569,7 +577,7 @@ def test_the_dashboard_plots_the_weighted_drift_each_check_of_a_replay_stored(
 
     config, split, tags, pipelines = shop
     rows = pd.concat([split.validation, split.test]).head(240)
-    sequence, single = tmp_path / "sequence", tmp_path / "single"
+    workspace = tmp_path / "workspace"
     summaries = []
     settings = DriftSettings(reference="whole", min_rows=50)
     for _ in fresh_store(tmp_path, monkeypatch):
@@ -580,27 +588,32 @@ def test_the_dashboard_plots_the_weighted_drift_each_check_of_a_replay_stored(
                        pipelines["primary"], start=start)  # fmt: skip
             window = Window(since=start, until=start + dt.timedelta(minutes=30))
             result = run_check(
-                config, window, settings, out_root=tmp_path / "m", workspace=sequence
+                config, window, settings, out_root=tmp_path / "m", workspace=workspace
             )
             summaries.append(result.summary)
-        run_check(config, window, settings, out_root=tmp_path / "m", workspace=single)
     stored = [s.weighted_drift for s in summaries]
     assert stored[0] < stored[1] <= stored[2] and summaries[2].dataset_drift
-    for folder in (sequence, single):
-        process, url = start_evidently_ui(folder, tmp_path)
-        try:
-            found, series = panel_series(url, "shop", "Importance-weighted drift")
-            # One bar per check and per series, the stored values in the checks' order.
-            assert found["panel"]["plot_params"]["plot_type"] == "bar"
-            expected = stored if folder == sequence else stored[-1:]
-            assert series["importance-weighted drift (decides)"] == pytest.approx(expected)
-            assert series["alarm threshold"] == [settings.importance_share] * len(expected)
-            # A line chart draws no mark for a lone check: every panel is a bar or a counter.
-            assert set(found["types"]) == {"bar", "counter"}
-            _, roc = panel_series(url, "shop", "Prediction drift")
-            assert roc["prediction drift (1 = its threshold)"] == pytest.approx(
-                [s.prediction_drift.severity for s in summaries][-len(expected) :]
-            )
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(30)
+    process, url = start_evidently_ui(workspace, tmp_path)
+    try:
+        found, series = panel_series(url, "shop", "Importance-weighted drift")
+        # One bar per check and per series, the stored values in the checks' order.
+        assert found["panel"]["plot_params"]["plot_type"] == "bar"
+        assert series["importance-weighted drift (decides)"] == pytest.approx(stored)
+        assert series["alarm threshold"] == [settings.importance_share] * 3
+        _, prediction = panel_series(url, "shop", "Prediction drift")
+        assert prediction["prediction drift (1 = its threshold)"] == pytest.approx(
+            [s.prediction_drift.severity for s in summaries]
+        )
+        # A line chart draws no mark for a lone check: every panel is a bar or a counter,
+        # and the dashboard's range up to the first check holds its one value.
+        assert set(found["types"]) == {"bar", "counter"}
+        first = next(
+            snapshot["timestamp"]
+            for snapshot in found["snapshots"]
+            if snapshot["name"] == f"{summaries[0].check_id} signals"
+        )
+        _, lone = panel_series(url, "shop", "Importance-weighted drift", until=first)
+        assert lone["importance-weighted drift (decides)"] == pytest.approx(stored[:1])
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
