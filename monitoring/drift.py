@@ -89,11 +89,15 @@ class DriftSettings(BaseModel):
     min_rows: int = 100
 
 
-#: Category levels holding less than this share of the reference are compared as one
-#: pooled level: a column of hundreds of levels (routes) otherwise "drifts" on sampling noise
-#: alone between two samples of a few thousand rows, while a new or renamed level that
-#: becomes frequent still shows, as the pooled level's jump.
+#: Category levels holding less than this share of the reference, or expected fewer than
+#: :data:`EXPECTED_ROWS` times in the window, are compared as one pooled level: a column of
+#: hundreds of levels (routes) otherwise "drifts" on sampling noise alone between two
+#: samples of a few thousand rows, while a new or renamed level that becomes frequent
+#: still shows, as the pooled level's jump.
 RARE_LEVEL = 0.01
+#: Fewest rows of the window a level is expected to hold to be compared on its own (a
+#: window of 400 logs compares the levels above 7.5 % of the reference).
+EXPECTED_ROWS = 30
 #: The pooled level's name in the report.
 POOLED = "(rare or new levels)"
 #: Two numeric inputs are related when the absolute rank correlation of their reference
@@ -376,13 +380,15 @@ def pool_rare_levels(
         categories: The category columns to pool.
 
     Returns:
-        Copies of both frames, levels under :data:`RARE_LEVEL` of the reference (and levels
-        the reference does not hold) replaced by :data:`POOLED`; missing values kept.
+        Copies of both frames, the levels under :data:`RARE_LEVEL` of the reference or
+        expected fewer than :data:`EXPECTED_ROWS` times in the window (and the levels the
+        reference does not hold) replaced by :data:`POOLED`; missing values kept.
     """
     current, reference = current.copy(), reference.copy()
+    least = max(RARE_LEVEL, EXPECTED_ROWS / max(len(current), 1))
     for column in categories:
         shares = reference[column].value_counts(normalize=True)
-        kept = set(shares.index[shares >= RARE_LEVEL])
+        kept = set(shares.index[shares >= least])
         for frame in (current, reference):
             values = frame[column]
             frame[column] = values.where(values.isna() | values.isin(kept), POOLED)
