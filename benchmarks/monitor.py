@@ -38,8 +38,8 @@ TARGET_SECONDS = 15.0
 
 CHILD = r"""
 import json, sys, time
+from flows.monitor import drift_settings
 from monitoring.check import Window, run_check
-from monitoring.drift import DriftSettings
 from tabular.config import load_config
 from store import connect
 import evidently.presets, evidently.ui.workspace  # imports are not the monitor's work
@@ -50,7 +50,8 @@ start = time.perf_counter()
 result = run_check(
     config,
     Window(last=int(sys.argv[2])),
-    DriftSettings(drift_share=config.monitoring.drift_share, min_rows=config.monitoring.min_rows),
+    # The whole reference: the largest comparison (same_period would keep September's rows).
+    drift_settings(config, reference="whole"),
     out_root=sys.argv[3],
     workspace=sys.argv[4],
 )
@@ -164,13 +165,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="prediction logs to check")
     args = parser.parse_args()
 
-    from bentos.registry import served_model
+    from bentos.registry import served_model, served_model_from_tag
+    from monitoring.champion import current_champion
     from monitoring.reference import load_reference
     from tabular.config import load_config
 
     config = load_config(args.config)
     try:
-        served = served_model(config.name, "primary")
+        # The served champion (the latest Bento's), not the latest saved model: a challenger
+        # the monitor kept is saved too.
+        latest = served_model(config.name, "primary")
+        served = served_model_from_tag(current_champion(config.name, latest.tag).primary)
     except Exception as exc:  # NotFound: nothing trained yet
         raise SystemExit(
             f"no served model of '{config.name}' ({exc}): run `make run` first"

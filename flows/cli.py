@@ -49,7 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--until", help="logs served before this time (ISO 8601, UTC)")
     window.add_argument("--since-minutes", type=positive_float, help="logs of the last N minutes")
     window.add_argument("--last", type=positive_int, help="at most the last N logs")
-    monitor.add_argument("--drift-share", type=positive_float, help="share of drifted columns")
+    monitor.add_argument(
+        "--reference", choices=["whole", "same_period", "recent"],
+        help="reference rows: every training row, those of the window's period, or the logs before",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--importance-share", type=positive_float,
+        help="importance-weighted drift that flags dataset drift (0-1)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--drift-share", type=positive_float, help="share of drifted columns of Evidently's test"
+    )
     monitor.add_argument(
         "--method", type=column_method, action="append", default=[], metavar="COLUMN=METHOD",
         help="drift method of a column (Evidently's names: psi, ks, wasserstein, ...); repeatable",
@@ -144,6 +154,8 @@ def _monitor(args: argparse.Namespace) -> int:
         until=args.until,
         since_minutes=args.since_minutes,
         last=args.last,
+        reference=args.reference,
+        importance_share=args.importance_share,
         drift_share=args.drift_share,
         methods=dict(args.method) or None,
         min_rows=args.min_rows,
@@ -155,6 +167,11 @@ def _monitor(args: argparse.Namespace) -> int:
     )
     summary = result.summary
     print(f"{summary.status}: {summary.message}")
+    if summary.reference is not None:
+        print(
+            f"  reference ({summary.reference.mode}): {summary.reference.rows:,} "
+            f"{summary.reference.description}"
+        )
     for problem in summary.problems:
         print(f"  refused {problem.rows:,} log(s): {problem.field}: {problem.message}")
     for name, path in summary.outputs.items():

@@ -9,11 +9,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from bentos.registry import ROLES, model_name, save_served_model
 from flows.caching import StepCache
-from monitoring.reference import ReferenceInfo, build_reference, save_reference
+from monitoring.reference import (
+    ReferenceInfo,
+    build_reference,
+    importance_metadata,
+    save_reference,
+)
 from reports.explain import ExplainOutputs, write_explain_report
 from tabular.contract import build_contract
 from tabular.datasets import Split
-from tabular.explain import ExplainStage, explain_and_select
+from tabular.explain import (
+    ExplainStage,
+    explain_and_select,
+    sample_rows_for_shap,
+    served_importance,
+)
 from tabular.features import EncodingPlan
 from tabular.training import TrainingResult
 
@@ -77,6 +87,15 @@ def explain_task(
         reference_path,
     )
     logger.info("saved the monitoring reference (%d rows) to %s", reference.rows, reference.path)
+    # Each served model's own mean |SHAP| per input: the drift monitor weighs each column's
+    # drift by it (monitoring.drift), on the rows the selection was explained on.
+    background = sample_rows_for_shap(split.train, config.explain.background_rows, seed)
+    importance = {
+        role: served_importance(
+            pipelines[role], key, plan.restrict(columns), split.validation, background, config, seed
+        )
+        for role, key in zip(ROLES, stage.served, strict=True)
+    }
     tags = []
     for role, key in zip(ROLES, stage.served, strict=True):
         comparison = stage.comparisons[key]
@@ -98,7 +117,7 @@ def explain_task(
             run_id=run_id,
             data_hash=data_hash,
             params=result.families[key].best_params,
-            reference=reference.metadata(),
+            reference={**reference.metadata(), **importance_metadata(importance[role])},
         )
         tags.append(str(saved.tag))
         logger.info("saved %s (%s) to the BentoML model store", saved.tag, comparison.label)

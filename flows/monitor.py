@@ -1,12 +1,14 @@
 """The ``drift-monitor`` Prefect flow: a drift check, and retraining behind a champion/challenger gate.
 
 Thin wrappers around :mod:`monitoring`: the check task reads the window's logs, compares
-them with the reference and writes the report, the summary and the workspace snapshot;
+them with the reference and writes the report, the summary and the workspace snapshots;
 the flow publishes them as artifacts. When dataset drift is flagged and ``on_drift`` is
-``retrain``, it runs the ``training-pipeline`` flow as a subflow on the dataset's rows
-before the most recent labelled window, judges the challenger against the champion on that
-window, records the decision (artifact and store) and, for a promoted challenger, builds
-its Bento and asks the running service to reload.
+``retrain``, it runs the ``challenger-training`` flow as a subflow on every row dated
+before the most recent labelled window (:mod:`monitoring.retrain`: the champion's inputs,
+rolling folds ending where the window starts, the final refit on all those rows), judges
+the challenger against the champion on that window, records the decision (artifact and
+store) and, for a promoted challenger, builds its Bento and asks the running service to
+reload.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.bento import build_bento_task
-from flows.pipeline import DEFAULT_ARTIFACTS, training_pipeline
+from flows.pipeline import DEFAULT_ARTIFACTS, validate_task
 from monitoring.champion import (
     Champion,
     NoLabelledWindow,
@@ -34,8 +36,11 @@ from monitoring.champion import (
 )
 from monitoring.check import CheckResult, DriftSummary, Window, run_check
 from monitoring.drift import DriftSettings
+from monitoring.reference import REFERENCE_FILE
+from monitoring.retrain import Challenger, train_challenger
 from store import DecisionOut
 from tabular.config import DEFAULT_CONFIG, DatasetConfig, load_config
+from tabular.manifest import RunManifest, new_run_id
 
 OnDrift = Literal["retrain", "report", "off"]
 
@@ -85,9 +90,23 @@ def publish_check(summary: DriftSummary) -> None:
         f"- logs {rows.logged:,} (other versions left out {rows.other_versions:,}), refused "
         f"{rows.refused:,}, compared {rows.compared:,}, with feedback {rows.labelled:,}",
     ]
+    if summary.reference is not None:
+        lines.append(
+            f"- reference ({summary.reference.mode}): {summary.reference.rows:,} "
+            f"{summary.reference.description}"
+        )
+    if summary.weighted_drift is not None:
+        lines.append(
+            f"- importance-weighted drift {summary.weighted_drift:.3f} (alarm at "
+            f"{summary.importance_share_threshold:.2f}; weights: {summary.importance_source}); "
+            f"share of drifted columns {summary.drifted_share:.2f}"
+        )
     if summary.prediction_drift is not None:
         p = summary.prediction_drift
-        lines.append(f"- prediction drift: {p.drifted} ({p.method} {p.score:.4g})")
+        lines.append(
+            f"- prediction drift: {p.drifted} ({p.method} {p.score:.4g}, {p.severity:.2f}x its "
+            "threshold; reported, does not decide)"
+        )
     if summary.performance is not None:
         quality = ", ".join(f"{k} {v:.3f}" for k, v in summary.performance.current.items())
         lines.append(f"- quality on {summary.performance.rows:,} labelled logs: {quality}")
@@ -101,10 +120,15 @@ def publish_check(summary: DriftSummary) -> None:
         key="drift-summary", markdown="\n".join(lines), description="Drift check summary"
     )
     if summary.columns:
+        order = {name: i for i, name in enumerate(summary.ranking)}
+        columns = sorted(summary.columns, key=lambda c: order.get(c.column, len(order)))
         create_table_artifact(
             key="drift-columns",
-            table=[column.model_dump() for column in summary.columns],
-            description="Per-column drift tests (Evidently)",
+            table=[
+                {**c.model_dump(exclude={"reasons"}), "reasons": ", ".join(c.reasons)}
+                for c in columns
+            ],
+            description="Per-column drift tests, the most important drift first",
         )
 
 
@@ -163,6 +187,141 @@ def record_task(decision: dict) -> DecisionOut:
     return stored
 
 
+@dataclass(frozen=True)
+class ChallengerRun:
+    """What a ``challenger-training`` run returns.
+
+    Attributes:
+        run_id: The run's id.
+        run_dir: Its folder (``manifest.json``, ``reference.parquet``, the gate's Data Docs).
+        challenger: The trained challenger.
+    """
+
+    run_id: str
+    run_dir: Path
+    challenger: Challenger
+
+
+@task(name="challenger-rows", cache_policy=NO_CACHE)
+def challenger_rows_task(config: DatasetConfig, until: str | None, sample: int | None, seed: int):
+    """Load and prepare the dataset's rows, keep those before ``until``, and sample."""
+    from tabular.datasets import load_raw, prepare, rows_before, sample_rows
+
+    data, report = prepare(load_raw(config), config)
+    data = rows_before(data, config, until)
+    return sample_rows(data, sample, seed, config.date_column), report
+
+
+@task(name="train-challenger", cache_policy=NO_CACHE)
+def train_challenger_task(
+    data, config: DatasetConfig, seed: int, run_id: str, run_dir: Path, data_hash: str
+):
+    """Train and save the challenger (see :func:`monitoring.retrain.train_challenger`)."""
+    return train_challenger(
+        data,
+        config,
+        seed=seed,
+        run_id=run_id,
+        run_dir=run_dir,
+        data_hash=data_hash,
+        log=get_run_logger().info,
+    )
+
+
+@flow(name="challenger-training", log_prints=True)
+def challenger_training(
+    config_path: str,
+    overrides: dict,
+    until: str | None,
+    sample: int | None = None,
+    seed: int | None = None,
+    artifacts_dir: str | None = None,
+) -> ChallengerRun:
+    """Train a challenger on the rows before the judged window and write its run folder.
+
+    The rows pass the validation gate first, as in the training pipeline; the EDA, the
+    horizon study, the SHAP selection, the report and the import into the store are not
+    run: the challenger keeps the champion's inputs and its rows are already stored.
+
+    Args:
+        config_path: The dataset config (YAML).
+        overrides: The retraining plan's config overrides
+            (:func:`monitoring.champion.retraining_plan`).
+        until: Use only rows dated before this (the window's first day).
+        sample: Sample this many of those rows (``None``: all).
+        seed: Random seed (``None``: the config's).
+        artifacts_dir: Parent of the run folders.
+
+    Returns:
+        The run's id and folder, and the challenger.
+
+    Raises:
+        UserError: For unreadable data, a failed validation, or no usable fold; the
+            manifest records the failure before it is raised.
+    """
+    from tabular.datasets import data_hash
+    from validation import require_valid
+
+    logger = get_run_logger()
+    config = load_config(config_path).with_overrides(overrides)
+    seed = config.seed if seed is None else seed
+    run_id = new_run_id()
+    run_dir = Path(artifacts_dir or DEFAULT_ARTIFACTS) / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = RunManifest(
+        run_id=run_id,
+        dataset=config.name,
+        config_path=str(config.path),
+        config=config.model_dump(mode="json", exclude={"path"}),
+        seed=seed,
+        sample=sample,
+        until=until,
+        overrides=overrides,
+    )
+    manifest.write(run_dir)
+    logger.info("challenger run %s: rows before %s, writing to %s", run_id, until, run_dir)
+    try:
+        with manifest.step("load"):
+            data, cleaning = challenger_rows_task(config, until, sample, seed)
+        manifest.rows = {
+            "loaded": cleaning.rows_in,
+            "dropped": cleaning.dropped,
+            "kept": cleaning.rows_out,
+            "used": len(data),
+        }
+        manifest.data_hash = data_hash(data)
+        with manifest.step("validate"):
+            report = validate_task(data, config, run_dir / "validation" / "data_docs")
+        require_valid(report)
+        with manifest.step("train"):
+            challenger = train_challenger_task(
+                data, config, seed, run_id, run_dir, manifest.data_hash
+            )
+        fit = challenger.final_fit
+        manifest.split = challenger.split
+        manifest.rows["final_fit"] = {
+            "rows": fit.rows,
+            "from": None if fit.date_from is None else fit.date_from.isoformat(),
+            "to": None if fit.date_to is None else fit.date_to.isoformat(),
+            "last_fold": fit.last_fold,
+        }
+        manifest.selected_features = challenger.inputs
+        manifest.served_models = challenger.tags
+        manifest.models = {"served": challenger.families, "importance": challenger.importance}
+        manifest.reference = {
+            "path": REFERENCE_FILE,
+            "sha256": challenger.reference_sha256,
+            "rows": challenger.reference_rows,
+        }
+        manifest.status = "succeeded"
+    except Exception as exc:
+        manifest.status = f"failed: {type(exc).__name__}"
+        raise
+    finally:
+        manifest.write(run_dir)
+    return ChallengerRun(run_id=run_id, run_dir=run_dir, challenger=challenger)
+
+
 def retrain_and_decide(
     config_path: str,
     config: DatasetConfig,
@@ -172,7 +331,7 @@ def retrain_and_decide(
     artifacts_dir: str | None,
     service_url: str | None,
 ) -> MonitorResult:
-    """Retrain on the rows before the labelled window, judge the challenger, record the decision.
+    """Retrain on every row before the labelled window, judge the challenger, record the decision.
 
     Args:
         config_path: The dataset config's path (the retraining run reads it).
@@ -207,15 +366,14 @@ def retrain_and_decide(
         window.rows,
         window.source,
     )
-    run = training_pipeline(
+    run = challenger_training(
         config_path=config_path,
-        sample=monitoring.retrain.sample,
-        artifacts_dir=artifacts_dir,
         overrides=overrides,
         until=until,
-        build_bento=False,
+        sample=monitoring.retrain.sample,
+        artifacts_dir=artifacts_dir,
     )
-    challenger = Champion(*run.manifest.served_models)
+    challenger = Champion(*run.challenger.tags)
     metric = config.training.metric
     decision = judge_task(champion, challenger, rows, config.target.name, metric, margin)
     bento = reload = None
@@ -248,6 +406,40 @@ def retrain_and_decide(
     )
 
 
+def drift_settings(
+    config: DatasetConfig,
+    *,
+    reference: str | None = None,
+    importance_share: float | None = None,
+    drift_share: float | None = None,
+    methods: dict[str, str] | None = None,
+) -> DriftSettings:
+    """Build a check's settings from the config's ``monitoring`` section and any overrides.
+
+    Args:
+        config: The dataset config.
+        reference: Overrides ``monitoring.reference``.
+        importance_share: Overrides ``monitoring.importance_share``.
+        drift_share: Overrides ``monitoring.drift_share``.
+        methods: Added to ``monitoring.methods``.
+
+    Returns:
+        The settings.
+    """
+    monitoring = config.monitoring
+    return DriftSettings(
+        reference=reference or monitoring.reference,
+        importance_share=monitoring.importance_share
+        if importance_share is None
+        else importance_share,
+        drift_share=monitoring.drift_share if drift_share is None else drift_share,
+        missing_share=monitoring.missing_share,
+        correlation_change=monitoring.correlation_change,
+        methods={**monitoring.methods, **(methods or {})},
+        min_rows=monitoring.min_rows,
+    )
+
+
 @flow(name="drift-monitor", log_prints=True)
 def drift_monitor(
     config_path: str = str(DEFAULT_CONFIG),
@@ -255,6 +447,8 @@ def drift_monitor(
     until: str | None = None,
     since_minutes: float | None = None,
     last: int | None = None,
+    reference: Literal["whole", "same_period", "recent"] | None = None,
+    importance_share: float | None = None,
     drift_share: float | None = None,
     methods: dict[str, str] | None = None,
     min_rows: int | None = None,
@@ -274,7 +468,9 @@ def drift_monitor(
         until: Check the logs served before this time.
         since_minutes: Check the logs of the last this many minutes (instead of ``since``).
         last: Check at most the most recent this many logs (alone: ``window_rows``).
-        drift_share: Share of drifted columns that flags dataset drift.
+        reference: The reference rows: ``whole``, ``same_period`` or ``recent``.
+        importance_share: Importance-weighted drift that flags dataset drift.
+        drift_share: Share of drifted columns of Evidently's test (reported).
         methods: Drift method per column, e.g. ``{"dest": "psi"}``.
         min_rows: Fewest valid logs to compare (and labelled rows to judge on).
         on_drift: ``retrain``, ``report`` (say it would retrain) or ``off``.
@@ -296,10 +492,12 @@ def drift_monitor(
         # One minimum for the check and the judging window, as in the config.
         config = config.with_overrides({"monitoring": {"min_rows": min_rows}})
         monitoring = config.monitoring
-    settings = DriftSettings(
-        drift_share=monitoring.drift_share if drift_share is None else drift_share,
-        methods={**monitoring.methods, **(methods or {})},
-        min_rows=monitoring.min_rows,
+    settings = drift_settings(
+        config,
+        reference=reference,
+        importance_share=importance_share,
+        drift_share=drift_share,
+        methods=methods,
     )
     window = Window.parse(
         since=since,

@@ -1,9 +1,8 @@
 """The champion/challenger gate that closes the loop after drift.
 
-When a drift check flags dataset drift, the monitor retrains (the training pipeline, on the
-dataset's rows dated before the most recent labelled window, with the champion's inputs as
-candidate features) and judges the challenger against the champion on that window, which
-neither model trained on. The challenger replaces the champion only if its score beats the
+When a drift check flags dataset drift, the monitor retrains (:mod:`monitoring.retrain`, on
+every row dated before the most recent labelled window, with the champion's inputs) and
+judges the challenger against the champion on that window, which neither model trained on. The challenger replaces the champion only if its score beats the
 champion's by more than the configured margin.
 
 The champion is the pair of models of the dataset's latest Bento (what ``make serve``
@@ -150,14 +149,17 @@ def labelled_window(
 def retraining_plan(
     config: DatasetConfig, window: LabelledWindow, inputs: list[str]
 ) -> tuple[dict[str, Any], str | None]:
-    """Decide the retraining run's data: everything dated before the labelled window.
+    """Decide the retraining run's data: every row dated before the labelled window.
 
-    With a date column, the run uses the rows dated before the window's first day; its test
-    part is the last ``retrain.test_months`` months before that day and its validation the
-    ``retrain.validation_months`` months before those. The champion's inputs are the only
-    candidate features, and all are kept, so the challenger takes the same request and can
-    be judged on the same logged rows. Without a date column the run splits at random as
-    configured (its training rows may then overlap the labelled window).
+    With a date column, the run uses every row dated before the window's first day (the
+    most recent period included); its selection runs on ``retrain.folds`` rolling-origin
+    folds of ``retrain.fold_months`` months, the last one validating on the period just
+    before the window, and its final models are refitted on all those rows. The window is
+    the only held-out data: no fold, threshold or calibration sees it. The champion's inputs
+    are the only candidate features, and all are kept, so the challenger takes the same
+    request and can be judged on the same logged rows. Without a date column the run
+    splits at random as configured (its training rows may then overlap the labelled
+    window).
 
     Args:
         config: The dataset config.
@@ -172,18 +174,17 @@ def retraining_plan(
     overrides = config.restricted_to(inputs)
     if config.date_column is None or window.date_from is None:
         return overrides, None
+    rules = config.monitoring.retrain
     until = pd.Timestamp(window.date_from).normalize()
-    test_start = until - pd.DateOffset(months=config.monitoring.retrain.test_months)
-    validation_start = test_start - pd.DateOffset(
-        months=config.monitoring.retrain.validation_months
-    )
-    # One validation period just before the test window (the configured rolling folds, if
-    # any, would end months before the recent data the challenger must be judged on).
+    starts = [
+        (until - pd.DateOffset(months=rules.fold_months * k)).date().isoformat()
+        for k in range(rules.folds, 0, -1)
+    ]
     overrides["split"] = {
         "method": "time",
-        "folds": None,
-        "validation_start": validation_start.date().isoformat(),
-        "test_start": test_start.date().isoformat(),
+        "validation_start": None,
+        "folds": starts,
+        "test_start": until.date().isoformat(),
     }
     return overrides, until.date().isoformat()
 
@@ -240,7 +241,6 @@ def score_model(tag: str, rows: pd.DataFrame, target: str, metric: str) -> float
     import bentoml
 
     from bentos.registry import served_model_from_tag
-    from tabular.training import classification_metrics
 
     served = served_model_from_tag(tag)
     missing = [c for c in served.contract.names if c not in rows.columns]
@@ -250,8 +250,29 @@ def score_model(tag: str, rows: pd.DataFrame, target: str, metric: str) -> float
             "lacks: it cannot be judged on these rows"
         )
     pipeline = bentoml.sklearn.load_model(tag)
-    proba = pipeline.predict_proba(rows[served.contract.names])[:, 1]
-    return float(classification_metrics(rows[target].to_numpy(), proba, served.threshold)[metric])
+    return score_pipeline(pipeline, served.contract.names, served.threshold, rows, target, metric)
+
+
+def score_pipeline(
+    pipeline, inputs: list[str], threshold: float, rows: pd.DataFrame, target: str, metric: str
+) -> float:
+    """Score a fitted pipeline on labelled rows (what :func:`score_model` does once loaded).
+
+    Args:
+        pipeline: The fitted pipeline.
+        inputs: Its input columns.
+        threshold: Its decision threshold (for the threshold metrics).
+        rows: Labelled rows holding ``inputs`` and ``target``.
+        target: The target column.
+        metric: ``roc_auc`` or ``average_precision``.
+
+    Returns:
+        The score.
+    """
+    from tabular.training import classification_metrics
+
+    proba = pipeline.predict_proba(rows[inputs])[:, 1]
+    return float(classification_metrics(rows[target].to_numpy(), proba, threshold)[metric])
 
 
 def decide(champion_score: float, challenger_score: float, margin: float, metric: str) -> Decision:

@@ -364,28 +364,47 @@ class ExplainConfig(_Strict):
 class RetrainConfig(_Strict):
     """How the monitor retrains when drift is flagged.
 
+    The challenger is fitted on every labelled row dated before the judged window; its
+    configuration, family, threshold and calibration are chosen on ``folds`` rolling-origin
+    folds of ``fold_months`` months each, the last one ending where the window starts.
+
     Attributes:
-        sample: Rows the retraining run samples (``None``: every row before the evaluation
-            window).
-        validation_months: Months before the test months used for validation (time split).
-        test_months: Months just before the evaluation window used as the run's test part.
+        sample: Rows the retraining run samples (``None``: every row before the window).
+        folds: Rolling-origin folds of the challenger's selection.
+        fold_months: Months each fold validates on.
     """
 
     sample: int | None = Field(None, ge=100)
-    validation_months: int = Field(1, ge=1)
-    test_months: int = Field(1, ge=1)
+    folds: int = Field(4, ge=1)
+    fold_months: int = Field(1, ge=1)
 
 
 class MonitoringConfig(_Strict):
     """Drift monitoring of the served inputs and the champion/challenger gate.
 
     Attributes:
-        drift_share: Share of compared columns that must drift to flag dataset drift.
+        reference: The reference rows a window is compared with: ``whole`` (every training
+            reference row), ``same_period`` (the reference rows of the window's calendar
+            months, in its weekday-hour mix for a window shorter than a week) or ``recent``
+            (the logs of the window just before). Chosen by the monitor evaluation
+            (``benchmarks/monitor_eval.py``; README, "Monitoring").
+        importance_share: Dataset drift is flagged when the drifted columns hold at least
+            this share of the served model's mean |SHAP| (the importance-weighted drift).
+        drift_share: Share of drifted columns of Evidently's own dataset-drift test,
+            reported next to the verdict (it does not decide).
+        missing_share: A column drifts when its share of missing values moves by at least
+            this much from the reference's.
+        correlation_change: A numeric column drifts when its rank correlations with the
+            numeric inputs it is related to move by at least this much on average
+            (``null``: no such test).
         methods: Drift method per column (Evidently's names: ``psi``, ``ks``,
             ``jensenshannon``, ``wasserstein``, ...); others get Evidently's default.
         min_rows: Fewest valid logged rows a check compares (fewer: "not enough data"); also
             the fewest labelled rows for classification quality and for judging a challenger.
         window_rows: The window when none is given: the last this many prediction logs.
+            30,000 is about a month of the default dataset's traffic: the monitor evaluation
+            found a month of traffic against its period's rows clean, and a single week
+            flagged by its own weather (README, "Monitoring").
         reference_rows: Training rows kept in the reference frame (a fixed-seed sample).
         on_drift: What dataset drift triggers: ``retrain`` (retrain, then the
             champion/challenger gate), ``report`` (say that it would retrain) or ``off``.
@@ -398,10 +417,14 @@ class MonitoringConfig(_Strict):
             step); ``None`` (the default) keeps them for ever.
     """
 
+    reference: Literal["whole", "same_period", "recent"] = "same_period"
+    importance_share: float = Field(0.05, gt=0, le=1)
     drift_share: float = Field(0.5, gt=0, le=1)
+    missing_share: float = Field(0.1, gt=0, le=1)
+    correlation_change: float | None = Field(0.3, gt=0, le=2)
     methods: dict[str, str] = Field(default_factory=dict)
     min_rows: int = Field(100, ge=1)
-    window_rows: int = Field(10_000, ge=1)
+    window_rows: int = Field(30_000, ge=1)
     reference_rows: int = Field(100_000, ge=100)
     on_drift: Literal["retrain", "report", "off"] = "report"
     margin: float = Field(0.005, ge=0)

@@ -468,13 +468,18 @@ def sample_rows(
     return sample.sort_values(date_column, kind="stable").reset_index(drop=True)
 
 
-def split_data(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
+def split_data(
+    data: pd.DataFrame, config: DatasetConfig, seed: int, *, held_out: bool = True
+) -> Split:
     """Split rows into development rows with their folds, and test rows, as the config says.
 
     Args:
         data: The cleaned frame.
         config: The dataset config.
         seed: Random seed for the random split.
+        held_out: Whether the split must hold test rows. The drift monitor's retraining
+            passes ``False``: its data ends where the window it is judged on starts (the
+            config's ``test_start``), so every row is a development row.
 
     Returns:
         The development rows, their folds and the test rows.
@@ -548,7 +553,9 @@ def split_data(data: pd.DataFrame, config: DatasetConfig, seed: int) -> Split:
         folds=folds,
         description=description,
     )
-    empty = [name for name, size in split.sizes().items() if not size]
+    empty = [
+        name for name, size in split.sizes().items() if not size and (held_out or name != "test")
+    ]
     if empty:
         raise DatasetError(f"the {', '.join(empty)} part of the split is empty: {description}")
     return split

@@ -142,16 +142,44 @@ def explain(
     Returns:
         The SHAP values per original column.
     """
+    return explain_pipeline(
+        family.pipeline, family.family, family.label, plan, rows, background, seed
+    )
+
+
+def explain_pipeline(
+    pipeline,
+    family: str,
+    label: str,
+    plan: EncodingPlan,
+    rows: pd.DataFrame,
+    background: pd.DataFrame,
+    seed: int,
+) -> ShapResult:
+    """Compute SHAP values of a fitted pipeline (e.g. a served model) on some rows.
+
+    Args:
+        pipeline: The fitted pipeline (``preprocess`` then ``model`` steps).
+        family: Its model family key (``xgboost`` is explained exactly).
+        label: Human name of the model.
+        plan: The encoding plan the pipeline was built from.
+        rows: Raw rows to explain.
+        background: Raw rows standing for "typical" inputs (permutation explainer only).
+        seed: Random seed of the permutation explainer.
+
+    Returns:
+        The SHAP values per original column.
+    """
     import shap
 
     start = time.perf_counter()
-    preprocess = family.pipeline.named_steps["preprocess"]
-    model = family.pipeline.named_steps["model"]  # the served probability, calibrated or not
+    preprocess = pipeline.named_steps["preprocess"]
+    model = pipeline.named_steps["model"]  # the served probability, calibrated or not
     X = np.asarray(preprocess.transform(rows[plan.input_columns]), dtype=float)
     names = [str(n) for n in preprocess.get_feature_names_out()]
-    if family.family == "xgboost":
+    if family == "xgboost":
         # Trees are explained in their own log-odds, before any calibration map.
-        explainer = shap.TreeExplainer(base_estimator(family.pipeline))
+        explainer = shap.TreeExplainer(base_estimator(pipeline))
         explanation = explainer(X)
         output, kind = "log-odds", "TreeExplainer"
     else:
@@ -168,8 +196,8 @@ def explain(
     encoded = np.asarray(explanation.values, dtype=float)
     base = float(np.ravel(explanation.base_values)[0])
     return ShapResult(
-        family=family.family,
-        label=family.label,
+        family=family,
+        label=label,
         values=group_by_source(encoded, names, plan),
         data=rows[plan.input_columns].reset_index(drop=True),
         base_value=base,
@@ -418,3 +446,40 @@ def explain_and_select(
         comparisons=comparisons,
         seconds=round(sum(r.seconds for r in shap_results.values()), 3),
     )
+
+
+def served_importance(
+    pipeline,
+    family: str,
+    plan: EncodingPlan,
+    rows: pd.DataFrame,
+    background: pd.DataFrame,
+    config,
+    seed: int,
+) -> dict[str, float]:
+    """Mean |SHAP| per input column of a served model, for the drift monitor's weights.
+
+    The served model is explained itself (not its full-feature parent): its importance is
+    spread over its own inputs. As in :func:`explain_and_select`, XGBoost is explained on
+    ``explain.tree_rows`` rows, the other families on ``explain.sample_rows``.
+
+    Args:
+        pipeline: The served pipeline.
+        family: Its family key.
+        plan: The encoding plan restricted to its inputs.
+        rows: Development rows to explain (a fixed-seed sample is drawn).
+        background: Background rows of the permutation explainer.
+        config: The dataset config.
+        seed: Random seed.
+
+    Returns:
+        Mean |SHAP| per input column, in the plan's order.
+    """
+    rules = config.explain
+    n = rules.tree_rows if family == "xgboost" else rules.sample_rows
+    with one_blas_thread():
+        result = explain_pipeline(
+            pipeline, family, family, plan, sample_rows_for_shap(rows, n, seed), background, seed
+        )
+    mean = result.values.abs().mean()
+    return {column: float(mean.get(column, 0.0)) for column in plan.input_columns}

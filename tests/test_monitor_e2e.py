@@ -306,12 +306,18 @@ def test_drift_retrains_and_a_better_challenger_is_served_without_losing_request
     assert decision.challenger_score > decision.champion_score, decision.reason
     assert decision.promoted and decision.bento and decision.service_reload.startswith("200")
     assert find_decisions("flights").items[0] == decision
-    # The challenger ran as a pipeline run on the rows before December, split Oct / Nov.
+    # The challenger ran on the rows before December: folds August to November, the last
+    # one validating on November, and its final fit on all of them (November included).
     run = json.loads(
         (setup.root / "artifacts" / "runs" / decision.challenger_run / "manifest.json").read_text()
     )
     assert run["status"] == "succeeded" and run["until"] == "2013-12-01" and run["bento"] is None
-    assert run["config"]["split"]["test_start"] == "2013-11-01"
+    assert run["config"]["split"]["folds"] == ["2013-08-01", "2013-09-01", "2013-10-01",
+                                               "2013-11-01"]  # fmt: skip
+    assert run["config"]["split"]["test_start"] == "2013-12-01"
+    fit = run["rows"]["final_fit"]
+    assert fit["rows"] == run["rows"]["used"] and fit["to"].startswith("2013-11-30")
+    assert set(run["steps"]) == {"load", "validate", "train"}  # no horizon study, no store
     assert sorted(run["selected_features"]) == sorted(COLUMNS)
     # The running service now answers with the challenger; no request failed on the way.
     assert served_tags(setup) == decision.challenger

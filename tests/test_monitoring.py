@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,30 +77,38 @@ def test_a_shifted_number_and_a_changed_mix_flag_exactly_those_columns():
         threshold=0.5,
     )
     assert {c.column for c in found.columns if c.drifted} == {"x", "c"}
-    assert found.drifted_share == pytest.approx(2 / 5) and found.dataset_drift is True
+    # Two of four features drift (Evidently counts the prediction too: 2 of 5); with equal
+    # weights (no importance given) they hold half of the importance.
+    assert found.drifted_share == pytest.approx(2 / 4)
+    assert found.evidently_share == pytest.approx(2 / 5) and found.evidently_drift is True
+    assert found.weighted_drift == pytest.approx(0.5) and found.dataset_drift is True
     by_column = {c.column: c for c in found.columns}
     # Large samples: Evidently's distances (drift at or above the threshold).
     assert (
         by_column["x"].score_kind == "distance" and by_column["x"].score >= by_column["x"].threshold
     )
+    assert by_column["x"].severity == pytest.approx(
+        by_column["x"].score / by_column["x"].threshold, abs=1e-4
+    )
     assert by_column["c"].kind == "category" and by_column["x"].kind == "number"
+    assert by_column["x"].reasons == ["distribution"] and by_column["y"].reasons == []
     # Feedback on every row: quality is measured at the model's threshold.
     assert found.performance is not None and found.performance.rows == 2000
     assert 0.5 < found.performance.current["roc_auc"] <= 1
     assert set(found.snapshots) == {"drift", "performance"}
-    # The dataset flag follows the threshold: 2 of 5 columns is not half of them.
-    higher = compare(
+    # The verdict follows the importance: the same drift in columns the model barely uses
+    # holds a small share of it.
+    light = compare(
         controlled(2000, seed=1, shift=1.0, mix=(0.2, 0.3, 0.5)),
         controlled(5000, seed=2),
         ROLES,
         DriftSettings(drift_share=0.5, min_rows=50),
         target=TARGET,
         threshold=0.5,
+        importance={"x": 0.02, "y": 0.6, "c": 0.01, "d": 0.37},
     )
-    assert higher.dataset_drift is False and {c.column for c in higher.columns if c.drifted} == {
-        "x",
-        "c",
-    }
+    assert light.dataset_drift is False and light.weighted_drift == pytest.approx(0.03)
+    assert light.drifted_columns == ["x", "c"]  # ranked: x drifted further
 
 
 def test_method_overrides_statistical_tests_and_bad_settings():
@@ -132,7 +141,7 @@ def test_method_overrides_statistical_tests_and_bad_settings():
         )
 
 
-def test_a_column_without_values_in_the_window_is_skipped_not_a_crash():
+def test_a_column_without_values_in_the_window_is_skipped_and_flagged_not_a_crash():
     current = controlled(300, seed=5)
     current["y"] = np.nan
     found = compare(
@@ -144,7 +153,10 @@ def test_a_column_without_values_in_the_window_is_skipped_not_a_crash():
         threshold=0.5,
     )
     assert found.skipped == {"y": "no value in the window"}
-    assert "y" not in {c.column for c in found.columns}
+    # No distribution to compare, but a column that lost every value has drifted.
+    y = next(c for c in found.columns if c.column == "y")
+    assert y.method is None and y.reasons == ["missing values"] and y.missing_current == 1
+    assert found.drifted_columns == ["y"]
     assert found.performance_note == "not enough feedback (300 < 500 labelled rows)"
 
 
@@ -271,9 +283,45 @@ def test_bad_logs_are_counted_and_the_rest_compared(shop, tmp_path, monkeypatch)
 
     workspace = Workspace(str(tmp_path / "workspace"))
     (project,) = workspace.search_project("shop")
-    assert [str(run) for run in workspace.list_runs(project.id)] == [
-        summary.outputs["workspace_drift"]
-    ]
+    assert sorted(str(run) for run in workspace.list_runs(project.id)) == sorted(
+        [summary.outputs["workspace_drift"], summary.outputs["workspace_signals"]]
+    )
+
+
+def test_a_window_of_months_the_reference_lacks_is_compared_with_their_earlier_logs(
+    shop, tmp_path, monkeypatch
+):
+    config, split, tags, pipelines = shop
+    rows = pd.concat([split.validation, split.test])
+    # Two windows of March orders; the reference holds about 100 rows of each month, fewer
+    # than min_rows, so it does not cover March on its own.
+    march = pd.Timestamp("2021-03-01") + pd.to_timedelta(np.arange(200) * 3, unit="h")
+    settings = DriftSettings(reference="same_period", min_rows=150)
+    checks = []
+    for _ in fresh_store(tmp_path, monkeypatch):
+        for hour in (1, 2):
+            start = dt.datetime(2026, 2, 1, hour)
+            window = rows.sample(200, random_state=hour).assign(order_date=march)
+            write_logs(config, window, tags["primary"], pipelines["primary"], start=start)
+            checks.append(
+                run_check(
+                    config,
+                    Window(since=start, until=start + dt.timedelta(minutes=30)),
+                    settings,
+                    out_root=tmp_path / "m",
+                    workspace=None,
+                ).summary
+            )
+    first, second = (check.reference for check in checks)
+    assert first.mode == "same_period" and first.description.startswith(
+        "training rows of Feb, Mar, Apr (the nearest months to Mar;"
+    )
+    assert second.rows == 200 and second.description == (
+        "earlier logs of Mar (the training rows hold none of those months)"
+    )
+    assert json.loads((Path(checks[1].outputs["summary"])).read_text())["reference"] == (
+        second.model_dump()
+    )
 
 
 def test_a_model_without_its_reference_is_a_status(shop, tmp_path, monkeypatch):
@@ -355,18 +403,19 @@ def test_the_gate_promotes_only_beyond_the_margin():
 
 def test_retraining_uses_rows_before_the_window_and_the_champions_inputs(toy_config):
     config = load_config(toy_config).with_overrides(
-        {"monitoring": {"retrain": {"validation_months": 2, "test_months": 1}}}
+        {"monitoring": {"retrain": {"folds": 2, "fold_months": 2}}}
     )
     window = LabelledWindow(
         source="feedback", rows=100, positives=30, date_from=dt.datetime(2021, 5, 17, 6)
     )
     overrides, until = retraining_plan(config, window, ["order_date", "channel", "price"])
+    # Rolling folds that end where the window starts; no test part: the window is the test.
     assert until == "2021-05-17"
     assert overrides["split"] == {
         "method": "time",
-        "folds": None,
-        "validation_start": "2021-02-17",
-        "test_start": "2021-04-17",
+        "validation_start": None,
+        "folds": ["2021-01-17", "2021-03-17"],
+        "test_start": "2021-05-17",
     }
     restricted = config.with_overrides(overrides)
     assert restricted.feature_columns == ["order_date", "channel", "price"]
@@ -459,3 +508,122 @@ def test_replay_bounds_rate_and_concurrency_and_posts_feedback():
     feedback = [body for path, body in _Counting.bodies if path == "/feedback"]
     assert sorted(b["actual"] for b in feedback) == sorted(i % 2 for i in range(40) if i != 3)
     assert _Counting.keys == ["k3y"] * 39  # /feedback needs the API's key
+
+
+# -- the Evidently UI dashboard -----------------------------------------------------------------
+
+
+def start_evidently_ui(workspace, folder):
+    """Start ``evidently ui`` on a free port over a workspace; return the process and URL."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    log = folder / f"evidently-{port}.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "evidently"), "ui", "--workspace", str(workspace),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"evidently ui exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/api/projects/", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"evidently ui not ready in 90 s:\n{log.read_text()[-3000:]}")
+
+
+def panel_series(
+    url: str, dataset: str, title: str, until: str | None = None
+) -> tuple[dict, dict[str, list]]:
+    """Read a dashboard panel and its series as the UI's dashboard page does (its HTTP API).
+
+    ``until``: only the snapshots up to this time (the dashboard's time range).
+    """
+    import httpx
+
+    (project,) = [p for p in httpx.get(url + "/api/projects/").json() if p["name"] == dataset]
+    dashboard = httpx.get(f"{url}/api/v2/dashboards/{project['id']}").json()
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == title]
+    filters = [
+        {k: value[k] for k in ("tags", "metadata", "metric", "metric_labels")}
+        for value in panel["values"]
+    ]
+    answer = httpx.post(
+        f"{url}/api/v2/snapshots/{project['id']}/data_series_batch",
+        params={"timestamp_end": until} if until else None,
+        json={"series_filter": filters},
+    )
+    assert answer.status_code in (200, 201), answer.text
+    series = {
+        panel["values"][s["filter_index"]]["legend"]: s["values"] for s in answer.json()["series"]
+    }
+    snapshots = httpx.get(f"{url}/api/projects/{project['id']}/snapshots").json()
+    return {
+        "panel": panel,
+        "types": [p["plot_params"]["plot_type"] for p in dashboard["panels"]],
+        "snapshots": snapshots,
+    }, series
+
+
+def test_the_dashboard_plots_the_weighted_drift_each_check_of_a_replay_stored(
+    shop, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    config, split, tags, pipelines = shop
+    rows = pd.concat([split.validation, split.test]).head(240)
+    workspace = tmp_path / "workspace"
+    summaries = []
+    settings = DriftSettings(reference="whole", min_rows=50)
+    for _ in fresh_store(tmp_path, monkeypatch):
+        # A replay sequence: clean, then prices in other units, then worse.
+        for hour, factor in enumerate([1.0, 1.6, 3.0], start=1):
+            start = dt.datetime(2026, 1, 1, hour)
+            write_logs(config, rows.assign(price=rows["price"] * factor), tags["primary"],
+                       pipelines["primary"], start=start)  # fmt: skip
+            window = Window(since=start, until=start + dt.timedelta(minutes=30))
+            result = run_check(
+                config, window, settings, out_root=tmp_path / "m", workspace=workspace
+            )
+            summaries.append(result.summary)
+    stored = [s.weighted_drift for s in summaries]
+    assert stored[0] < stored[1] <= stored[2] and summaries[2].dataset_drift
+    process, url = start_evidently_ui(workspace, tmp_path)
+    try:
+        found, series = panel_series(url, "shop", "Importance-weighted drift")
+        # One bar per check and per series, the stored values in the checks' order.
+        assert found["panel"]["plot_params"]["plot_type"] == "bar"
+        assert series["importance-weighted drift (decides)"] == pytest.approx(stored)
+        assert series["alarm threshold"] == [settings.importance_share] * 3
+        _, prediction = panel_series(url, "shop", "Prediction drift")
+        assert prediction["prediction drift (1 = its threshold)"] == pytest.approx(
+            [s.prediction_drift.severity for s in summaries]
+        )
+        # A line chart draws no mark for a lone check: every panel is a bar or a counter,
+        # and the dashboard's range up to the first check holds its one value.
+        assert set(found["types"]) == {"bar", "counter"}
+        first = next(
+            snapshot["timestamp"]
+            for snapshot in found["snapshots"]
+            if snapshot["name"] == f"{summaries[0].check_id} signals"
+        )
+        _, lone = panel_series(url, "shop", "Importance-weighted drift", until=first)
+        assert lone["importance-weighted drift (decides)"] == pytest.approx(stored[:1])
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)

@@ -158,6 +158,9 @@ def test_default_flights_run_writes_manifest(prefect_harness, tmp_path, run_stor
         # The monitoring reference, saved before the models, is named in their metadata.
         assert metadata["reference_path"] == str(reference.resolve())
         assert metadata["reference_sha256"] == manifest["reference"]["sha256"]
+        # Its own mean |SHAP| per input, as shares: the drift monitor's weights.
+        assert set(metadata["importance"]) == set(metadata["features"])
+        assert sum(metadata["importance"].values()) == pytest.approx(1, abs=1e-4)
     frame = pd.read_parquet(reference)
     assert list(frame.columns) == [
         *metadata["features"],
