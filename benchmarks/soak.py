@@ -278,8 +278,7 @@ def main() -> int:
         time.sleep(1.0)
         lines = service.log.read_bytes().decode("utf-8", "replace").splitlines()
         lines = lines[log_lines_before:]
-        # What the store holds now (the embedded store keeps every document in the front's
-        # memory; a MongoDB server holds them in its own).
+        # What the store holds now.
         stored = {}
         for resource in ("logs", "records"):
             with urllib.request.urlopen(f"{service.url}/{resource}?page_size=1") as answer:
@@ -319,14 +318,17 @@ def main() -> int:
         print(f"  {name:<27} {start:7.1f} MB -> {end:7.1f} MB  ({growth[name]:+.1f} %)")
     print(
         f"stored at the end: {stored['logs']:,} prediction logs, {stored['records']:,} records "
-        f"({'a MongoDB server' if os.environ.get('MONGODB_URI') else 'embedded store, in the front process'})"
+        f"({'a MongoDB server' if os.environ.get('MONGODB_URI') else 'the embedded store, on disk'})"
     )
     tracebacks = sum("Traceback" in line for line in lines)
     client_lines = sum(" -> 4" in line for line in lines)
+    other_lines = [line for line in lines if " -> 4" not in line]
     print(
         f"server log: {len(lines):,} lines, {client_lines:,} client-error lines for "
         f"{client_errors:,} 4xx answers, {tracebacks} tracebacks"
     )
+    for line in other_lines[:10]:
+        print(f"  other: {line[:300]}")
     ok = server_errors == 0 and not unexpected and max(growth.values()) < 10.0
     print(
         f"targets (no 5xx, no unexpected answer, RSS growth < 10 %): {'met' if ok else 'NOT met'}"
@@ -339,7 +341,7 @@ def main() -> int:
         "requests": total, "by_status": {str(s): n for s, n in by_status.items()},
         "by_kind": {f"{k} {s}": n for (k, s), n in statuses.items()},
         "unexpected": unexpected, "rss_mb": result["rss"], "rss_growth_percent": growth,
-        "log_lines": len(lines), "stored": stored, "logging": not args.no_log, "client_error_lines": client_lines, "tracebacks": tracebacks,
+        "log_lines": len(lines), "other_lines": other_lines[:100], "stored": stored, "logging": not args.no_log, "client_error_lines": client_lines, "tracebacks": tracebacks,
         "loads": result["loads"], "cores": os.cpu_count(),
     }, indent=2) + "\n")  # fmt: skip
     print(f"figures written to {out}")
