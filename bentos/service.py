@@ -48,7 +48,7 @@ from bentos.guard import (
 )
 from bentos.registry import ServedModel, served_model, served_model_from_tag
 from bentos.resources import build_app
-from bentos.runtime import incompatible
+from bentos.runtime import call_model, incompatible
 from tabular.contract import InputRejected
 from tabular.errors import StoreUnavailable
 
@@ -496,7 +496,7 @@ class PredictionService:
             # Captured once: the answer, its log and the response name the same model even
             # if a reload happens meanwhile.
             served = self.served[role]
-            probabilities = await self.runners[role].to_async.predict_proba(rows)
+            probabilities = await call_model(self.runners[role].to_async.predict_proba, rows)
         finally:
             self._leave()
         latency_ms = (time.perf_counter() - started) * 1000.0

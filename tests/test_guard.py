@@ -169,3 +169,38 @@ def test_a_client_error_line_escapes_line_breaks(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and len(lines[0].splitlines()) == 1, lines
     assert "\\n" in lines[0] and "\\x85" in lines[0] and "\\u2028" in lines[0]
+
+
+def test_a_dropped_connection_to_a_model_is_tried_once_more_and_a_second_drop_is_raised():
+    import asyncio
+
+    import aiohttp
+
+    from bentos.runtime import call_model
+
+    calls = []
+
+    def model(failures: int):
+        async def predict_proba(rows):
+            calls.append(rows)
+            if len(calls) <= failures:
+                raise aiohttp.ClientOSError(32, "Broken pipe")
+            return [0.25 for _ in rows]
+
+        return predict_proba
+
+    assert asyncio.run(call_model(model(1), [[1], [2]])) == [0.25, 0.25]
+    assert calls == [[[1], [2]], [[1], [2]]]  # the same rows, sent again
+    calls.clear()
+    with pytest.raises(aiohttp.ClientOSError):
+        asyncio.run(call_model(model(2), [[1]]))
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(ValueError):  # a model's own error is not a dropped connection
+
+        async def broken(rows):
+            calls.append(rows)
+            raise ValueError("bad rows")
+
+        asyncio.run(call_model(broken, [[1]]))
+    assert len(calls) == 1
