@@ -70,8 +70,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The suite on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time so that
+# a module's fixtures are built once; TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 # The OpenAPI fuzzer for 5 minutes (make test gives it 20 s). Against another API:
 # `make fuzz MLOPS_API_URL=http://host:3000 MLOPS_API_KEY=...`.
