@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -112,9 +113,17 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
+#: One ``ast.parse`` at a time: Python 3.11's AST constructor keeps its recursion depth in
+#: state shared by threads, and steps computing their keys side by side failed with
+#: "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
+_PARSE_LOCK = threading.RLock()
+
+
 def _imports(name: str, path: Path) -> set[str]:
     """Project modules named by the import statements of one module, anywhere in it."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    source = path.read_text(encoding="utf-8")
+    with _PARSE_LOCK:
+        tree = ast.parse(source)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
