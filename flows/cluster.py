@@ -14,12 +14,14 @@ Every worker needs the project installed (the application image, or ``pip instal
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from tabular.errors import UserError
 from tabular.runner import Call
@@ -86,6 +88,7 @@ class DaskRunner:
         self.scheduler = cluster.address
         self.xgboost_rows = cluster.xgboost_rows
         self._runner = None
+        self._context: contextvars.Context | None = None
 
     def __enter__(self) -> DaskRunner:
         try:
@@ -109,6 +112,10 @@ class DaskRunner:
                 "or run without --dask / execution.dask"
             ) from None
         self._runner = runner
+        # The Prefect context of the step that opened the runner (its settings, its task
+        # run): units submitted from the study's own threads carry it too, so that the
+        # workers report to the same server, under that step.
+        self._context = contextvars.copy_context()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -130,13 +137,18 @@ class DaskRunner:
         """
         if self._runner is None:
             raise RuntimeError("use DaskRunner inside a with block")
-        futures = [
+        futures = self._context.copy().run(self._submit, calls)
+        return [future.result() for future in futures]
+
+    def _submit(self, calls: Sequence[Call]) -> list:
+        # quote: Prefect passes the arguments through without walking into them (frames,
+        # matrices, fitted pipelines) to look for upstream futures; there are none.
+        return [
             self._runner.submit(
-                unit_task, parameters={"fn": fn, "args": args, "label": fn.__name__}
+                unit_task, parameters={"fn": fn, "args": quote(args), "label": fn.__name__}
             )
             for fn, args in calls
         ]
-        return [future.result() for future in futures]
 
 
 @contextmanager
