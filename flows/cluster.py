@@ -8,8 +8,8 @@ dashboard shows the workers. Without an address nothing here is used and Dask is
 imported: the pipeline runs as it always has.
 
 Every worker needs the project installed (the application image, or ``pip install
-.[dask]``) and, outside the ephemeral mode, the same ``PREFECT_API_URL`` as the pipeline
-(it receives the pipeline's Prefect settings with each task).
+'.[dask]'``) and to reach the pipeline's Prefect server: each task carries the pipeline's
+Prefect settings, its ``PREFECT_API_URL`` included (docs/deploy.md).
 """
 
 from __future__ import annotations

@@ -1501,8 +1501,8 @@ def fit_xgboost_on_cluster(
     block and the trees are agreed between them, so the fit's work (not the encoding, which
     ran here) is spread over the cluster. The result is an ordinary ``XGBClassifier`` (the
     booster loaded into the same estimator a local fit builds), so the served pipeline
-    needs no cluster. Its trees can differ slightly from a local fit's (the histogram bins
-    are sketched per block), as with any change of the number of threads.
+    needs no cluster. Its trees can differ slightly from a local fit's: the histogram bins
+    are sketched per block and merged.
 
     Args:
         scheduler: The Dask scheduler's address.
