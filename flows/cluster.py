@@ -103,7 +103,7 @@ class DaskRunner:
         )
         runner.__enter__()
         try:
-            runner.client  # connects now, so that an unreachable scheduler is said here
+            _ = runner.client  # connects now, so that an unreachable scheduler is said here
         except (OSError, TimeoutError) as exc:
             runner.__exit__(None, None, None)
             raise UserError(
