@@ -264,9 +264,7 @@ def training_pipeline(
             training = step("train", train_task, split, config, plan, seed, cluster)
         if horizon_study:
             with manifest.step("horizon"):
-                study = step(
-                    "horizon", horizon_task, raw, config, training, sample, seed, cluster
-                )
+                study = step("horizon", horizon_task, raw, config, training, sample, seed, cluster)
         else:
             study = None
         with manifest.step("training-report"):

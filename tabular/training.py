@@ -1525,9 +1525,7 @@ def fit_xgboost_on_cluster(
         block = math.ceil(len(y) / workers)
         model = dxgb.DaskXGBClassifier(**settings)
         model.client = client
-        model.fit(
-            da.from_array(X, chunks=(block, X.shape[1])), da.from_array(y, chunks=block)
-        )
+        model.fit(da.from_array(X, chunks=(block, X.shape[1])), da.from_array(y, chunks=block))
         raw = model.get_booster().save_raw("json")
     local.load_model(bytearray(raw))
     return local

@@ -246,7 +246,9 @@ def test_the_dask_profile_is_a_scheduler_and_workers_on_the_application_image():
     assert environment("dask-worker")["PREFECT_API_URL"] == environment("train")["PREFECT_API_URL"]
     replicas = SERVICES["dask-worker"]["deploy"]["replicas"]
     assert int(interpolate(str(replicas), env_example())) >= 2
-    assert int(interpolate(str(replicas), {})) >= 2, "two workers unless DASK_WORKERS says otherwise"
+    assert int(interpolate(str(replicas), {})) >= 2, (
+        "two workers unless DASK_WORKERS says otherwise"
+    )
     # The pipeline's --dask option accepts the address the guide gives the training job.
     from flows.cli_args import scheduler_address
 
