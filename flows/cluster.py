@@ -73,6 +73,8 @@ def unit_task(fn, args: tuple, label: str):
     Returns:
         The function's result.
     """
+    if isinstance(args, quote):  # Prefect hands a quoted parameter over as it is
+        args = args.unquote()
     with one_blas_thread():  # the same arithmetic as the in-process run
         return fn(*args)
 

@@ -22,15 +22,29 @@ from tabular import horizon
 from tabular.config import load_config
 from tabular.datasets import load_raw, prepare, split_data
 from tabular.errors import ConfigError, UserError
-from tabular.explain import explain_and_select
+from tabular.explain import explain_and_select, explain_sample, sample_rows_for_shap
 from tabular.features import plan_encoding
 from tabular.training import fit_final, score, train_models
 from tests.conftest import free_port, make_toy_frame, write_toy_dataset
 
 pytestmark = pytest.mark.slow
 
-FAST = {"n_iter": 3, "search_rows": 400, "max_epochs": 6, "patience": 2}
-EXPLAIN = {"tree_rows": 100, "sample_rows": 40, "background_rows": 20}
+#: Small grids (three configurations a family, halving after two folds): a quick search
+#: that still stops some configurations, reads XGBoost's smaller tree counts from its larger
+#: fits and draws every curve.
+MODELS = {
+    "logistic": {"grid": {"C": [0.1, 1.0, 10.0], "l1_ratio": [0.0]}, "curve_param": "C"},
+    "xgboost": {
+        "grid": {"max_depth": [2, 3], "n_estimators": [20, 40], "learning_rate": [0.1]},
+        "curve_param": "max_depth",
+    },
+    "mlp": {
+        "grid": {"hidden_layer_sizes": [[8]], "alpha": [0.0001, 0.001, 0.01]},
+        "curve_param": "alpha",
+    },
+}
+FAST = {"n_iter": 3, "search_rows": 400, "max_epochs": 5, "patience": 2, "models": MODELS}
+EXPLAIN = {"tree_rows": 50, "sample_rows": 20, "background_rows": 10}
 #: Three rolling-origin folds on the toy orders: successive halving has work to cut.
 TIME_SPLIT = {
     "method": "time",
@@ -88,21 +102,24 @@ class Counting(DaskRunner):
         return super().run(calls)
 
 
-def test_the_search_and_shap_make_the_same_choices_on_a_cluster(
-    prefect_harness, toy, cluster, local
-):
+def test_the_search_makes_the_same_choices_on_a_cluster(prefect_harness, toy, cluster, local):
     config, split, plan = toy
     with Counting(Cluster(cluster.scheduler_address)) as runner:
         remote = train_models(
             split.train, split.folds, config, plan, SEED, log=lambda _: None, runner=runner
         )
-        units = len(runner.units)
-        assert units and set(runner.units) == {"fit_unit"}
-        shap_local = explain_and_select(local, split, config, plan, SEED)
-        shap_remote = explain_and_select(local, split, config, plan, SEED, runner=runner)
-    # Every (configuration, fold) fit went to the workers, and chose what the run without a
-    # cluster chose.
-    assert units >= sum(len(family.trials) for family in remote.families.values())
+        # A SHAP run on a worker too (the tree explainer: the permutation explainer's
+        # numba compilation would cost each worker process about 6 s).
+        background = sample_rows_for_shap(split.train, config.explain.background_rows, SEED)
+        call = (
+            explain_sample,
+            (local.families["xgboost"], plan, split.validation, 50, background, SEED),
+        )
+        (shap_remote,) = runner.run([call])
+    # Every (configuration, fold) fit went to the workers, as Prefect task runs ...
+    assert set(runner.units) == {"fit_unit", "explain_sample"}
+    assert runner.units.count("fit_unit") >= sum(len(f.trials) for f in remote.families.values())
+    # ... and the search chose what the run without a cluster chose, with the same scores.
     assert remote.best_family == local.best_family
     assert remote.ranking == local.ranking
     for key, family in local.families.items():
@@ -114,19 +131,47 @@ def test_the_search_and_shap_make_the_same_choices_on_a_cluster(
         assert [t.fold_validation for t in other.trials] == [
             t.fold_validation for t in family.trials
         ], key
+        assert [t.fold_train for t in other.trials] == [t.fold_train for t in family.trials], key
         assert other.folds.validation_scores == family.folds.validation_scores, key
+        assert other.validation_curve == family.validation_curve, key
         assert other.threshold == family.threshold, key
         assert other.calibration.applied == family.calibration.applied, key
-    # The SHAP runs and the refits on the selected columns: the same selection and values.
-    assert set(runner.units) == {"fit_unit", "explain_sample", "retrain_selected"}
-    assert shap_remote.selection.columns == shap_local.selection.columns
-    for key in shap_local.served:
+    fn, args = call
+    np.testing.assert_array_equal(
+        shap_remote.values.to_numpy(), explain_sample(*args).values.to_numpy()
+    )
+
+
+def test_the_shap_stage_gives_a_runner_its_units_and_selects_the_same_columns(toy, local):
+    config, split, plan = toy
+
+    class InProcess:
+        scheduler, xgboost_rows = None, None
+
+        def __init__(self):
+            self.batches = []
+
+        def run(self, calls):
+            self.batches.append([fn.__name__ for fn, _ in calls])
+            return [pickle.loads(pickle.dumps(fn(*args))) for fn, args in calls]
+
+    runner = InProcess()
+    alone = explain_and_select(local, split, config, plan, SEED)
+    spread = explain_and_select(local, split, config, plan, SEED, runner=runner)
+    # The champion's SHAP run decides the selection; then both refits and the other SHAP run
+    # go together.
+    assert runner.batches == [
+        ["explain_sample"],
+        ["retrain_selected", "retrain_selected", "explain_sample"],
+    ]
+    assert spread.served == alone.served
+    assert spread.selection.columns == alone.selection.columns
+    for key in alone.served:
         np.testing.assert_array_equal(
-            shap_remote.shap[key].values.to_numpy(), shap_local.shap[key].values.to_numpy()
+            spread.shap[key].values.to_numpy(), alone.shap[key].values.to_numpy()
         )
         assert (
-            shap_remote.comparisons[key].selected.threshold
-            == shap_local.comparisons[key].selected.threshold
+            spread.comparisons[key].selected.threshold == alone.comparisons[key].selected.threshold
         )
 
 
