@@ -15,13 +15,13 @@ Prefect settings, its ``PREFECT_API_URL`` included (docs/deploy.md).
 from __future__ import annotations
 
 import contextvars
+import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from tabular.errors import UserError
 from tabular.runner import Call
@@ -62,19 +62,17 @@ def resolve_cluster(option: str | None, config) -> Cluster | None:
 
 
 @task(name="unit", cache_policy=NO_CACHE, persist_result=False, task_run_name="{label}")
-def unit_task(fn, args: tuple, label: str):
+def unit_task(call: bytes, label: str):
     """Run one unit of work on a Dask worker, with one BLAS thread as in the pipeline's process.
 
     Args:
-        fn: The unit's function.
-        args: Its positional arguments.
+        call: The unit, ``(function, arguments)``, pickled.
         label: The task run's name (the unit's function).
 
     Returns:
         The function's result.
     """
-    if isinstance(args, quote):  # Prefect hands a quoted parameter over as it is
-        args = args.unquote()
+    fn, args = pickle.loads(call)
     with one_blas_thread():  # the same arithmetic as the in-process run
         return fn(*args)
 
@@ -143,11 +141,15 @@ class DaskRunner:
         return [future.result() for future in futures]
 
     def _submit(self, calls: Sequence[Call]) -> list:
-        # quote: Prefect passes the arguments through without walking into them (frames,
-        # matrices, fitted pipelines) to look for upstream futures; there are none.
+        # Pickled here: neither Prefect nor Dask walks into the arguments (frames, matrices,
+        # fitted pipelines) looking for futures, nor rebuilds their tuples on the way.
         return [
             self._runner.submit(
-                unit_task, parameters={"fn": fn, "args": quote(args), "label": fn.__name__}
+                unit_task,
+                parameters={
+                    "call": pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL),
+                    "label": fn.__name__,
+                },
             )
             for fn, args in calls
         ]
