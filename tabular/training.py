@@ -1520,7 +1520,8 @@ def fit_xgboost_on_cluster(
 
     local = make_estimator("xgboost", params, seed)
     settings = {k: v for k, v in local.get_params().items() if k != "n_jobs"}
-    with Client(scheduler, set_as_default=False) as client:
+    # xgboost.dask looks the client up (distributed.get_client): this one, for this block only.
+    with Client(scheduler, set_as_default=False) as client, client.as_current():
         workers = max(1, len(client.scheduler_info()["workers"]))
         block = math.ceil(len(y) / workers)
         model = dxgb.DaskXGBClassifier(**settings)

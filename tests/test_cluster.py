@@ -273,8 +273,8 @@ def test_the_address_comes_from_the_option_then_the_config(tmp_path):
 
 def test_dask_is_not_imported_unless_asked_for():
     code = (
-        "import sys, flows.cli, flows.pipeline, tabular.training, tabular.explain, "
-        "tabular.horizon\n"
+        "import sys, flows.cli, flows.cluster, flows.training, flows.explain, tabular.training, "
+        "tabular.explain, tabular.horizon\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('dask', 'distributed', 'prefect_dask')))"
     )
