@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flows.cli_args import column_method, positive_float, positive_int
+from flows.cli_args import column_method, positive_float, positive_int, scheduler_address
 from tabular.config import DEFAULT_CONFIG
 from tabular.errors import UserError
 
@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also refit the champion at each horizon of training.horizon_study (~1 min)",
     )
+    run.add_argument(
+        "--dask", type=scheduler_address, default=None, metavar="ADDRESS",
+        help="run the search, SHAP and horizon units on this Dask scheduler (tcp://host:8786) "
+        "as Prefect tasks; default: the config's execution.dask, else this process",
+    )  # fmt: skip
     run.set_defaults(handler=_run)
 
     monitor = commands.add_parser(
@@ -129,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         artifacts_dir=args.artifacts,
         horizon_study=args.horizon_study,
+        dask=args.dask,
     )
     print(f"run {result.run_id} finished: {result.run_dir}")
     return 0

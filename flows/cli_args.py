@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
+
+from tabular.config import SCHEDULER_ADDRESS
 
 
 def positive_int(text: str) -> int:
@@ -63,3 +66,22 @@ def column_method(text: str) -> tuple[str, str]:
     if not sep or not column.strip() or not method.strip():
         raise argparse.ArgumentTypeError(f"expected COLUMN=METHOD (e.g. dest=psi), got '{text}'")
     return column.strip(), method.strip()
+
+
+def scheduler_address(text: str) -> str:
+    """Parse a Dask scheduler's address (``tcp://host:8786``) for argparse.
+
+    Args:
+        text: The argument as typed.
+
+    Returns:
+        The address.
+
+    Raises:
+        argparse.ArgumentTypeError: If the text is not ``tcp://HOST:PORT`` (or ``tls://``).
+    """
+    if not re.match(SCHEDULER_ADDRESS, text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected a Dask scheduler address such as tcp://scheduler:8786, got '{text}'"
+        )
+    return text.strip()

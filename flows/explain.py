@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from bentos.registry import ROLES, model_name, save_served_model
 from flows.caching import StepCache
+from flows.cluster import Cluster, runner_for
 from monitoring.reference import (
     ReferenceInfo,
     build_reference,
@@ -30,7 +31,9 @@ from tabular.training import TrainingResult
 
 @task(
     name="explain",
-    cache_policy=StepCache(step="explain", ignore=("out_dir", "run_id", "reference_path")),
+    cache_policy=StepCache(
+        step="explain", ignore=("out_dir", "run_id", "reference_path", "cluster")
+    ),
 )
 def explain_task(
     result: TrainingResult,
@@ -42,6 +45,7 @@ def explain_task(
     run_id: str,
     data_hash: str,
     reference_path: Path,
+    cluster: Cluster | None = None,
 ) -> tuple[ExplainStage, ExplainOutputs, list[str], ReferenceInfo]:
     """Run the SHAP stage, write its report, save the monitoring reference and the two models.
 
@@ -56,12 +60,14 @@ def explain_task(
         data_hash: Hash of the prepared data (model metadata).
         reference_path: Where to save the monitoring reference (Parquet), before the models,
             so that their metadata names it.
+        cluster: The Dask cluster the SHAP runs and refits go to (``None``: this process).
 
     Returns:
         The stage outcome, the files written, the saved model tags and the reference.
     """
     logger = get_run_logger()
-    stage = explain_and_select(result, split, config, plan, seed)
+    with runner_for(cluster) as runner:
+        stage = explain_and_select(result, split, config, plan, seed, runner=runner)
     outputs = write_explain_report(
         [stage.shap[key] for key in stage.served],
         stage.selection,

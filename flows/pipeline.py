@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.bento import build_bento_task
 from flows.caching import BackgroundStep, StepCache, run_step
+from flows.cluster import resolve_cluster
 from flows.eda import eda_task
 from flows.explain import explain_task
 from flows.report import report_task, store_task
@@ -134,6 +135,7 @@ def training_pipeline(
     until: str | None = None,
     build_bento: bool = True,
     horizon_study: bool = False,
+    dask: str | None = None,
 ) -> PipelineResult:
     """Run the pipeline on one dataset and write its run folder.
 
@@ -151,6 +153,9 @@ def training_pipeline(
         horizon_study: Also refit the champion at each horizon of
             ``training.horizon_study`` (about a minute on the default data; cached like
             every step, so it is paid once per data, config and code).
+        dask: A Dask scheduler's address (``tcp://host:8786``): the search's fits, the SHAP
+            runs and the horizon study run there as Prefect tasks on ``DaskTaskRunner``
+            (default: the config's ``execution.dask``; neither: in this process).
 
     Returns:
         The run id, folder and manifest.
@@ -162,6 +167,7 @@ def training_pipeline(
     logger = get_run_logger()
     config = load_config(config_path).with_overrides(overrides)
     seed = config.seed if seed is None else seed
+    cluster = resolve_cluster(dask, config)
     run_id = new_run_id()
     run_dir = Path(artifacts_dir or DEFAULT_ARTIFACTS) / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +187,8 @@ def training_pipeline(
     )
     manifest.write(run_dir)
     logger.info("run %s: writing to %s", run_id, run_dir)
+    if cluster is not None:
+        logger.info("the search, SHAP and horizon units go to the Dask cluster %s", cluster.address)
     started, cpu = time.perf_counter(), sum(os.times()[:4])
 
     def step(name: str, task, *args, **kwargs):
@@ -253,10 +261,10 @@ def training_pipeline(
             files=lambda r: [(r.html_path.parent, run_dir / "eda")],
         )
         with manifest.step("train"):
-            training = step("train", train_task, split, config, plan, seed)
+            training = step("train", train_task, split, config, plan, seed, cluster)
         if horizon_study:
             with manifest.step("horizon"):
-                study = step("horizon", horizon_task, raw, config, training, sample, seed)
+                study = step("horizon", horizon_task, raw, config, training, sample, seed, cluster)
         else:
             study = None
         with manifest.step("training-report"):
@@ -285,6 +293,7 @@ def training_pipeline(
                 run_id,
                 manifest.data_hash,
                 run_dir / REFERENCE_FILE,
+                cluster,
                 files=lambda r: [
                     (r[1].out_dir, run_dir / "explain"),
                     (r[3].path, run_dir / REFERENCE_FILE),

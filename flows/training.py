@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.caching import StepCache, current_key
+from flows.cluster import Cluster, runner_for
 from reports.training import TrainingOutputs, write_training_report
 from tabular.datasets import Split
 from tabular.features import EncodingPlan
@@ -29,8 +30,11 @@ from tabular.training import (
 )
 
 
-@task(name="train", cache_policy=StepCache(step="train"))
-def train_task(split: Split, config, plan: EncodingPlan, seed: int) -> TrainingResult:
+# Where the units run is not part of a key: the same seed gives the same results anywhere.
+@task(name="train", cache_policy=StepCache(step="train", ignore=("cluster",)))
+def train_task(
+    split: Split, config, plan: EncodingPlan, seed: int, cluster: Cluster | None = None
+) -> TrainingResult:
     """Train the three families on the folds, then score the test rows once.
 
     Args:
@@ -38,12 +42,16 @@ def train_task(split: Split, config, plan: EncodingPlan, seed: int) -> TrainingR
         config: The dataset config.
         plan: The encoding plan decided on the development rows.
         seed: Random seed.
+        cluster: The Dask cluster the search's fits go to (``None``: this process).
 
     Returns:
         The training result, test rows scored.
     """
     logger = get_run_logger()
-    result = train_models(split.train, split.folds, config, plan, seed, log=logger.info)
+    with runner_for(cluster) as runner:
+        result = train_models(
+            split.train, split.folds, config, plan, seed, log=logger.info, runner=runner
+        )
     # Every choice (configurations, family, thresholds, calibration) is made: now, and only
     # now, the test.
     evaluate_on_test(result, split.test)
@@ -51,9 +59,14 @@ def train_task(split: Split, config, plan: EncodingPlan, seed: int) -> TrainingR
     return result
 
 
-@task(name="horizon-study", cache_policy=StepCache(step="horizon"))
+@task(name="horizon-study", cache_policy=StepCache(step="horizon", ignore=("cluster",)))
 def horizon_task(
-    raw: pd.DataFrame, config, result: TrainingResult, sample: int | None, seed: int
+    raw: pd.DataFrame,
+    config,
+    result: TrainingResult,
+    sample: int | None,
+    seed: int,
+    cluster: Cluster | None = None,
 ) -> HorizonStudy:
     """Refit the champion at every horizon of ``training.horizon_study`` (``--horizon-study``).
 
@@ -63,13 +76,17 @@ def horizon_task(
         result: The training result (its champion and chosen configuration).
         sample: The run's ``--sample`` (the study draws the same rows).
         seed: Random seed.
+        cluster: The Dask cluster the horizons' refits go to (``None``: this process).
 
     Returns:
         The study.
     """
     logger = get_run_logger()
     scores = {key: f.metrics["test"][result.metric] for key, f in result.families.items()}
-    study = horizon_study(raw, config, result, scores, sample, seed, log=logger.info)
+    with runner_for(cluster) as runner:
+        study = horizon_study(
+            raw, config, result, scores, sample, seed, log=logger.info, runner=runner
+        )
     study.lineage = current_key() or ""
     return study
 

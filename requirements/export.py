@@ -4,8 +4,10 @@
 from ``pyproject.toml``. pip, the Dockerfile and BentoML read requirement files, so
 ``make lock`` exports these from it (``uv export --frozen`` reads the lock only, offline):
 
-* ``dev.txt``: the project's dependencies and its ``dev`` extra, with hashes (``make install``);
-* ``image.txt``: the project's dependencies alone, with hashes (the ``Dockerfile``);
+* ``dev.txt``: the project's dependencies and its ``dev`` and ``dask`` extras, with hashes
+  (``make install``);
+* ``image.txt``: the project's dependencies and its ``dask`` extra, with hashes (the
+  ``Dockerfile``: the compose profile ``dask`` runs its scheduler and workers on that image);
 * ``serving.txt``: the ``serving`` group, exact versions without hashes (``bentofile.yaml``:
   BentoML appends its own unhashed ``bentoml==<version>`` line, which pip's hash-checking
   mode would refuse);
@@ -35,8 +37,8 @@ FOLDER = ROOT / "requirements"
 
 #: Each exported file and the ``uv export`` options that select its packages.
 EXPORTS: dict[str, list[str]] = {
-    "dev.txt": ["--extra", "dev"],
-    "image.txt": [],
+    "dev.txt": ["--extra", "dev", "--extra", "dask"],
+    "image.txt": ["--extra", "dask"],
     "serving.txt": ["--only-group", "serving", "--no-hashes"],
     "bootstrap.txt": ["--only-group", "bootstrap"],
 }

@@ -433,6 +433,27 @@ class MonitoringConfig(_Strict):
     log_retention_days: float | None = Field(None, gt=0)
 
 
+#: A Dask scheduler's address, as ``distributed.Client`` takes it.
+SCHEDULER_ADDRESS = r"^(tcp|tls)://[^\s/]+:\d+$"
+
+
+class ExecutionConfig(_Strict):
+    """Where the pipeline's independent units of work run (not what they compute).
+
+    Attributes:
+        dask: Address of a Dask scheduler (``tcp://host:8786``): the search's (configuration,
+            fold) fits, the SHAP runs and the horizon study's refits are submitted there as
+            Prefect tasks (``DaskTaskRunner``); ``mlops run --dask`` overrides it. ``None``
+            (the default): they run in the pipeline's own process. The same seed gives the
+            same choices either way, so no step's cache key includes it.
+        xgboost_dask_rows: On a cluster, XGBoost's final refit runs through
+            ``xgboost.dask`` when the development rows exceed this many.
+    """
+
+    dask: str | None = Field(None, pattern=SCHEDULER_ADDRESS)
+    xgboost_dask_rows: int = Field(1_000_000, ge=1)
+
+
 class DatasetConfig(_Strict):
     """Everything the pipeline knows about one dataset.
 
@@ -469,6 +490,7 @@ class DatasetConfig(_Strict):
         training: Model search, selection and verdict rules.
         explain: SHAP importance and feature-selection rules.
         monitoring: Drift monitoring and the champion/challenger gate.
+        execution: Where the units of work run (this process, or a Dask cluster).
         seed: Default random seed.
         path: The file this config was read from (set by :func:`load_config`).
     """
@@ -496,6 +518,7 @@ class DatasetConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     explain: ExplainConfig = ExplainConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     seed: int = 42
     path: Path | None = None
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from tabular.datasets import Split
 from tabular.features import EncodingPlan, base_estimator, source_column
+from tabular.runner import Runner
 from tabular.training import (
     FamilyResult,
     FittedModel,
@@ -391,6 +392,7 @@ def explain_and_select(
     config,
     plan: EncodingPlan,
     seed: int,
+    runner: Runner | None = None,
 ) -> ExplainStage:
     """Explain the two served models, select columns, refit both on them, and compare.
 
@@ -405,6 +407,8 @@ def explain_and_select(
         config: The dataset config.
         plan: The full encoding plan.
         seed: Random seed.
+        runner: Where the SHAP runs and the refits run (``None``: in this process, two at a
+            time on threads); the same seed gives the same selection with any runner.
 
     Returns:
         The stage's outcome.
@@ -413,28 +417,36 @@ def explain_and_select(
     served = result.ranking[:2]
     background = sample_rows_for_shap(split.train, rules.background_rows, seed)
 
-    def shap_of(key: str) -> ShapResult:
+    def shap_call(key: str) -> tuple:
         n = rules.tree_rows if key == "xgboost" else rules.sample_rows
-        rows = sample_rows_for_shap(split.validation, n, seed)
-        return explain(result.families[key], plan, rows, background, seed)
+        return explain_sample, (result.families[key], plan, split.validation, n, background, seed)
+
+    def refit_call(key: str, selection: Selection) -> tuple:
+        return retrain_selected, (result.families[key], plan, selection, split, config, seed)
 
     # Small matrix products: see tabular.training.one_blas_thread. The champion's SHAP values
     # decide the selection; then the other SHAP values and the two refits are independent
-    # units, run two at a time on threads (as the training's families are). The comparison,
-    # which times predictions, runs alone afterwards.
+    # units, run two at a time on threads (as the training's families are), or on the
+    # runner's cluster. The comparison, which times predictions, runs alone afterwards.
     with one_blas_thread():
-        shap_results = {served[0]: shap_of(served[0])}
-        selection = select_features(shap_results[served[0]], config)
-        with ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
-            refits = {
-                key: pool.submit(
-                    retrain_selected, result.families[key], plan, selection, split, config, seed
-                )
-                for key in served
-            }
-            others = {key: pool.submit(shap_of, key) for key in served[1:]}
-            shap_results.update({key: future.result() for key, future in others.items()})
-            refitted = {key: future.result() for key, future in refits.items()}
+        if runner is not None:
+            (champion,) = runner.run([shap_call(served[0])])
+            shap_results = {served[0]: champion}
+            selection = select_features(champion, config)
+            calls = [refit_call(key, selection) for key in served]
+            calls += [shap_call(key) for key in served[1:]]
+            done = runner.run(calls)
+            refitted = dict(zip(served, done[: len(served)], strict=True))
+            shap_results.update(zip(served[1:], done[len(served) :], strict=True))
+        else:
+            fn, args = shap_call(served[0])
+            shap_results = {served[0]: fn(*args)}
+            selection = select_features(shap_results[served[0]], config)
+            with ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
+                refits = {key: pool.submit(*_flat(refit_call(key, selection))) for key in served}
+                others = {key: pool.submit(*_flat(shap_call(key))) for key in served[1:]}
+                shap_results.update({key: future.result() for key, future in others.items()})
+                refitted = {key: future.result() for key, future in refits.items()}
         comparisons = {
             key: compare(result.families[key], refitted[key], split.test, config.target.name)
             for key in served
@@ -446,6 +458,36 @@ def explain_and_select(
         comparisons=comparisons,
         seconds=round(sum(r.seconds for r in shap_results.values()), 3),
     )
+
+
+def explain_sample(
+    family: FamilyResult,
+    plan: EncodingPlan,
+    rows: pd.DataFrame,
+    n: int,
+    background: pd.DataFrame,
+    seed: int,
+) -> ShapResult:
+    """Explain a family's model on a fixed-seed sample of some rows: one SHAP run.
+
+    Args:
+        family: The family's training result.
+        plan: The full encoding plan.
+        rows: The rows to sample from (the last fold's validation rows).
+        n: Rows to explain.
+        background: Background rows of the permutation explainer.
+        seed: Random seed.
+
+    Returns:
+        Its SHAP values.
+    """
+    return explain(family, plan, sample_rows_for_shap(rows, n, seed), background, seed)
+
+
+def _flat(call: tuple) -> tuple:
+    """``(fn, args)`` as ``(fn, *args)``, for ``Executor.submit``."""
+    fn, args = call
+    return (fn, *args)
 
 
 def served_importance(

