@@ -417,7 +417,7 @@ def test_flow_eda_never_reads_test_rows(prefect_harness, tmp_path, monkeypatch):
         raise _StopAfterEda
 
     @task(name="train", cache_policy=NO_CACHE)
-    def stop(split, config, plan, seed):
+    def stop(split, config, plan, seed, cluster=None):
         # The EDA runs alongside the training: end the flow here once the EDA is done.
         deadline = time.monotonic() + 120
         while "report" not in seen and time.monotonic() < deadline:
