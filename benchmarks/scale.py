@@ -209,7 +209,12 @@ def run_size(config_path: Path, home: Path) -> dict:
         at, tree, _ = max(memory.samples, key=lambda s: s[1])
         own_at, _, own = max(memory.samples, key=lambda s: s[2])
         offset = _flow_offset(manifest, start_wall=time.time() - wall)
+        by_step: dict[str, float] = {}
+        for when, size, _ in memory.samples:
+            name = step_at(manifest, when, offset) if manifest else "?"
+            by_step[name] = max(by_step.get(name, 0.0), round(size / 1e9, 2))
         result.update(
+            peak_tree_by_step_gb=by_step,
             peak_tree_gb=round(tree / 1e9, 2),
             peak_tree_at=round(at, 1),
             peak_tree_step=step_at(manifest, at, offset) if manifest else "?",
@@ -249,11 +254,13 @@ def report(rows: int, result: dict) -> None:
     if manifest.get("rows"):
         print(f"  rows used {manifest['rows']['used']:,}, split {manifest['rows']['split']}")
     steps, cpu = manifest.get("steps", {}), manifest.get("steps_cpu", {})
-    print(f"  {'step':<16} {'wall s':>8} {'cpu s':>8}")
+    peaks = result.get("peak_tree_by_step_gb", {})
+    print(f"  {'step':<16} {'wall s':>8} {'cpu s':>8} {'peak GB':>8}")
     for step, seconds in steps.items():
         alongside = "  (alongside the training)" if step in ALONGSIDE else ""
         cpu_text = f"{cpu[step]:>8.1f}" if step in cpu else f"{'':>8}"
-        print(f"  {step:<16} {seconds:>8.1f} {cpu_text}{alongside}")
+        peak = f"{peaks[step]:>8.2f}" if step in peaks else f"{'':>8}"
+        print(f"  {step:<16} {seconds:>8.1f} {cpu_text} {peak}{alongside}")
     if manifest.get("seconds") is not None:
         print(f"  {'flow':<16} {manifest['seconds']:>8.1f} {manifest.get('cpu_seconds', 0):>8.1f}")
     if manifest.get("models"):

@@ -20,7 +20,12 @@ import mongomock
 import pytest
 
 from store import count_prediction_logs
-from store.embedded import EmbeddedMongoClient, missing_mongomock_internals
+from store.embedded import (
+    EmbeddedMongoClient,
+    _stream_group,
+    _Unstreamable,
+    missing_mongomock_internals,
+)
 from tests.test_store import fresh_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +223,8 @@ def test_a_group_computed_while_scanning_answers_like_mongomock(tmp_path):
     documents = []
     for i in range(400):
         document = {"_id": i, "g": rng.choice(["a", "b", None, 1, 1.0, 2, "c"]),
-                    "when": dt.datetime(2021, 1, 1 + i % 28), "v": {"n": rng.choice(values)}}  # fmt: skip
+                    "when": dt.datetime(2021, 1, 1 + i % 28), "v": {"n": rng.choice(values)},
+                    "k": rng.choice([True, False, 0, 1, 2])}  # fmt: skip
         if i % 7 == 0:
             del document["g"]  # a missing key groups with null
         if i % 11 == 0:
@@ -239,7 +245,7 @@ def test_a_group_computed_while_scanning_answers_like_mongomock(tmp_path):
         [{"$match": {"_id": -1}}, {"$group": {"_id": None, "rows": {"$sum": 1}}}],
         # Keys only mongomock's own $group handles: documents, booleans.
         [{"$group": {"_id": {"g": "$g"}, "rows": {"$sum": 1}}}],
-        [{"$group": {"_id": "$v.n", "rows": {"$sum": 1}}}],
+        [{"$group": {"_id": "$k", "rows": {"$sum": 1}}}],
     ]  # fmt: skip
 
     def same(left, right):
@@ -248,6 +254,11 @@ def test_a_group_computed_while_scanning_answers_like_mongomock(tmp_path):
 
     for pipeline in pipelines:
         assert same(embedded.aggregate(pipeline), plain.aggregate(pipeline)), pipeline
+    # The first pipelines do not fall back to mongomock's $group: they are streamed.
+    streamed = _stream_group(iter([dict(d) for d in documents]), {"_id": "$g", **group})
+    assert same(streamed, plain.aggregate(pipelines[0]))
+    with pytest.raises(_Unstreamable):
+        _stream_group(iter(documents), {"_id": "$k", "rows": {"$sum": 1}})
 
 
 def test_mongomock_internals_the_embedded_store_needs_are_there():
