@@ -242,6 +242,9 @@ def training_pipeline(
         )
         with manifest.step("split"):
             split = split_task(data, config, seed)
+        # The split's parts are copies: past here only the store step reads the prepared
+        # rows, and it lets them go when it is done (see BackgroundStep).
+        del data
         manifest.split = split.description
         manifest.rows["split"] = split.sizes()
         with manifest.step("plan"):
