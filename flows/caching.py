@@ -420,6 +420,20 @@ class BackgroundStep:
         self._call = (task, args, kwargs, files, usable)
         self.submitted = time.time()
         self.future = task.submit(*args, **kwargs)
+        self.future.add_done_callback(self._release_inputs)
+
+    def _release_inputs(self, future) -> None:
+        """Drop the step's inputs once it ran afresh: only a cached result runs it again.
+
+        A cached result found unusable reruns the step with its inputs; a fresh one never
+        does. Dropping them lets the flow free what only this step still reads (the rows
+        the store step imported, while the training goes on).
+        """
+        future.wait(0)  # it is done: this reads the run's final state from it, not the API
+        state = future.state
+        if state is not None and state.is_final() and state.name != "Cached":
+            task, _, _, files, usable = self._call
+            self._call = (task, (), {}, files, usable)
 
     def outcome(self) -> tuple[StepRun, float]:
         """Wait for the step; return its outcome and its wall seconds from submission to end.

@@ -77,7 +77,9 @@ class PipelineResult:
     manifest: RunManifest
 
 
-@task(name="load", cache_policy=StepCache(step="load"))
+# Not kept in Prefect's in-memory result cache: the flow frees the loaded rows once
+# prepared (unless the horizon study needs them), and a cached copy would outlive them.
+@task(name="load", cache_policy=StepCache(step="load"), cache_result_in_memory=False)
 def load_task(config: DatasetConfig) -> pd.DataFrame:
     """Load the raw rows named by the config."""
     return load_raw(config)
@@ -212,6 +214,10 @@ def training_pipeline(
             raw = step("load", load_task, config)
         with manifest.step("prepare"):
             data, cleaning = prepare_task(raw, config, sample, seed, until)
+        if not horizon_study:
+            # Only the horizon study reads the loaded rows again; the prepared rows are a
+            # copy, so the loaded ones would hold as much memory again for the whole run.
+            del raw
         manifest.rows = {
             "loaded": cleaning.rows_in,
             "dropped": cleaning.dropped,
@@ -244,6 +250,9 @@ def training_pipeline(
         )
         with manifest.step("split"):
             split = split_task(data, config, seed)
+        # The split's parts are copies: past here only the store step reads the prepared
+        # rows, and it lets them go when it is done (see BackgroundStep).
+        del data
         manifest.split = split.description
         manifest.rows["split"] = split.sizes()
         with manifest.step("plan"):

@@ -23,6 +23,7 @@ import datetime as dt
 import heapq
 import inspect
 import itertools
+import numbers
 import operator
 import os
 import sqlite3
@@ -74,8 +75,8 @@ MONGOMOCK_INTERNALS: dict[str, tuple[str, ...]] = {
                                         "_ensure_uniques", "_copy_only_fields"),
     "mongomock.collection.Cursor": ("_compute_results", "_factory", "_results", "_emitted",
                                     "_factory_last_generated_results", "_limit", "_skip"),
-    "mongomock.filtering": ("filter_applies",),
-    "mongomock.aggregate": ("process_pipeline",),
+    "mongomock.filtering": ("filter_applies", "BsonComparable"),
+    "mongomock.aggregate": ("process_pipeline", "_parse_expression"),
 }  # fmt: skip
 
 
@@ -527,6 +528,95 @@ class EmbeddedCursor(_MockCursor):
         return cursor
 
 
+class _Unstreamable(Exception):
+    """A ``$group`` meets a key or value that :func:`_stream_group` leaves to mongomock."""
+
+
+#: The ``$group`` accumulators :func:`_stream_group` computes as it scans.
+_STREAMED = ("$sum", "$avg", "$min", "$max")
+
+
+def _streamable(group: Mapping[str, Any]) -> bool:
+    return all(
+        isinstance(spec, Mapping) and len(spec) == 1 and next(iter(spec)) in _STREAMED
+        for field, spec in group.items()
+        if field != "_id"
+    )
+
+
+def _start(fields: list[tuple[str, str, Any]]) -> list[Any]:
+    """A group's running totals: ``[sum, count]`` for ``$sum`` and ``$avg``, else the extreme."""
+    return [[0, 0] if op in ("$sum", "$avg") else None for _, op, _ in fields]
+
+
+def _stream_group(documents: Iterable[dict], group: Mapping[str, Any]) -> list[dict]:
+    """A ``$group`` stage computed while scanning: one running total a group and accumulator.
+
+    The same result as mongomock's ``$group`` (which sorts and holds every document): groups
+    in the order of their keys, each field as mongomock computes it (``$sum`` and ``$avg``
+    of the numbers in scan order, ``$min``/``$max`` of the values that are not null), a
+    missing key or value as mongomock treats it.
+
+    Raises:
+        _Unstreamable: For a key that is not text, a number, a date or null, or a value
+            mongomock sums differently (``Decimal128``): the caller falls back to mongomock.
+    """
+    key_expression = group["_id"]
+    fields = [(name, *next(iter(spec.items()))) for name, spec in group.items() if name != "_id"]
+    totals: dict[Any, list[Any]] = {}
+    parse = aggregate._parse_expression
+    for document in documents:
+        if key_expression:
+            try:
+                key = parse(key_expression, document, ignore_missing_keys=True)
+            except KeyError:
+                key = None
+            if (
+                isinstance(key, bool)  # True == 1 to Python, not to MongoDB
+                or not isinstance(key, str | int | float | dt.datetime | None)  # lists, documents
+                or key != key  # NaN: mongomock gives each its own group
+            ):
+                raise _Unstreamable
+        else:
+            key = None
+        state = totals.get(key)
+        if state is None:
+            state = totals[key] = _start(fields)
+        for i, (_, op, expression) in enumerate(fields):
+            try:
+                value = parse(expression, document)
+            except KeyError:
+                continue
+            if op in ("$sum", "$avg"):
+                if isinstance(value, numbers.Number):
+                    state[i][0] += value
+                    state[i][1] += 1
+                elif isinstance(value, bson.Decimal128):
+                    raise _Unstreamable
+            elif value is not None and (
+                # As Python's min and max compare (mongomock's): the first extreme value wins.
+                state[i] is None or (value < state[i] if op == "$min" else value > state[i])
+            ):
+                state[i] = value
+    if not totals and key_expression:
+        return []
+    if not totals:  # no document and no key: mongomock's one empty group
+        totals[None] = _start(fields)
+    out = []
+    for key in sorted(totals, key=filtering.BsonComparable):
+        document = {}
+        for (name, op, _), state in zip(fields, totals[key], strict=True):
+            if op == "$sum":
+                document[name] = state[0]
+            elif op == "$avg":
+                document[name] = state[0] / float(state[1]) if state[1] else None
+            else:
+                document[name] = state
+        document["_id"] = key
+        out.append(document)
+    return out
+
+
 def _writing(name: str):
     base = getattr(_MockCollection, name)
 
@@ -632,9 +722,23 @@ class EmbeddedCollection(_MockCollection):
         return len(self._store)
 
     def aggregate(self, pipeline, session=None, **kwargs):
-        """Run an aggregation; a leading ``$match`` is applied while scanning."""
+        """Run an aggregation; a leading ``$match`` and ``$group`` are applied while scanning.
+
+        A ``$group`` whose accumulators are ``$sum``, ``$avg``, ``$min`` or ``$max`` keeps one
+        running total a group (:func:`_stream_group`): the collection is never held in
+        memory. Other pipelines hold the matching documents, as mongomock does.
+        """
         pipeline = list(pipeline)
         match = pipeline[0].get("$match") if pipeline and len(pipeline[0]) == 1 else None
+        rest = pipeline[1:] if match is not None else pipeline
+        group = rest[0].get("$group") if rest and len(rest[0]) == 1 else None
+        if group is not None and _streamable(group):
+            try:
+                groups = _stream_group(self._iter_documents(match or {}), group)
+            except _Unstreamable:
+                pass  # a group key or value only mongomock's own $group handles
+            else:
+                return aggregate.process_pipeline(groups, self.database, rest[1:], session)
         if match is None:
             return super().aggregate(pipeline, session=session, **kwargs)
         return aggregate.process_pipeline(

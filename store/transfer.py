@@ -1,7 +1,8 @@
 """Move whole datasets in and out of the store: CSV import, CSV backup, a summary query.
 
-:func:`import_dataset` converts every column at once, checks it and inserts it in batches
-(re-importing the same rows adds nothing: a record's id is a hash of its values);
+:func:`import_dataset` checks every row, then converts and inserts one batch at a time, so
+its memory does not grow with the rows (re-importing the same rows adds nothing: a record's
+id is a hash of its values);
 :func:`backup_dataset` writes a dataset to CSV with a schema file that :func:`read_backup`
 reads back into the same frame; :func:`summarize` is the query that proves the connection.
 """
@@ -187,34 +188,45 @@ def _column_values(series: pd.Series, kind: str) -> list[Any]:
     return [None if m else convert(v) for v, m in zip(values, missing, strict=True)]
 
 
-def _frame_documents(frame: pd.DataFrame, dataset: str, columns: list[dict[str, Any]],
-                     date_column: str | None, target_column: str) -> list[dict[str, Any]]:  # fmt: skip
-    """One dataset-record document per row, in frame order (``row_number`` = position).
+def record_ids(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's hash and its occurrence among identical rows: what its record id is made of.
 
-    Each record's id is ``<dataset>:<hash>``, pandas' own hash of the row's values
-    (``hash_pandas_object``), numbered among identical rows: the same data gives the same ids.
+    pandas' own hash of the row's values (``hash_pandas_object``) and, for the second and
+    later copies of identical rows, their number: the same data gives the same ids. Two
+    numbers a row (16 bytes), the only per-row state an import keeps.
+
+    Args:
+        frame: The rows to import.
+
+    Returns:
+        The hashes (``uint64``) and the occurrences (``int64``, 0 for a first copy).
     """
-    values = {spec["name"]: _column_values(frame[spec["name"]], spec["kind"]) for spec in columns}
-    dates = values.pop(date_column) if date_column is not None else [None] * len(frame)
-    targets = values.pop(target_column)
-    bad_dates = [i for i, value in enumerate(dates) if value is None]
-    if bad_dates and date_column is not None:
-        raise InvalidRecord(
-            f"date: column '{date_column}' is missing or unparseable in {len(bad_dates)} "
-            f"row(s), e.g. rows {bad_dates[:5]} (0-based, after cleaning); fix or drop them"
-        )
-    bad_targets = [i for i, value in enumerate(targets) if value not in (0, 1)]
-    if bad_targets:
-        raise InvalidRecord(
-            f"target: column '{target_column}' must be 0 or 1, not in {len(bad_targets)} "
-            f"row(s), e.g. rows {bad_targets[:5]}"
-        )
-    keys = [encode_key(name) for name in values]
     hashes = pd.util.hash_pandas_object(frame, index=False)
-    occurrences = hashes.groupby(hashes, sort=False).cumcount().tolist()
+    occurrences = hashes.groupby(hashes, sort=False).cumcount().to_numpy()
+    return hashes.to_numpy(), occurrences
+
+
+def _frame_documents(frame: pd.DataFrame, dataset: str, columns: list[dict[str, Any]],
+                     date_column: str | None, target_column: str, *,
+                     ids: tuple[np.ndarray, np.ndarray] | None = None,
+                     start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One dataset-record document per row of ``frame[start:stop]`` (``row_number`` = position).
+
+    Each record's id is ``<dataset>:<hash>``, numbered among identical rows
+    (:func:`record_ids`, computed on the whole frame: pass ``ids`` when converting it a
+    slice at a time). The rows' dates and targets must have passed :func:`_check_rows`.
+    """
+    stop = len(frame) if stop is None else min(stop, len(frame))
+    hashes, occurrences = ids if ids is not None else record_ids(frame)
+    part = frame.iloc[start:stop]
+    values = {spec["name"]: _column_values(part[spec["name"]], spec["kind"]) for spec in columns}
+    dates = values.pop(date_column) if date_column is not None else [None] * len(part)
+    targets = values.pop(target_column)
+    keys = [encode_key(name) for name in values]
     documents = []
-    rows = zip(hashes.tolist(), occurrences, dates, targets, *values.values(), strict=True)
-    for row_number, (digest, occurrence, date, target, *row) in enumerate(rows):
+    rows = zip(hashes[start:stop].tolist(), occurrences[start:stop].tolist(), dates, targets,
+               *values.values(), strict=True)  # fmt: skip
+    for row_number, (digest, occurrence, date, target, *row) in enumerate(rows, start=start):
         suffix = f"-{occurrence}" if occurrence else ""
         document = {"_id": f"{dataset}:{digest:016x}{suffix}", "dataset": dataset,
                     "row_number": row_number}  # fmt: skip
@@ -224,6 +236,38 @@ def _frame_documents(frame: pd.DataFrame, dataset: str, columns: list[dict[str, 
         document["values"] = dict(zip(keys, row, strict=True))
         documents.append(document)
     return documents
+
+
+def _check_rows(frame: pd.DataFrame, columns: list[dict[str, Any]], date_column: str | None,
+                target_column: str, batch_size: int) -> None:  # fmt: skip
+    """Check every row's date and target as they will be stored, a slice at a time.
+
+    Raises:
+        InvalidRecord: Naming the column, how many rows break the rule and the first five.
+    """
+    kinds = {spec["name"]: spec["kind"] for spec in columns}
+    bad_dates: list[int] = []  # the first five bad rows, then their count
+    bad_targets: list[int] = []
+    dates_count = targets_count = 0
+    for start in range(0, len(frame), batch_size):
+        part = frame.iloc[start : start + batch_size]
+        if date_column is not None:
+            dates = _column_values(part[date_column], kinds[date_column])
+            found = [start + i for i, value in enumerate(dates) if value is None]
+            bad_dates, dates_count = (bad_dates + found)[:5], dates_count + len(found)
+        targets = _column_values(part[target_column], kinds[target_column])
+        found = [start + i for i, value in enumerate(targets) if value not in (0, 1)]
+        bad_targets, targets_count = (bad_targets + found)[:5], targets_count + len(found)
+    if dates_count:
+        raise InvalidRecord(
+            f"date: column '{date_column}' is missing or unparseable in {dates_count} "
+            f"row(s), e.g. rows {bad_dates} (0-based, after cleaning); fix or drop them"
+        )
+    if targets_count:
+        raise InvalidRecord(
+            f"target: column '{target_column}' must be 0 or 1, not in {targets_count} "
+            f"row(s), e.g. rows {bad_targets}"
+        )
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -252,11 +296,13 @@ def import_dataset(
 ) -> ImportReport:
     """Import a dataset into the store in batches; importing the same rows again adds nothing.
 
-    Everything is loaded, converted and checked before the first write, so a bad file writes
-    nothing. The rows come from the config's source, a ``csv`` with its columns, or a
-    ``frame`` already prepared. ``replace`` deletes the stored records first (needed when the
-    columns changed). The config's ``checks`` are kept with the schema: records added later
-    through the API are held to them. ``progress(done, total)`` is called after each batch.
+    Everything is loaded and checked before the first write, so a bad file writes nothing;
+    then each batch of records is built, inserted and dropped in turn: besides the frame,
+    the import keeps 16 bytes a row and one batch of records (``batch_size``). The rows come
+    from the config's source, a ``csv`` with its columns, or a ``frame`` already prepared.
+    ``replace`` deletes the stored records first (needed when the columns changed). The
+    config's ``checks`` are kept with the schema: records added later through the API are
+    held to them. ``progress(done, total)`` is called after each batch.
 
     Raises:
         DatasetError: If the data cannot be read or lacks a column of the config.
@@ -280,12 +326,19 @@ def import_dataset(
             "pass it through tabular.datasets.prepare first"
         )
     columns = _frame_schema(frame, config)
-    documents = _frame_documents(frame, dataset, columns, config.date_column, config.target.name)
-    for first in range(0, len(documents), batch_size):
-        # One document a batch through DatasetRecord's rules (all 300,000 would take 50 s):
-        # the columns were converted and checked as a whole above.
-        fields = {key: value for key, value in documents[first].items() if key != "_id"}
-        build(DatasetRecord, {"id": documents[first]["_id"], **fields}, "dataset record")
+    date_column, target_column = config.date_column, config.target.name
+    _check_rows(frame, columns, date_column, target_column, batch_size)
+    # Only each row's hash and occurrence are kept for the whole frame (16 bytes a row):
+    # documents are built, inserted and dropped one batch at a time, so the import's memory
+    # does not grow with the rows (at 1,000,000 rows all documents at once took gigabytes).
+    ids = record_ids(frame)
+    for first in range(0, len(frame), batch_size):
+        # One document a batch through DatasetRecord's rules (all 300,000 would take 50 s),
+        # before the first write: the dates and targets were checked as a whole above.
+        document = _frame_documents(frame, dataset, columns, date_column, target_column,
+                                    ids=ids, start=first, stop=first + 1)[0]  # fmt: skip
+        fields = {key: value for key, value in document.items() if key != "_id"}
+        build(DatasetRecord, {"id": document["_id"], **fields}, "dataset record")
     collection = DatasetRecord._get_collection()
     with _reachable(f"import dataset '{dataset}'"):
         existing = DatasetSchema.objects(dataset=dataset).first()
@@ -296,19 +349,20 @@ def import_dataset(
         next_row = 0 if existing is None or replace else existing.next_row_number
         schema = build(DatasetSchema, {
             "dataset": dataset, "columns": [ColumnSpec(**spec) for spec in columns],
-            "date_column": config.date_column, "target_column": config.target.name,
+            "date_column": date_column, "target_column": target_column,
             "target_source": config.target.column, "source": source, "rows": len(frame),
             "next_row_number": max(len(frame), next_row),
             "checks": config.checks.model_dump(mode="json"),
         }, "dataset schema")  # fmt: skip
         schema.save()  # first: records are never stored without the means to restore them
         inserted = already = 0
-        for first in range(0, len(documents), batch_size):
-            batch = documents[first : first + batch_size]
+        for first in range(0, len(frame), batch_size):
+            batch = _frame_documents(frame, dataset, columns, date_column, target_column,
+                                     ids=ids, start=first, stop=first + batch_size)  # fmt: skip
             new, old = _insert_batch(collection, batch)
             inserted, already = inserted + new, already + old
             if progress is not None:
-                progress(first + len(batch), len(documents))
+                progress(first + len(batch), len(frame))
         schema.imported_at = utcnow()
         schema.save()
     return ImportReport(dataset, source, len(frame), inserted, already, cleaning,
