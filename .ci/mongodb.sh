@@ -32,6 +32,7 @@ export MLOPS_TEST_DATABASE="$MONGO_APP_DB"
     tests/test_store_journal.py \
     tests/test_store_embedded.py \
     tests/test_store_faults.py \
+    tests/test_store_memory.py \
     tests/test_service.py \
     tests/test_monitoring.py \
     tests/test_monitor_e2e.py \
