@@ -27,8 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_once(home: Path, config: str, extra: list[str]) -> dict:
-    """Run the pipeline once in a subprocess and return its timings and manifest."""
+def pipeline_env(home: Path) -> dict[str, str]:
+    """The Makefile's environment, with fresh Prefect, BentoML and store folders under ``home``.
+
+    No Prefect server, MongoDB or artifacts folder of the caller's is named: the run is alone.
+    """
     env = {
         **os.environ,
         "PREFECT_HOME": str(home / "prefect"),
@@ -40,8 +43,14 @@ def run_once(home: Path, config: str, extra: list[str]) -> dict:
         "MPLBACKEND": "Agg",
         "OMP_WAIT_POLICY": "PASSIVE",
     }
-    env.pop("PREFECT_API_URL", None)
-    env.pop("MONGODB_URI", None)
+    for name in ("PREFECT_API_URL", "MONGODB_URI", "MLOPS_ARTIFACTS"):
+        env.pop(name, None)
+    return env
+
+
+def run_once(home: Path, config: str, extra: list[str]) -> dict:
+    """Run the pipeline once in a subprocess and return its timings and manifest."""
+    env = pipeline_env(home)
     artifacts = home / "artifacts"
     load_before = os.getloadavg()
     start = time.perf_counter()

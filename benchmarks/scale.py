@@ -44,6 +44,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.pipeline import pipeline_env  # noqa: E402
 
 DEFAULT_ROWS = (100_000, 1_000_000, 3_000_000)
 #: Rows drawn, jittered and written at a time (keeps the generator's memory small).
@@ -167,19 +168,7 @@ def step_at(manifest: dict, seconds: float, offset: float) -> str:
 
 def run_size(config_path: Path, home: Path) -> dict:
     """Run the pipeline once on a config in a subprocess; return its figures."""
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home / "prefect"),
-        "BENTOML_HOME": str(home / "bentoml"),
-        "MLOPS_STORE_DIR": str(home / "store"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-        "MPLBACKEND": "Agg",
-        "OMP_WAIT_POLICY": "PASSIVE",
-    }
-    for name in ("PREFECT_API_URL", "MONGODB_URI", "MLOPS_ARTIFACTS"):
-        env.pop(name, None)
+    env = pipeline_env(home)
     artifacts = home / "artifacts"
     load_before = os.getloadavg()
     command = [sys.executable, "-m", "flows", "run", "--config", str(config_path),
