@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import joblib
@@ -24,7 +22,7 @@ import pandas as pd
 
 from tabular.datasets import Split
 from tabular.features import EncodingPlan, base_estimator, source_column
-from tabular.runner import Runner
+from tabular.runner import Runner, run_calls
 from tabular.training import (
     FamilyResult,
     FittedModel,
@@ -429,24 +427,13 @@ def explain_and_select(
     # units, run two at a time on threads (as the training's families are), or on the
     # runner's cluster. The comparison, which times predictions, runs alone afterwards.
     with one_blas_thread():
-        if runner is not None:
-            (champion,) = runner.run([shap_call(served[0])])
-            shap_results = {served[0]: champion}
-            selection = select_features(champion, config)
-            calls = [refit_call(key, selection) for key in served]
-            calls += [shap_call(key) for key in served[1:]]
-            done = runner.run(calls)
-            refitted = dict(zip(served, done[: len(served)], strict=True))
-            shap_results.update(zip(served[1:], done[len(served) :], strict=True))
-        else:
-            fn, args = shap_call(served[0])
-            shap_results = {served[0]: fn(*args)}
-            selection = select_features(shap_results[served[0]], config)
-            with ThreadPoolExecutor(min(2, os.cpu_count() or 1)) as pool:
-                refits = {key: pool.submit(*_flat(refit_call(key, selection))) for key in served}
-                others = {key: pool.submit(*_flat(shap_call(key))) for key in served[1:]}
-                shap_results.update({key: future.result() for key, future in others.items()})
-                refitted = {key: future.result() for key, future in refits.items()}
+        (champion,) = run_calls([shap_call(served[0])], runner)
+        shap_results = {served[0]: champion}
+        selection = select_features(champion, config)
+        calls = [refit_call(key, selection) for key in served]
+        done = run_calls(calls + [shap_call(key) for key in served[1:]], runner)
+        refitted = dict(zip(served, done[: len(served)], strict=True))
+        shap_results.update(zip(served[1:], done[len(served) :], strict=True))
         comparisons = {
             key: compare(result.families[key], refitted[key], split.test, config.target.name)
             for key in served
@@ -482,12 +469,6 @@ def explain_sample(
         Its SHAP values.
     """
     return explain(family, plan, sample_rows_for_shap(rows, n, seed), background, seed)
-
-
-def _flat(call: tuple) -> tuple:
-    """``(fn, args)`` as ``(fn, *args)``, for ``Executor.submit``."""
-    fn, args = call
-    return (fn, *args)
 
 
 def served_importance(

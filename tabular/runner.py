@@ -12,7 +12,9 @@ each unit as a Prefect task run on a Dask cluster.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 #: One unit of work: a function importable by name (a worker process unpickles it) and its
@@ -44,3 +46,24 @@ class Runner(Protocol):
             Each call's result, in the order of ``calls``.
         """
         ...
+
+
+def run_calls(calls: Sequence[Call], runner: Runner | None = None, threads: int = 2) -> list:
+    """Run units of work on the runner, or in this process on up to ``threads`` threads.
+
+    Args:
+        calls: The units of work.
+        runner: Where they run (``None``: here; a lone call runs in this thread).
+        threads: Most threads used here (capped at the machine's cores).
+
+    Returns:
+        Each call's result, in the order of ``calls``.
+    """
+    if runner is not None:
+        return runner.run(calls)
+    if len(calls) == 1:
+        fn, args = calls[0]
+        return [fn(*args)]
+    with ThreadPoolExecutor(max(1, min(threads, os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in calls]
+        return [future.result() for future in futures]

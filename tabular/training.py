@@ -1071,8 +1071,12 @@ class FoldSearch:
         """
         return fit_unit(self.family, fit_params, self.matrices[index], self.rules, self.seed)
 
-    def _fit_units(self, units: list[tuple[dict, list[int]]]) -> None:
-        """Fit every (configuration, fold) unit not fitted yet, side by side where it pays."""
+    def fit_units(self, units: list[tuple[dict, list[int]]]) -> None:
+        """Fit every (configuration, fold) unit not fitted yet, side by side where it pays.
+
+        Args:
+            units: Configurations, each with the positions of the folds to fit it on.
+        """
         missing: dict[tuple[int, str], dict] = {}
         for params, indices in units:
             for index in indices:
@@ -1116,7 +1120,7 @@ class FoldSearch:
         key = repr((sorted(params.items()), len(indices)))
         if key in self._done:
             return self._done[key]
-        self._fit_units([(params, indices)])
+        self.fit_units([(params, indices)])
         metric = self.rules.metric
         train, validation, proba, epochs, seconds = [], [], [], [], 0.0
         loss = None
@@ -1172,16 +1176,16 @@ class FoldSearch:
         """
         total = len(self.matrices)
         if halving is None or total < 2 or len(configs) < 2:
-            self._fit_units([(params, list(range(total))) for params in configs])
+            self.fit_units([(params, list(range(total))) for params in configs])
             return [self.run(params)[0] for params in configs]
         first = _first_folds(total)
-        self._fit_units([(params, list(range(first))) for params in configs])
+        self.fit_units([(params, list(range(first))) for params in configs])
         early = [self.run(params, first)[0] for params in configs]
         keep = max(1, math.ceil(len(configs) * halving))
         # Stable: on a tie the earlier configuration goes on.
         order = sorted(range(len(configs)), key=lambda i: -early[i].validation_score)
         survivors = sorted(order[:keep])
-        self._fit_units([(configs[i], list(range(total))) for i in survivors])
+        self.fit_units([(configs[i], list(range(total))) for i in survivors])
         return [
             self.run(configs[i])[0] if i in survivors else early[i] for i in range(len(configs))
         ]
@@ -1288,7 +1292,7 @@ def _train_family(
     curve_values = search.grid[search.curve_param]
     curve_configs = [{**best.params, search.curve_param: v} for v in curve_values]
     # Its missing fits are independent units: submitted together (the same models).
-    searcher._fit_units([(params, list(range(len(matrices)))) for params in curve_configs])
+    searcher.fit_units([(params, list(range(len(matrices)))) for params in curve_configs])
     curve_trials = [searcher.run(params)[0] for params in curve_configs]
     validation_curve = Curve(
         x_label=search.curve_param,
