@@ -5,8 +5,10 @@ rows of that period from the dataset, turns each into a request body with the se
 model's input fields (from the API's ``/info``), and posts them to ``/predict`` at most
 ``rate`` a second with at most ``concurrency`` in flight, with a progress bar. With
 ``--with-feedback`` each answered row's true outcome is posted to ``/feedback`` (with the
-API's write key, ``MLOPS_API_KEY``: feedback decides promotions). It stops when every row
-was sent and prints what happened.
+API's write key, ``MLOPS_API_KEY``: feedback decides promotions); an outcome the API cannot
+take yet (404: the prediction's log is still in the API's journal; 503; a dropped
+connection) is posted again for up to 15 s. It stops when every row was sent and prints
+what happened.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
 
 #: Error answers kept as examples in the summary.
 EXAMPLES = 3
+#: Seconds to wait before each new attempt at posting an outcome the API could not take yet:
+#: a 404 (the prediction's log is in the API's journal, not yet in the store: the service
+#: replays its journal within seconds), a 503 or a dropped connection. 15 s in all.
+FEEDBACK_RETRY_S = (1.0, 2.0, 4.0, 8.0)
+#: Answers to /feedback worth trying again (409 and 400 are final).
+FEEDBACK_RETRIED = {404, 503}
 
 
 class ReplayError(UserError):
@@ -44,8 +52,9 @@ class ReplaySummary:
         errors: Not answered with 200 (refused, failed or unreachable).
         seconds: Wall time from the first request to the last answer.
         feedback_sent: Outcomes posted to ``/feedback``.
-        feedback_errors: Outcomes not stored (non-200 answers).
-        statuses: Count of each error status (``"connection"`` when unreachable).
+        feedback_errors: Outcomes not stored (no 200 within the retries).
+        statuses: Count of each error status (``"connection"`` when unreachable; an
+            outcome's as ``"feedback 404"``).
         examples: A few error answers, as ``status: text``.
     """
 
@@ -239,13 +248,22 @@ async def _replay(
 
     async def feedback(client: httpx.AsyncClient, request_id: str, actual: int) -> None:
         body = {"request_id": request_id, "actual": actual}
-        try:
-            answer = await client.post(url + "/feedback", json=body, headers=key_header)
-            ok = answer.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        summary.feedback_sent += ok
-        summary.feedback_errors += not ok
+        for wait in (*FEEDBACK_RETRY_S, None):
+            try:
+                answer = await client.post(url + "/feedback", json=body, headers=key_header)
+            except httpx.HTTPError as exc:
+                status, text = "connection", f"{type(exc).__name__}: {exc}"
+            else:
+                if answer.status_code == 200:
+                    summary.feedback_sent += 1
+                    return
+                status, text = str(answer.status_code), answer.text
+                if answer.status_code not in FEEDBACK_RETRIED:
+                    break
+            if wait is not None:
+                await asyncio.sleep(wait)
+        summary.feedback_errors += 1
+        failed(f"feedback {status}", text)
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:

@@ -627,3 +627,57 @@ def test_the_dashboard_plots_the_weighted_drift_each_check_of_a_replay_stored(
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+
+
+class _LateLogs(BaseHTTPRequestHandler):
+    """Answers /feedback with 404 until a request id was asked about twice (a journaled log)."""
+
+    lock = threading.Lock()
+    asked: dict = {}
+
+    def do_POST(self):  # noqa: N802 - the handler's API
+        cls = type(self)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/predict":
+            status, answer = 200, {"request_id": f"r{body['i']}"}
+        else:
+            with cls.lock:
+                cls.asked[body["request_id"]] = cls.asked.get(body["request_id"], 0) + 1
+                times = cls.asked[body["request_id"]]
+            late, final = body["request_id"] == "r1", body["request_id"] == "r2"
+            status = 409 if final else 404 if late and times < 3 else 200
+            answer = {"error": "not yet"} if status != 200 else {"ok": True}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_replay_posts_an_outcome_again_while_its_log_is_not_stored_and_never_after_a_409(
+    monkeypatch,
+):
+    import monitoring.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "FEEDBACK_RETRY_S", (0.01, 0.01, 0.01, 0.01))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LateLogs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        summary = replay(
+            f"http://127.0.0.1:{server.server_port}",
+            [{"i": i} for i in range(4)],
+            [1, 0, 1, 0],
+            rate=100,
+            concurrency=2,
+            api_key="k",
+        )
+    finally:
+        server.shutdown()
+    # r1's log reached the store on the third try; r2's outcome contradicts a stored one.
+    assert _LateLogs.asked == {"r0": 1, "r1": 3, "r2": 1, "r3": 1}
+    assert (summary.feedback_sent, summary.feedback_errors) == (3, 1)
+    assert summary.statuses == {"feedback 409": 1}
