@@ -375,9 +375,10 @@ def _model_summary(training) -> dict:
             "best_params": family.best_params,
             "threshold": round(family.threshold, 4),
             "calibrated": family.calibration.applied,
-            # The final model (refitted on every development row) on those rows, and its
-            # pooled fold predictions: what its threshold was chosen on.
+            # The final model on the development rows it was refitted on (all, or a sample
+            # of refit_rows), and its pooled fold predictions: what its threshold was chosen on.
             f"final_train_{metric}": round(family.metrics["train"][metric], 4),
+            "final_rows": family.final_rows,
             f"pooled_folds_{metric}": round(family.metrics["validation"][metric], 4),
         }
     models["best"] = training.best_family

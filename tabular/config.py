@@ -228,10 +228,15 @@ class ModelSearch(_Strict):
         curve_param: Hyperparameter whose validation curve is drawn.
         search_rows: Overrides ``training.search_rows`` for this family (capped at the
             number of training rows).
+        refit_rows: The chosen configuration is refitted on a fixed-seed sample of at most
+            this many development rows (``None``: on every one). For the families whose
+            fit grows with the rows and gains little past a few hundred thousand (the
+            linear model, the network): it bounds their time and memory on large data.
     """
 
     enabled: bool = True
     search_rows: int | None = Field(None, ge=100)
+    refit_rows: int | None = Field(None, ge=100)
     grid: dict[str, list]
     curve_param: str
 
@@ -240,6 +245,11 @@ class ModelSearch(_Strict):
         if self.curve_param not in self.grid:
             raise ValueError(f"curve_param '{self.curve_param}' is not one of {list(self.grid)}")
         return self
+
+
+#: The linear model's and the network's final refit by default: at most this many rows (10
+#: times their search fits'); XGBoost is refitted on every development row.
+REFIT_ROWS = 300_000
 
 
 def _default_models() -> dict[str, ModelSearch]:
@@ -251,6 +261,7 @@ def _default_models() -> dict[str, ModelSearch]:
                 "class_weight": [None, "balanced"],
             },
             curve_param="C",
+            refit_rows=REFIT_ROWS,
         ),
         "xgboost": ModelSearch(
             grid={
@@ -267,6 +278,7 @@ def _default_models() -> dict[str, ModelSearch]:
                 "learning_rate_init": [0.0003, 0.001, 0.003],
             },
             curve_param="alpha",
+            refit_rows=REFIT_ROWS,
         ),
     }
 

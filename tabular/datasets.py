@@ -153,6 +153,8 @@ def at_horizon(raw: pd.DataFrame, config: DatasetConfig, hours: float) -> pd.Dat
 
 #: Key of ``DataFrame.attrs`` where :func:`read_csv` records the missing-value markers met.
 MARKERS_ATTR = "missing_markers"
+#: Rows of a CSV read at a time, as text, to count its missing-value markers.
+MARKER_CHUNK_ROWS = 100_000
 
 
 def read_csv(path, missing_markers: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -219,16 +221,24 @@ def count_markers(
     gaps = [column for column in frame.columns if frame[column].isna().any()]
     if not gaps:
         return {}
-    text = pd.read_csv(
-        path, usecols=gaps, dtype=str, keep_default_na=False, na_filter=False, low_memory=False
-    )
+    missing = {column: frame[column].isna().to_numpy() for column in gaps}
+    found: dict[str, pd.Series] = {column: pd.Series(dtype="int64") for column in gaps}
+    # A slice of rows at a time: the whole file as text would hold a Python string a cell.
+    chunks = pd.read_csv(path, usecols=gaps, dtype=str, keep_default_na=False,
+                         na_filter=False, chunksize=MARKER_CHUNK_ROWS)  # fmt: skip
+    start = 0
+    for text in chunks:
+        end = start + len(text)
+        for column in gaps:
+            raw = text[column][missing[column][start:end]]
+            found[column] = found[column].add(raw.value_counts(), fill_value=0)
+        start = end
     counts = {}
     for column in gaps:
-        raw = text[column].where(frame[column].isna().to_numpy())
-        found = raw.dropna().value_counts()
+        cells = found[column].sort_values(ascending=False, kind="stable")
         if missing_markers is not None:
-            found = found[found.index.isin(missing_markers)]
-        counts[str(column)] = {str(marker): int(n) for marker, n in found.items()}
+            cells = cells[cells.index.isin(missing_markers)]
+        counts[str(column)] = {str(marker): int(n) for marker, n in cells.items()}
     return counts
 
 

@@ -20,7 +20,7 @@ Method (see also :func:`selection_method`):
   family with the best mean;
 * the chosen configuration's pooled fold predictions decide whether its probabilities are
   calibrated (:func:`decide_calibration`) and where its decision threshold lies; it is then
-  refitted on all development rows;
+  refitted on all development rows (or a fixed-seed sample of ``refit_rows`` of them);
 * the test rows are only read by :func:`evaluate_on_test`, once, after every choice.
 
 Every model is a scikit-learn ``Pipeline`` (the shared preprocessing from
@@ -33,8 +33,10 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
 import time
 import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -83,7 +85,9 @@ FAMILY_LABELS = {
 }
 
 
-def selection_method(config, metric: str, majority: float, search_rows: int) -> str:
+def selection_method(
+    config, metric: str, majority: float, search_rows: int, sampled: dict[str, int] | None = None
+) -> str:
     """State the selection method in the dataset's words (its rows, labels and split).
 
     Args:
@@ -91,6 +95,7 @@ def selection_method(config, metric: str, majority: float, search_rows: int) -> 
         metric: Primary metric name, as printed.
         majority: Share of the larger class among the validation rows of the folds.
         search_rows: The largest number of a fold's training rows a search fit uses.
+        sampled: The families refitted on a sample of the development rows, with its size.
 
     Returns:
         The method, in plain English.
@@ -144,9 +149,18 @@ def selection_method(config, metric: str, majority: float, search_rows: int) -> 
         "champion is the family with the best mean. The chosen configuration's pooled fold "
         "predictions decide whether its probabilities are calibrated and set its decision "
         "threshold (maximum F1); it is then refitted on all of "
-        f"{split.part('training')}. {test[0].upper() + test[1:]} "
+        f"{split.part('training')}{_sampled_refits(sampled or {}, rows)}. "
+        f"{test[0].upper() + test[1:]} "
         f"{'is' if split.method == 'time' else 'are'} scored once, at the end."
     )
+
+
+def _sampled_refits(sampled: dict[str, int], rows: str) -> str:
+    """The clause naming the families refitted on a sample (``refit_rows``), or nothing."""
+    if not sampled:
+        return ""
+    each = "; ".join(f"{FAMILY_LABELS[k]}: {n:,} {rows}" for k, n in sampled.items())
+    return f" (or a fixed-seed sample of them, to bound the time and memory of the refit: {each})"
 
 
 @dataclass
@@ -344,13 +358,12 @@ class Calibration:
 
 @dataclass
 class FittedModel:
-    """A configuration refitted on all development rows, with its threshold and scores.
+    """A configuration refitted on the development rows, with its threshold and scores.
 
     Attributes:
         pipeline: Preprocessing + estimator (+ calibration map when applied).
         threshold: Decision threshold maximising F1 on the pooled fold predictions.
-        metrics: Standard metrics on ``train`` (the development rows, which it was fitted
-            on) and ``validation`` (the pooled fold predictions), at the threshold.
+        metrics: Standard metrics on ``train`` (the development rows it was fitted on) and ``validation`` (the pooled fold predictions), at the threshold.
         folds: The fold predictions behind the threshold and calibration.
         calibration: The calibration decision.
         train_score: Primary metric on the development rows.
@@ -359,6 +372,8 @@ class FittedModel:
         feature_names: Encoded feature names, in the estimator's input order.
         epochs: Epochs of the final fit (neural network only).
         on_cluster: The final fit ran on a Dask cluster (``xgboost.dask``).
+        fit_rows: Development rows it was refitted on (all, or a sample of
+            ``refit_rows``).
     """
 
     pipeline: Pipeline
@@ -372,6 +387,7 @@ class FittedModel:
     feature_names: list[str]
     epochs: int | None = None
     on_cluster: bool = False
+    fit_rows: int = 0
 
 
 @dataclass
@@ -383,7 +399,7 @@ class FamilyResult:
         label: Human name.
         best_params: Hyperparameters chosen by mean fold score.
         trials: Every configuration tried.
-        pipeline: Preprocessing + estimator (+ calibration), refitted on all development rows.
+        pipeline: Preprocessing + estimator (+ calibration), refitted on the development rows.
         threshold: Decision threshold chosen on the pooled fold predictions (max F1).
         metrics: Standard metrics per split (``train``, ``validation``, later ``test``).
         verdict: Over/underfitting verdict (from the fold scores).
@@ -395,6 +411,7 @@ class FamilyResult:
         folds: The chosen configuration's fold predictions.
         calibration: The calibration decision and, after the test, its effect there.
         final_epochs: Epochs of the final refit (neural network only).
+        final_rows: Development rows of the final refit (all, or a sample of ``refit_rows``).
     """
 
     family: str
@@ -413,6 +430,7 @@ class FamilyResult:
     folds: FoldPredictions | None = None
     calibration: Calibration | None = None
     final_epochs: int | None = None
+    final_rows: int = 0
 
 
 @dataclass
@@ -821,16 +839,17 @@ def train_models(
     enabled = {family: search for family, search in rules.models.items() if search.enabled}
     if not enabled:
         raise ValueError("no model family is enabled in the config's 'training.models'")
-    encoded: dict[tuple[bool, int], list[FoldMatrices]] = {}
-    matrices = {}
-    for family, search in enabled.items():
-        rows = search.search_rows or rules.search_rows
-        scale = family != "xgboost"  # trees are scale-invariant
-        if (scale, rows) not in encoded:
-            encoded[scale, rows] = encode_folds(
-                development, folds, config, plan.input_columns, scale, rows, seed
-            )
-        matrices[family] = encoded[scale, rows]
+    keys = {
+        family: (family != "xgboost", search.search_rows or rules.search_rows)
+        for family, search in enabled.items()
+    }  # trees are scale-invariant: XGBoost's inputs are not standardised
+    shared = _SharedFolds(
+        lambda scale, rows: encode_folds(
+            development, folds, config, plan.input_columns, scale, rows, seed
+        ),
+        keys,
+    )
+    search_rows = max(min(rows, len(fold.train)) for _, rows in keys.values() for fold in folds)
     # The families are independent units of work: two at a time, on threads. Much of a
     # family's time runs on one core (a saga solver, the network's refit, the search's
     # Python between fits) while XGBoost's C++ and the solvers release the GIL: on 2 cores
@@ -842,7 +861,7 @@ def train_models(
                 _train_family,
                 family,
                 search,
-                matrices[family],
+                shared,
                 development,
                 config,
                 plan,
@@ -860,12 +879,17 @@ def train_models(
         np.concatenate([f.validation for f in folds])
     ]
     majority = max(np.mean(y_val), 1 - np.mean(y_val))
-    search_rows = max(m.fit_rows for matrices in encoded.values() for m in matrices)
     return TrainingResult(
         metric=rules.metric,
         families=families,
         best_family=best_family,
-        method=selection_method(config, _metric_name(rules.metric), majority, search_rows),
+        method=selection_method(
+            config,
+            _metric_name(rules.metric),
+            majority,
+            search_rows,
+            {k: f.final_rows for k, f in families.items() if f.final_rows < len(development)},
+        ),
         target=config.target.name,
         folds=[(fold.name, fold.description) for fold in folds],
         seconds=round(time.perf_counter() - started, 3),
@@ -930,13 +954,15 @@ def encode_folds(
         folds: The folds.
         config: The dataset config.
         columns: Input columns to use (all of the plan's, or the selected ones).
-        scale: Standardise numeric outputs.
+        scale: Standardise numeric outputs (the tree model's are not, and are kept as
+            32-bit floats: see :func:`tree_inputs`).
         rows: Fit on a fixed-seed sample of at most this many of a fold's training rows.
         seed: Random seed (the sample and the target encoder's folds).
 
     Returns:
         One :class:`FoldMatrices` per fold.
     """
+    keep = (lambda X: X) if scale else tree_inputs
     target = config.target.name
     matrices = []
     for fold in folds:
@@ -952,15 +978,24 @@ def encode_folds(
             FoldMatrices(
                 name=fold.name,
                 positions=fold.validation,
-                X=X,
+                X=keep(X),
                 y=fitted[target].to_numpy(),
-                X_val=pre.transform(validation[plan.input_columns]),
+                X_val=keep(pre.transform(validation[plan.input_columns])),
                 y_val=validation[target].to_numpy(),
                 fit_rows=n,
                 ordered=config.split.method == "time",
             )
         )
     return matrices
+
+
+def tree_inputs(X: np.ndarray) -> np.ndarray:
+    """XGBoost's encoded inputs as 32-bit floats: the same model and scores, half the memory.
+
+    XGBoost reads every input value as a 32-bit float, whatever the array's type, so
+    converting first changes no split and no prediction (``tests/test_training.py``).
+    """
+    return X.astype(np.float32, copy=False)
 
 
 def fold_plan(rows: pd.DataFrame, config, columns: list[str]) -> EncodingPlan:
@@ -1263,10 +1298,47 @@ def predict_folds(
     return FoldSearch(family, {}, matrices, rules, seed).run(params)[1]
 
 
+class _SharedFolds:
+    """The families' fold matrices: encoded when a family's search starts, dropped after.
+
+    Families with the same encoding (scaling and search rows) share one set. A set is built
+    by the first family to ask for it and let go of when the last one is done with it: on
+    large data, a family waiting for a thread holds no matrices yet, and one refitting
+    holds none any more.
+
+    Args:
+        build: Encodes the folds for ``(scale, rows)``.
+        keys: Each family's ``(scale, rows)``.
+    """
+
+    def __init__(self, build, keys: dict[str, tuple[bool, int]]):
+        self._build, self._keys = build, keys
+        self._users = Counter(keys.values())
+        self._built: dict[tuple[bool, int], list[FoldMatrices]] = {}
+        self._locks = {key: threading.Lock() for key in self._users}
+        self._lock = threading.Lock()
+
+    def take(self, family: str) -> list[FoldMatrices]:
+        """The family's fold matrices (encoded now if no family has asked for them yet)."""
+        key = self._keys[family]
+        with self._locks[key]:
+            if key not in self._built:
+                self._built[key] = self._build(*key)
+            return self._built[key]
+
+    def release(self, family: str) -> None:
+        """The family is done with its matrices; the last user's release drops them."""
+        key = self._keys[family]
+        with self._lock:
+            self._users[key] -= 1
+            if not self._users[key]:
+                self._built.pop(key, None)
+
+
 def _train_family(
     family: str,
     search,
-    matrices: list[FoldMatrices],
+    shared: _SharedFolds,
     development: pd.DataFrame,
     config,
     plan: EncodingPlan,
@@ -1274,8 +1346,14 @@ def _train_family(
     log,
     runner: Runner | None = None,
 ) -> FamilyResult:
-    """Search, refit, draw the curves of and judge one family (see :func:`train_models`)."""
+    """Search, refit, draw the curves of and judge one family (see :func:`train_models`).
+
+    The family's fold matrices are encoded when it starts and let go of before its refit:
+    on large data they would otherwise share the memory with the other families' and the
+    refit's own.
+    """
     rules = config.training
+    matrices = shared.take(family)
     searcher = FoldSearch(family, search.grid, matrices, rules, seed, runner)
     configs = candidate_configs(search.grid, rules.search, rules.n_iter, seed)
     trials = searcher.search(configs, rules.halving)
@@ -1302,6 +1380,8 @@ def _train_family(
     )
     learning_curve = searcher.learning_curve(best.params)
     predictions = searcher.run(best.params)[1]
+    del matrices, searcher  # the fold matrices and fitted fold models: not needed any more
+    shared.release(family)
 
     final = fit_final(family, best.params, plan, development, config, seed, predictions, runner)
     verdict = judge(
@@ -1313,7 +1393,9 @@ def _train_family(
         _metric_name(rules.metric),
     )
     log(
-        f"{family}: refit on {len(development):,} rows in {final.fit_seconds:.1f}s"
+        f"{family}: refit on {final.fit_rows:,}"
+        + (f" of {len(development):,}" if final.fit_rows < len(development) else "")
+        + f" rows in {final.fit_seconds:.1f}s"
         + (" (xgboost.dask, on the cluster)" if final.on_cluster else "")
         + f", {verdict.label}, {final.calibration.evidence}"
     )
@@ -1334,6 +1416,7 @@ def _train_family(
         folds=predictions,
         calibration=final.calibration,
         final_epochs=final.epochs,
+        final_rows=final.fit_rows,
     )
 
 
@@ -1392,7 +1475,7 @@ def decide_calibration(folds: FoldPredictions, method: str, seed: int) -> Calibr
 def fit_on_split(
     family: str, params: dict, plan: EncodingPlan, split: Split, config, seed: int
 ) -> FittedModel:
-    """Fit one configuration as training does: on every fold, then on all development rows.
+    """Fit one configuration as training does: on every fold, then on the development rows.
 
     Its threshold and calibration come from the fold predictions; the test rows are not read.
 
@@ -1421,7 +1504,10 @@ def fit_final(
     folds: FoldPredictions,
     runner: Runner | None = None,
 ) -> FittedModel:
-    """Refit one configuration on all development rows; calibrate and threshold it on the folds.
+    """Refit one configuration on the development rows; calibrate and threshold it on the folds.
+
+    On all of them, or on a fixed-seed sample of the family's ``refit_rows`` when there are
+    more.
 
     The neural network cannot stop early here (every row is a training row): it runs the
     mean number of epochs its fold fits kept. XGBoost is refitted through ``xgboost.dask``
@@ -1443,11 +1529,18 @@ def fit_final(
         The fitted model with its calibration, threshold and train/validation metrics.
     """
     rules = config.training
-    y = development[config.target.name].to_numpy()
     start = time.perf_counter()
+    search = rules.models.get(family)
+    limit = search.refit_rows if search is not None else None
+    if limit is not None and len(development) > limit:
+        keep = np.random.default_rng(seed).choice(len(development), size=limit, replace=False)
+        development = development.iloc[np.sort(keep)]
+    y = development[config.target.name].to_numpy()
     pre = build_preprocessor(plan, scale=family != "xgboost", seed=seed)
     # fit_transform cross-fits the target encoder, so train scores are not inflated.
     X = pre.fit_transform(development[plan.input_columns], y)
+    if family == "xgboost":
+        X = tree_inputs(X)
     epochs = max(1, int(round(np.mean(folds.epochs)))) if family == "mlp" else None
     on_cluster = (
         family == "xgboost"
@@ -1493,6 +1586,7 @@ def fit_final(
         feature_names=[str(n) for n in pre.get_feature_names_out()],
         epochs=epochs,
         on_cluster=on_cluster,
+        fit_rows=len(y),
     )
 
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -159,6 +160,24 @@ def test_missing_markers_are_read_as_missing_and_counted(tmp_path):
         "b": {"": 1, "?": 1},
         "c": {"NULL": 1},
     }
+
+
+def test_markers_are_counted_the_same_a_slice_of_rows_at_a_time(tmp_path, monkeypatch):
+    import tabular.datasets as datasets
+
+    rng = np.random.default_rng(3)
+    cells = rng.choice(["1", "2", "NA", "NULL", "", "?"], size=(203, 3))
+    path = tmp_path / "markers.csv"
+    path.write_text("a,b,c\n" + "".join(",".join(row) + "\n" for row in cells), encoding="utf-8")
+    markers = ("", "NA", "NULL", "?")
+    whole = read_csv(path, markers).attrs["missing_markers"]
+    monkeypatch.setattr(datasets, "MARKER_CHUNK_ROWS", 7)  # 29 slices, one of 0 rows left
+    sliced = read_csv(path, markers).attrs["missing_markers"]
+    expected = {
+        column: {m: int((cells[:, i] == m).sum()) for m in markers if (cells[:, i] == m).any()}
+        for i, column in enumerate("abc")
+    }
+    assert whole == sliced == expected
 
 
 def test_prepare_passes_the_marker_counts_on(tmp_path):

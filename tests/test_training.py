@@ -293,6 +293,54 @@ def test_threshold_and_validation_metrics_come_from_the_pooled_fold_predictions(
     assert mlp.final_epochs == max(1, round(np.mean(mlp.folds.epochs)))
 
 
+def test_a_family_with_refit_rows_is_refitted_on_a_fixed_seed_sample(rolling):
+    config, split, plan, result = rolling
+    models = dict(config.training.models)
+    models["mlp"] = models["mlp"].model_copy(update={"refit_rows": 300})
+    training_rules = config.training.model_copy(update={"models": models})
+    limited = config.model_copy(update={"training": training_rules})
+    mlp, xgb = result.families["mlp"], result.families["xgboost"]
+
+    def refit(family, result_family):
+        return training.fit_final(
+            family, result_family.best_params, plan, split.train, limited, 3, result_family.folds
+        )
+
+    first, again = refit("mlp", mlp), refit("mlp", mlp)
+    assert first.fit_rows == first.metrics["train"]["rows"] == 300 < len(split.train)
+    # A fixed-seed sample: the same rows, the same model.
+    rows = split.test[plan.input_columns]
+    assert np.array_equal(first.pipeline.predict_proba(rows), again.pipeline.predict_proba(rows))
+    # The threshold still comes from the folds, whatever rows the refit used.
+    assert first.folds is mlp.folds and first.threshold == mlp.threshold
+    # A family without refit_rows is refitted on every development row.
+    assert refit("xgboost", xgb).fit_rows == len(split.train)
+    # The method names the sampled refit; without one it says nothing of it.
+    method = training.selection_method(limited, "ROC-AUC", 0.7, 400, {"mlp": 300})
+    assert f"Neural network (MLP): 300 {limited.rows()}" in method
+    assert "sample of them" not in training.selection_method(limited, "ROC-AUC", 0.7, 400)
+
+
+def test_xgboost_fits_the_same_model_on_32_bit_inputs(rolling):
+    from tabular.features import build_preprocessor
+
+    config, split, plan, _ = rolling
+    y = split.train[config.target.name].to_numpy()
+    X = build_preprocessor(plan, scale=False, seed=3).fit_transform(
+        split.train[plan.input_columns], y
+    )
+    assert X.dtype == np.float64 and len(np.unique(X)) > 100  # target-encoded: many decimals
+    params = {"max_depth": 5, "n_estimators": 80, "learning_rate": 0.1}
+    wide = training.make_estimator("xgboost", params, 3).fit(X, y)
+    narrow = training.make_estimator("xgboost", params, 3).fit(training.tree_inputs(X), y)
+    assert training.tree_inputs(X).dtype == np.float32
+    # The same trees (split values included) and the same probabilities from either input.
+    assert wide.get_booster().get_dump(with_stats=True) == narrow.get_booster().get_dump(
+        with_stats=True
+    )
+    assert np.array_equal(wide.predict_proba(X), narrow.predict_proba(training.tree_inputs(X)))
+
+
 #: One configuration per family for the leakage test (small, so that it runs in seconds).
 LEAK_PARAMS = {
     "logistic": {"C": 1.0, "l1_ratio": 0.0, "class_weight": None},
