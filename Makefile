@@ -101,9 +101,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/monitor_eval.py
 
 # The pipeline end to end on 100,000, 1,000,000 and 3,000,000 rows resampled from the default
-# data (generated under artifacts/scale/, deleted after): time per step, peak RSS, load. At
-# load 8-13 on 2 cores 100,000 rows took 10 min and 1,000,000 rows 12 min (+2 min to write
-# the CSV). Other sizes: `make bench-scale ARGS="--rows 100000 1000000"`.
+# data (generated under artifacts/scale/, deleted after): time per step, peak RSS, load. On
+# an idle 2-core machine 1,000,000 rows took 5 min and 3,000,000 rows 13 min (+0.5 and 3 min
+# to write the CSVs). Other sizes: `make bench-scale ARGS="--rows 1000000 5000000"`.
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py $(ARGS)
 
