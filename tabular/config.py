@@ -315,7 +315,7 @@ class TrainingConfig(_Strict):
         n_iter: Configurations per family for the random search.
         search_rows: Rows (a fixed-seed sample of each fold's training rows) used to fit each
             configuration during the search; the chosen configuration is then refitted on
-            all development rows.
+            all development rows (or a sample of its family's ``refit_rows``).
         halving: Successive halving across the folds: every configuration is scored on the
             first half of the folds, then only this share of them (the best by their mean
             there, at least one) goes on to the other folds (``None``: every configuration

@@ -256,7 +256,7 @@ def retrain_selected(
     """Refit a family's best configuration on the selected columns only, as training does.
 
     The configuration is fitted on every fold (its threshold and calibration come from
-    those predictions), then on all development rows.
+    those predictions), then on all development rows (or a sample of ``refit_rows``).
 
     Args:
         family: The trained family (its best hyperparameters are reused).

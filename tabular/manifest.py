@@ -93,8 +93,9 @@ class RunManifest:
             model on the rows it was fitted on, ``mean_fold_<metric>``: on the rows each
             fold is scored on, both averaged over the folds), fold scores, test score and
             its difference to the mean fold, best hyperparameters, threshold, calibration,
-            and the final model's scores on all development rows and on the pooled fold
-            predictions; ``best``: the champion.
+            the final model's scores on the development rows it was refitted on (all, or
+            ``final_rows`` of them) and on the pooled fold predictions; ``best``: the
+            champion.
         selection: The selection rule and what the fold scores predicted about the test rows
             (the champion, the best family on test, the shortfall).
         selected_features: Columns kept by the SHAP selection.
