@@ -453,7 +453,22 @@ def test_reload_needs_the_same_request_schema():
 # -- replay: bounded rate and concurrency ----------------------------------------------------------
 
 
-class _Counting(BaseHTTPRequestHandler):
+class _JsonHandler(BaseHTTPRequestHandler):
+    """A fake API's handler: answers JSON, logs nothing."""
+
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Counting(_JsonHandler):
     lock = threading.Lock()
     inflight = peak = 0
     bodies: list = []
@@ -472,15 +487,7 @@ class _Counting(BaseHTTPRequestHandler):
             if self.path == "/feedback":
                 cls.keys.append(self.headers.get("X-API-Key"))
         status = 200 if self.path == "/feedback" or body.get("ok", True) else 400
-        answer = json.dumps({"request_id": f"r{len(cls.bodies)}"}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
+        self.answer(status, {"request_id": f"r{len(cls.bodies)}"})
 
 
 def test_replay_bounds_rate_and_concurrency_and_posts_feedback():
@@ -629,7 +636,7 @@ def test_the_dashboard_plots_the_weighted_drift_each_check_of_a_replay_stored(
         process.wait(30)
 
 
-class _LateLogs(BaseHTTPRequestHandler):
+class _LateLogs(_JsonHandler):
     """Answers /feedback with 404 until a request id was asked about twice (a journaled log)."""
 
     lock = threading.Lock()
@@ -647,15 +654,7 @@ class _LateLogs(BaseHTTPRequestHandler):
             late, final = body["request_id"] == "r1", body["request_id"] == "r2"
             status = 409 if final else 404 if late and times < 3 else 200
             answer = {"error": "not yet"} if status != 200 else {"ok": True}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        self.answer(status, answer)
 
 
 def test_replay_posts_an_outcome_again_while_its_log_is_not_stored_and_never_after_a_409(

@@ -82,10 +82,14 @@ def test_an_import_holds_a_batch_not_the_rows(store, bookings):
     assert growth < BOUND, f"the import grows by {growth:.0f} bytes a row"
 
 
-def test_a_summary_holds_its_groups_not_the_rows(store, bookings):
-    config, data = bookings
+def _import_three_sizes(config, data) -> None:
+    """Store a warm-up, a small and a large dataset (the sizes ``growth_per_row`` compares)."""
     for dataset, rows in (("warmup", 100), ("small", ROWS), ("large", 4 * ROWS)):
         import_dataset(config.with_overrides({"name": dataset}), frame=data.head(rows))
+
+
+def test_a_summary_holds_its_groups_not_the_rows(store, bookings):
+    _import_three_sizes(*bookings)
 
     def query(dataset, rows):
         result = summarize(dataset, by="country", measure="adr")
@@ -97,9 +101,7 @@ def test_a_summary_holds_its_groups_not_the_rows(store, bookings):
 
 def test_the_measure_sees_memory_that_grows_with_the_rows(store, bookings):
     """Reading a dataset back into a frame must hold every row: the measure shows it."""
-    config, data = bookings
-    for dataset, rows in (("warmup", 100), ("small", ROWS), ("large", 4 * ROWS)):
-        import_dataset(config.with_overrides({"name": dataset}), frame=data.head(rows))
+    _import_three_sizes(*bookings)
 
     def read(dataset, rows):
         assert len(records_frame(dataset)) == rows
