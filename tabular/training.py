@@ -74,6 +74,7 @@ from tabular.features import (
     ProbabilityMap,
     base_estimator,
     build_preprocessor,
+    one_encoding,
     plan_encoding,
 )
 from tabular.runner import Runner
@@ -966,26 +967,28 @@ def encode_folds(
     target = config.target.name
     matrices = []
     for fold in folds:
-        fitted = development.iloc[fold.train]
-        plan = fold_plan(fitted, config, columns)
-        n = min(rows, len(fitted))
-        sample = np.sort(np.random.default_rng(seed).choice(len(fitted), size=n, replace=False))
-        fitted = fitted.iloc[sample]
-        validation = development.iloc[fold.validation]
-        pre = build_preprocessor(plan, scale=scale, seed=seed)
-        X = pre.fit_transform(fitted[plan.input_columns], fitted[target].to_numpy())
-        matrices.append(
-            FoldMatrices(
-                name=fold.name,
-                positions=fold.validation,
-                X=keep(X),
-                y=fitted[target].to_numpy(),
-                X_val=keep(pre.transform(validation[plan.input_columns])),
-                y_val=validation[target].to_numpy(),
-                fit_rows=n,
-                ordered=config.split.method == "time",
+        n = min(rows, len(fold.train))
+        with one_encoding(n + len(fold.validation)):  # alone in this process: see one_encoding
+            fitted = development.iloc[fold.train]
+            plan = fold_plan(fitted, config, columns)
+            sample = np.sort(np.random.default_rng(seed).choice(len(fitted), size=n, replace=False))
+            fitted = fitted.iloc[sample]
+            validation = development.iloc[fold.validation]
+            pre = build_preprocessor(plan, scale=scale, seed=seed)
+            X = keep(pre.fit_transform(fitted[plan.input_columns], fitted[target].to_numpy()))
+            matrices.append(
+                FoldMatrices(
+                    name=fold.name,
+                    positions=fold.validation,
+                    X=X,
+                    y=fitted[target].to_numpy(),
+                    X_val=keep(pre.transform(validation[plan.input_columns])),
+                    y_val=validation[target].to_numpy(),
+                    fit_rows=n,
+                    ordered=config.split.method == "time",
+                )
             )
-        )
+            del fitted, validation, X
     return matrices
 
 
@@ -1532,15 +1535,16 @@ def fit_final(
     start = time.perf_counter()
     search = rules.models.get(family)
     limit = search.refit_rows if search is not None else None
-    if limit is not None and len(development) > limit:
-        keep = np.random.default_rng(seed).choice(len(development), size=limit, replace=False)
-        development = development.iloc[np.sort(keep)]
-    y = development[config.target.name].to_numpy()
     pre = build_preprocessor(plan, scale=family != "xgboost", seed=seed)
-    # fit_transform cross-fits the target encoder, so train scores are not inflated.
-    X = pre.fit_transform(development[plan.input_columns], y)
-    if family == "xgboost":
-        X = tree_inputs(X)
+    with one_encoding(min(limit or len(development), len(development))):  # see one_encoding
+        if limit is not None and len(development) > limit:
+            keep = np.random.default_rng(seed).choice(len(development), size=limit, replace=False)
+            development = development.iloc[np.sort(keep)]
+        y = development[config.target.name].to_numpy()
+        # fit_transform cross-fits the target encoder, so train scores are not inflated.
+        X = pre.fit_transform(development[plan.input_columns], y)
+        if family == "xgboost":
+            X = tree_inputs(X)
     epochs = max(1, int(round(np.mean(folds.epochs)))) if family == "mlp" else None
     on_cluster = (
         family == "xgboost"

@@ -201,3 +201,73 @@ def test_an_input_without_a_fingerprint_is_not_cached_under_a_wrong_key():
         caching.fingerprint(object(), "train")
     with pytest.raises(TypeError):
         caching.fingerprint(Path("/tmp"), "train")  # output folders are left out, not keyed
+
+
+def _frame(rows: int):
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "price": np.linspace(0.0, 1.0, rows),
+            "count": np.arange(rows, dtype="int64"),
+            "channel": pd.Series(["web", None, "store"] * (rows // 3)).astype(object),
+            "when": pd.date_range("2021-01-01", periods=rows, freq="min"),
+            "level": pd.Categorical(["a", "b", "c"] * (rows // 3)),
+        }
+    )
+    frame.attrs["missing_markers"] = {"channel": {"": rows // 3}}
+    return frame
+
+
+def test_file_pickle_writes_the_arrays_to_a_file_and_reads_back_the_same_result(tmp_path):
+    import pandas as pd
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    frame = _frame(300_000)
+    serializer = caching.FilePickle()
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path}):
+        blob = serializer.dumps(frame)
+        files = list((tmp_path / caching.RESULT_FILES).iterdir())
+        # Prefect's record holds a name and a layout; the file holds the numbers.
+        assert len(blob) < 500 and len(files) == 1
+        assert files[0].stat().st_size > frame["price"].nbytes + frame["count"].nbytes
+        back = serializer.loads(blob)
+        pd.testing.assert_frame_equal(back, frame)
+        assert back.attrs == frame.attrs
+        assert back["channel"].iloc[1] is None  # not turned into NaN
+        back.loc[0, "price"] = -1.0  # the arrays read back are writable
+        # A file that is gone or cut short is a missing result, not a wrong one.
+        files[0].write_bytes(files[0].read_bytes()[:1000])
+        with pytest.raises(caching.ResultFileMissing, match="truncated"):
+            serializer.loads(blob)
+        files[0].unlink()
+        with pytest.raises(caching.ResultFileMissing, match="missing"):
+            serializer.loads(blob)
+
+
+def test_a_step_whose_result_file_is_gone_runs_again(prefect_harness, tmp_path):
+    from prefect import flow, task
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    calls = []
+
+    @task(cache_key_fn=lambda *_: f"file-pickle-{tmp_path.name}",
+          result_serializer=caching.FilePickle(), cache_result_in_memory=False)  # fmt: skip
+    def make(rows: int):
+        calls.append(rows)
+        return _frame(rows)
+
+    @flow
+    def run(rows: int):
+        outcome = caching.run_step(make, rows)
+        return outcome.cached, outcome.value
+
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path}):
+        assert run(3000)[0] is False
+        cached, value = run(3000)
+        assert cached is True and len(calls) == 1 and len(value) == 3000
+        for path in (tmp_path / caching.RESULT_FILES).iterdir():
+            path.unlink()
+        cached, value = run(3000)
+        assert cached is False and len(calls) == 2 and len(value) == 3000

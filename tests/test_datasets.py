@@ -62,6 +62,31 @@ def test_time_split_is_chronological_with_rolling_origin_folds(flights):
     assert split.sizes()["fold 2013-06-01 validation"] == len(split.folds[0].validation)
 
 
+def test_a_time_split_of_sorted_rows_is_views_equal_to_the_copies(flights):
+    config, raw = flights
+    data, _ = prepare(raw, config)
+    split = split_data(data, config, seed=1)
+    dates, start = data["sched_dep"], pd.Timestamp(config.split.test_start)
+    # The same rows and index as selecting by date and copying (the unsorted rows' path).
+    pd.testing.assert_frame_equal(split.train, data[dates < start].reset_index(drop=True))
+    pd.testing.assert_frame_equal(split.test, data[dates >= start].reset_index(drop=True))
+    # No memory of their own: the parts' columns are the prepared rows' arrays.
+    for part in (split.train, split.test):
+        assert np.shares_memory(part["distance"].to_numpy(), data["distance"].to_numpy())
+    # Replacing or adding a part's column leaves the prepared rows as they were.
+    before = data["distance"].copy()
+    split.train["distance"] = 0.0
+    split.test["extra"] = 1
+    pd.testing.assert_series_equal(data["distance"], before)
+    assert "extra" not in data.columns
+    # Unsorted rows: the same parts, by selection.
+    shuffled = data.sample(frac=1.0, random_state=0)
+    again = split_data(shuffled, config, seed=1)
+    pd.testing.assert_frame_equal(
+        again.test, shuffled[shuffled["sched_dep"] >= start].sort_index().reset_index(drop=True)
+    )
+
+
 def test_random_split_is_stratified_and_reproducible(tmp_path):
     config = load_config(write_toy_dataset(tmp_path))
     data, _ = prepare(load_raw(config), config)

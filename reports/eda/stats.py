@@ -23,6 +23,7 @@ from tabular.features import (
     as_category_text,
     build_preprocessor,
     kept_levels,
+    one_encoding,
     rare_levels_kept,
     source_column,
 )
@@ -441,7 +442,8 @@ def fit_preprocessor(
         The fitted ``ColumnTransformer`` from :func:`tabular.features.build_preprocessor`.
     """
     preprocessor = build_preprocessor(plan, scale=True, seed=seed)
-    return preprocessor.fit(train[plan.input_columns], train[target])
+    with one_encoding(len(train)):  # not alongside the training's encodings
+        return preprocessor.fit(train[plan.input_columns], train[target])
 
 
 def missing_summary(
