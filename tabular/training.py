@@ -364,7 +364,8 @@ class FittedModel:
     Attributes:
         pipeline: Preprocessing + estimator (+ calibration map when applied).
         threshold: Decision threshold maximising F1 on the pooled fold predictions.
-        metrics: Standard metrics on ``train`` (the development rows it was fitted on) and ``validation`` (the pooled fold predictions), at the threshold.
+        metrics: Standard metrics on ``train`` (the development rows it was fitted on) and
+            ``validation`` (the pooled fold predictions), at the threshold.
         folds: The fold predictions behind the threshold and calibration.
         calibration: The calibration decision.
         train_score: Primary metric on the development rows.
@@ -1536,8 +1537,9 @@ def fit_final(
     search = rules.models.get(family)
     limit = search.refit_rows if search is not None else None
     pre = build_preprocessor(plan, scale=family != "xgboost", seed=seed)
-    with one_encoding(min(limit or len(development), len(development))):  # see one_encoding
-        if limit is not None and len(development) > limit:
+    sampled = limit is not None and len(development) > limit
+    with one_encoding(limit if sampled else len(development)):  # see one_encoding
+        if sampled:
             keep = np.random.default_rng(seed).choice(len(development), size=limit, replace=False)
             development = development.iloc[np.sort(keep)]
         y = development[config.target.name].to_numpy()

@@ -271,3 +271,20 @@ def test_a_step_whose_result_file_is_gone_runs_again(prefect_harness, tmp_path):
             path.unlink()
         cached, value = run(3000)
         assert cached is False and len(calls) == 2 and len(value) == 3000
+
+
+def test_file_pickle_on_a_full_disk_raises_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
+    import io
+
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(caching, "open", lambda path, mode: FullDisk(path, mode), raising=False)
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path}):
+        with pytest.raises(OSError, match="No space left"):
+            caching.FilePickle().dumps(_frame(3000))
+    assert list((tmp_path / caching.RESULT_FILES).iterdir()) == []

@@ -448,3 +448,30 @@ def test_a_calibrated_pipeline_serves_the_calibrated_probability(rolling):
     assert base_estimator(served) is base_estimator(family.pipeline)
     with pytest.raises(TypeError, match="not refitted"):
         served.named_steps["model"].fit(None, y)
+
+
+def test_encodings_run_one_at_a_time_and_give_memory_back_only_when_large(monkeypatch):
+    import threading
+    import time
+
+    from tabular import features
+
+    trims = []
+    monkeypatch.setattr(features, "_TRIM", trims.append)
+    inside, most = [0], [0]
+
+    def encode(rows):
+        with features.one_encoding(rows):
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            inside[0] -= 1
+
+    threads = [threading.Thread(target=encode, args=(rows,))
+               for rows in (10, features.TRIM_ROWS - 1, features.TRIM_ROWS, 10**6)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1  # never two encodings at once
+    assert trims == [0, 0]  # only the two encodings of TRIM_ROWS rows or more trimmed
