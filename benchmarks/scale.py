@@ -22,12 +22,18 @@ resident memory of the whole process tree (the run and the Prefect server it sta
 RSS of the tree and of the run's own process with the step that was running then, and the
 load average before, during (highest) and after; the figures also go to
 ``artifacts/benchmarks/scale.json``.
+
+Then the smallest size runs again with its search on a local Dask cluster (``--dask``,
+worker processes of one thread each) for each of ``--dask-workers`` (default 1 and 2), and
+the benchmark prints the training step's time (the search and the refits) in this process
+and on each cluster, and whether the chosen configurations and champion are the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -166,13 +172,16 @@ def step_at(manifest: dict, seconds: float, offset: float) -> str:
     return name
 
 
-def run_size(config_path: Path, home: Path) -> dict:
-    """Run the pipeline once on a config in a subprocess; return its figures."""
+def run_size(config_path: Path, home: Path, extra: list[str] | None = None) -> dict:
+    """Run the pipeline once on a config in a subprocess; return its figures.
+
+    ``extra``: more arguments for ``flows run`` (``["--dask", address]``).
+    """
     env = pipeline_env(home)
     artifacts = home / "artifacts"
     load_before = os.getloadavg()
     command = [sys.executable, "-m", "flows", "run", "--config", str(config_path),
-               "--artifacts", str(artifacts)]  # fmt: skip
+               "--artifacts", str(artifacts), *(extra or [])]  # fmt: skip
     log = (home / "run.out").open("w")
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -260,6 +269,56 @@ def report(rows: int, result: dict) -> None:
         print("  the run failed; its output ends with:\n" + result["output_tail"])
 
 
+def choices(manifest: dict) -> dict:
+    """Each family's chosen configuration and the champion, from a run's manifest."""
+    models = manifest.get("models") or {}
+    chosen = {k: v["best_params"] for k, v in models.items() if isinstance(v, dict)}
+    return {"champion": models.get("best"), **chosen}
+
+
+def run_on_dask(config_path: Path, rows: int, workers: int, data: Path, keep: bool) -> dict:
+    """Run the pipeline with its search units on a local Dask cluster of ``workers``.
+
+    The workers are processes of one thread each, started here (their memory is not in the
+    run's process tree); the run reaches them as it would a remote cluster (``--dask``).
+    """
+    from distributed import LocalCluster
+
+    home = Path(tempfile.mkdtemp(prefix=f"bench-scale-{rows}-dask{workers}-", dir=data))
+    try:
+        # The workers' Prefect task-run lines would fill the benchmark's output.
+        quiet = {"PREFECT_LOGGING_LEVEL": "WARNING"}
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None, local_directory=str(home / "dask"),
+                          env=quiet, silence_logs=logging.WARNING) as cluster:  # fmt: skip
+            return run_size(config_path, home, ["--dask", cluster.scheduler_address])
+    finally:
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def report_dask(rows: int, local: dict | None, on_dask: dict[int, dict]) -> None:
+    """Print the search's time in this process and on 1, 2... Dask workers."""
+    print(f"\n{rows:,} rows, the search (train step) in this process and on Dask workers:")
+    print(f"  {'where':<22} {'train s':>8} {'flow s':>8} {'command s':>10}  same choices")
+    reference = choices(local["manifest"]) if local else None
+    runs = ([("in this process", local)] if local else []) + [
+        (f"{workers} Dask worker(s)", result) for workers, result in on_dask.items()
+    ]
+    for label, result in runs:
+        manifest = result["manifest"]
+        if result["returncode"] != 0 or not manifest.get("steps"):
+            print(f"  {label:<22} failed (exit {result['returncode']})")
+            print(result.get("output_tail", ""))
+            continue
+        if reference is None or result is local:
+            same = "(the reference)" if result is local else "-"
+        else:
+            same = "yes" if choices(manifest) == reference else f"no: {choices(manifest)}"
+        print(f"  {label:<22} {manifest['steps']['train']:>8.1f} {manifest['seconds']:>8.1f} "
+              f"{result['wall']:>10.0f}  {same}")  # fmt: skip
+
+
 def main() -> None:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -268,6 +327,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "artifacts" / "scale"),
                         help="folder of the generated CSVs and configs")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the CSVs and the run folders")
+    parser.add_argument("--dask-workers", type=int, nargs="*", default=[1, 2],
+                        help="also run the smallest size with its search on a local Dask "
+                        "cluster of each of these many workers (none: skip)")  # fmt: skip
     args = parser.parse_args()
     data = Path(args.data)
     print(f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 1e9:.1f} GB of memory")
@@ -291,6 +353,17 @@ def main() -> None:
             "steps": r["manifest"].get("steps", {}),
             "steps_cpu": r["manifest"].get("steps_cpu", {}),
             "flow_seconds": r["manifest"].get("seconds")} for rows, r in results.items()}  # fmt: skip
+        out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    if args.dask_workers:
+        rows = min(configs)
+        on_dask = {workers: run_on_dask(configs[rows], rows, workers, data, args.keep)
+                   for workers in args.dask_workers}  # fmt: skip
+        report_dask(rows, results.get(rows), on_dask)
+        figures[f"{rows}_dask"] = {str(workers): {
+            "train_seconds": r["manifest"].get("steps", {}).get("train"),
+            "flow_seconds": r["manifest"].get("seconds"), "wall": r["wall"],
+            "returncode": r["returncode"], "choices": choices(r["manifest"])}
+            for workers, r in on_dask.items()}  # fmt: skip
         out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     if not args.keep:
         for config_path in configs.values():
