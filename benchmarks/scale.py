@@ -301,7 +301,7 @@ def report_dask(rows: int, local: dict | None, on_dask: dict[int, dict]) -> None
     """Print the search's time in this process and on 1, 2... Dask workers."""
     print(f"\n{rows:,} rows, the search (train step) in this process and on Dask workers:")
     print(f"  {'where':<22} {'train s':>8} {'flow s':>8} {'command s':>10}  same choices")
-    reference = choices(local["manifest"]) if local else None
+    reference = choices(local["manifest"]) if local and local["returncode"] == 0 else None
     runs = ([("in this process", local)] if local else []) + [
         (f"{workers} Dask worker(s)", result) for workers, result in on_dask.items()
     ]
