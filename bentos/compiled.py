@@ -28,13 +28,19 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    StandardScaler,
+    TargetEncoder,
+)
 
 from tabular.features import (
     MISSING,
     CalibratedModel,
     CategoryText,
     DateParts,
+    as_float32,
 )
 
 Columns = list  # one list of values per input column
@@ -80,7 +86,10 @@ def _as_matrix(columns: Columns | np.ndarray) -> np.ndarray:
 
 
 def _imputer(step: SimpleImputer) -> Step:
-    if step.strategy not in ("mean", "median", "most_frequent", "constant"):
+    # A callable strategy (the numeric block's column-wise np.median) is only used by fit:
+    # the transform reads statistics_, whatever computed them.
+    known = ("mean", "median", "most_frequent", "constant")
+    if not callable(step.strategy) and step.strategy not in known:
         raise NotCompilable(f"imputer strategy {step.strategy!r}")
     if not (isinstance(step.missing_values, float) and math.isnan(step.missing_values)):
         raise NotCompilable("imputer missing_values other than NaN")
@@ -191,8 +200,15 @@ def _target_encoder(step: TargetEncoder) -> Step:
     return run
 
 
+def _function(step: FunctionTransformer) -> Step:
+    if step.func is not as_float32:
+        raise NotCompilable(f"function {step.func!r}")
+    return lambda X: _as_matrix(X).astype(np.float32)
+
+
 def _compile_step(step) -> Step:
     compilers = (
+        (FunctionTransformer, _function),
         (DateParts, _date_parts),
         (SimpleImputer, _imputer),
         (StandardScaler, _scaler),

@@ -87,6 +87,28 @@ def test_date_parts():
     assert parts.iloc[2].isna().all()
 
 
+def test_the_numeric_imputer_fills_the_medians_of_the_median_strategy(tmp_path):
+    """The numeric block's column-at-a-time median fills what strategy="median" fills."""
+    from sklearn.impute import SimpleImputer
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(1_001, 5))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[::2, 1] = np.nan  # an even count of observed values: the two middle ones averaged
+    values[:, 2] = np.round(values[:, 2] * 4)  # ties
+    frame = pd.DataFrame(values, columns=list("abcde"))
+    frame["e"] = 3  # a whole-number column
+    data, config = _toy(tmp_path)
+    plan = plan_encoding(data, config)
+    transformers = build_preprocessor(plan, scale=False).transformers
+    block = next(steps for name, steps, _ in transformers if name == "num")
+    ours = block.named_steps["impute"].fit(frame)
+    theirs = SimpleImputer(strategy="median", add_indicator=True).fit(frame)
+    assert np.array_equal(ours.statistics_, theirs.statistics_)
+    assert np.array_equal(ours.transform(frame), theirs.transform(frame))
+    assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+
+
 def _toy(tmp_path):
     config = load_config(write_toy_dataset(tmp_path))
     data, _ = prepare(load_raw(config), config)

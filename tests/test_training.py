@@ -340,6 +340,14 @@ def test_xgboost_fits_the_same_model_on_32_bit_inputs(rolling):
         with_stats=True
     )
     assert np.array_equal(wide.predict_proba(X), narrow.predict_proba(training.tree_inputs(X)))
+    # The trees' preprocessing casts each block: the same 32-bit values and names, stacked.
+    blocks = build_preprocessor(plan, scale=False, seed=3, float32=True)
+    X32 = blocks.fit_transform(split.train[plan.input_columns], y)
+    assert X32.dtype == np.float32 and np.array_equal(X32, training.tree_inputs(X))
+    reference = build_preprocessor(plan, scale=False, seed=3).fit(
+        split.train[plan.input_columns], y
+    )
+    assert list(blocks.get_feature_names_out()) == list(reference.get_feature_names_out())
 
 
 #: One configuration per family for the leakage test (small, so that it runs in seconds).
