@@ -46,7 +46,7 @@ from tabular.datasets import (
     sample_rows,
     split_data,
 )
-from tabular.features import plan_encoding
+from tabular.features import free_large_arrays_at_once, plan_encoding
 from tabular.loaders import get_loader
 from tabular.manifest import (
     TRACKED_PACKAGES,
@@ -220,6 +220,7 @@ def training_pipeline(
             raw = step("load", load_task, config)
         with manifest.step("prepare"):
             data, cleaning = prepare_task(raw, config, sample, seed, until)
+        free_large_arrays_at_once(len(data))
         if not horizon_study:
             # Only the horizon study reads the loaded rows again; the prepared rows are a
             # copy, so the loaded ones would hold as much memory again for the whole run.

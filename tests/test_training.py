@@ -483,3 +483,19 @@ def test_encodings_run_one_at_a_time_and_give_memory_back_only_when_large(monkey
         thread.join()
     assert most[0] == 1  # never two encodings at once
     assert trims == [0, 0]  # only the two encodings of TRIM_ROWS rows or more trimmed
+
+
+def test_large_runs_give_freed_arrays_back_at_once_and_small_runs_keep_the_default(
+    monkeypatch,
+):
+    from tabular import features
+
+    calls = []
+    monkeypatch.setattr(
+        features, "_MALLOPT", lambda param, value: calls.append((param, value)) or 1
+    )
+    assert not features.free_large_arrays_at_once(features.LARGE_ROWS - 1)
+    assert calls == []
+    assert features.free_large_arrays_at_once(features.LARGE_ROWS)
+    # M_MMAP_THRESHOLD: arrays of 4 MB or more are mapped; M_TRIM_THRESHOLD: heaps keep 32 MB.
+    assert calls == [(-3, 4 * 2**20), (-1, 32 * 2**20)]
