@@ -203,7 +203,7 @@ def _target_encoder(step: TargetEncoder) -> Step:
 def _function(step: FunctionTransformer) -> Step:
     if step.func is not as_float32:
         raise NotCompilable(f"function {step.func!r}")
-    return lambda X: _as_matrix(X).astype(np.float32)
+    return lambda X: as_float32(_as_matrix(X))
 
 
 def _compile_step(step) -> Step:

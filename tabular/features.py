@@ -574,8 +574,13 @@ def one_encoding(rows: int):
 
 
 def as_float32(X) -> np.ndarray:
-    """Return a block's output as 32-bit floats (the trees' encoding: see ``build_preprocessor``)."""
-    return np.asarray(X, dtype=np.float32)
+    """Return a block's output as 32-bit floats (the trees' encoding: see ``build_preprocessor``).
+
+    A value beyond the 32-bit range becomes an infinity, as XGBoost reads it from a 64-bit
+    matrix, without numpy's overflow warning (a request may hold such a value).
+    """
+    with np.errstate(over="ignore"):
+        return np.asarray(X, dtype=np.float32)
 
 
 def build_preprocessor(

@@ -10,6 +10,7 @@ from tabular.features import (
     CategoryText,
     DateParts,
     as_category_text,
+    as_float32,
     build_preprocessor,
     kept_levels,
     plan_encoding,
@@ -107,6 +108,15 @@ def test_the_numeric_imputer_fills_the_medians_of_the_median_strategy(tmp_path):
     assert np.array_equal(ours.statistics_, theirs.statistics_)
     assert np.array_equal(ours.transform(frame), theirs.transform(frame))
     assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+
+
+def test_the_trees_cast_reads_a_value_beyond_32_bits_as_an_infinity_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would reach the server's log
+        out = as_float32(np.array([[1e308, -1e308, 1.5]]))
+    assert out.dtype == np.float32 and out.tolist() == [[np.inf, -np.inf, 1.5]]
 
 
 def _toy(tmp_path):
