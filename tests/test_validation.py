@@ -161,3 +161,6 @@ def test_cli_prints_one_readable_error_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "error: " in result.stderr and "'colour' (categorical)" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    # One temporary Prefect server: launched by the CLI before the imports, used by the flow
+    # run (its start is not logged: Prefect's logging is set up later), stopped at exit.
+    assert (result.stderr + result.stdout).count("Stopping temporary server") == 1
