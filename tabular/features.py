@@ -484,26 +484,16 @@ def plan_encoding(train: pd.DataFrame, config) -> EncodingPlan:
 _ENCODING_LOCK = threading.Lock()
 
 
-def _libc_trim() -> Callable[[int], object]:
-    """Glibc's ``malloc_trim(0)``, or nothing to call where the C library is not glibc."""
+def _glibc(name: str) -> Callable[..., int]:
+    """A function of glibc (``malloc_trim``, ``mallopt``), or one returning 0 without glibc."""
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
+        return getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):  # not Linux with glibc (macOS, musl)
-        return lambda pad: None
+        return lambda *args: 0
 
 
-_TRIM = _libc_trim()
-
-
-def _libc_mallopt() -> Callable[[int, int], int]:
-    """Glibc's ``mallopt``, or nothing to call where the C library is not glibc."""
-    try:
-        return ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not Linux with glibc (macOS, musl)
-        return lambda param, value: 0
-
-
-_MALLOPT = _libc_mallopt()
+_TRIM = _glibc("malloc_trim")
+_MALLOPT = _glibc("mallopt")
 #: ``mallopt``'s parameters: the size from which an allocation is its own mapping, and the
 #: free memory at the top of a heap from which the heap is given back.
 _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1

@@ -956,15 +956,14 @@ def encode_folds(
         folds: The folds.
         config: The dataset config.
         columns: Input columns to use (all of the plan's, or the selected ones).
-        scale: Standardise numeric outputs (the tree model's are not, and are kept as
-            32-bit floats: see :func:`tree_inputs`).
+        scale: Standardise numeric outputs (the tree model's are not, and are encoded as
+            32-bit floats: see :func:`tabular.features.build_preprocessor`).
         rows: Fit on a fixed-seed sample of at most this many of a fold's training rows.
         seed: Random seed (the sample and the target encoder's folds).
 
     Returns:
         One :class:`FoldMatrices` per fold.
     """
-    keep = (lambda X: X) if scale else tree_inputs
     target = config.target.name
     matrices = []
     for fold in folds:
@@ -976,14 +975,14 @@ def encode_folds(
             fitted = fitted.iloc[sample]
             validation = development.iloc[fold.validation]
             pre = build_preprocessor(plan, scale=scale, seed=seed, float32=not scale)
-            X = keep(pre.fit_transform(fitted[plan.input_columns], fitted[target].to_numpy()))
+            X = pre.fit_transform(fitted[plan.input_columns], fitted[target].to_numpy())
             matrices.append(
                 FoldMatrices(
                     name=fold.name,
                     positions=fold.validation,
                     X=X,
                     y=fitted[target].to_numpy(),
-                    X_val=keep(pre.transform(validation[plan.input_columns])),
+                    X_val=pre.transform(validation[plan.input_columns]),
                     y_val=validation[target].to_numpy(),
                     fit_rows=n,
                     ordered=config.split.method == "time",
@@ -991,17 +990,6 @@ def encode_folds(
             )
             del fitted, validation, X
     return matrices
-
-
-def tree_inputs(X: np.ndarray) -> np.ndarray:
-    """XGBoost's encoded inputs as 32-bit floats: the same model and scores, half the memory.
-
-    XGBoost reads every input value as a 32-bit float, whatever the array's type, so
-    converting first changes no split and no prediction (``tests/test_training.py``). The
-    trees' preprocessing already ends each block with the cast
-    (``build_preprocessor(..., float32=True)``), so this costs nothing there.
-    """
-    return X.astype(np.float32, copy=False)
 
 
 def fold_plan(rows: pd.DataFrame, config, columns: list[str]) -> EncodingPlan:
@@ -1548,8 +1536,6 @@ def fit_final(
         y = development[config.target.name].to_numpy()
         # fit_transform cross-fits the target encoder, so train scores are not inflated.
         X = pre.fit_transform(development[plan.input_columns], y)
-        if family == "xgboost":
-            X = tree_inputs(X)
     epochs = max(1, int(round(np.mean(folds.epochs)))) if family == "mlp" else None
     on_cluster = (
         family == "xgboost"

@@ -331,19 +331,19 @@ def test_xgboost_fits_the_same_model_on_32_bit_inputs(rolling):
         split.train[plan.input_columns], y
     )
     assert X.dtype == np.float64 and len(np.unique(X)) > 100  # target-encoded: many decimals
+    narrow_X = X.astype(np.float32)  # the 32-bit matrix XGBoost reads
     params = {"max_depth": 5, "n_estimators": 80, "learning_rate": 0.1}
     wide = training.make_estimator("xgboost", params, 3).fit(X, y)
-    narrow = training.make_estimator("xgboost", params, 3).fit(training.tree_inputs(X), y)
-    assert training.tree_inputs(X).dtype == np.float32
+    narrow = training.make_estimator("xgboost", params, 3).fit(narrow_X, y)
     # The same trees (split values included) and the same probabilities from either input.
     assert wide.get_booster().get_dump(with_stats=True) == narrow.get_booster().get_dump(
         with_stats=True
     )
-    assert np.array_equal(wide.predict_proba(X), narrow.predict_proba(training.tree_inputs(X)))
+    assert np.array_equal(wide.predict_proba(X), narrow.predict_proba(narrow_X))
     # The trees' preprocessing casts each block: the same 32-bit values and names, stacked.
     blocks = build_preprocessor(plan, scale=False, seed=3, float32=True)
     X32 = blocks.fit_transform(split.train[plan.input_columns], y)
-    assert X32.dtype == np.float32 and np.array_equal(X32, training.tree_inputs(X))
+    assert X32.dtype == np.float32 and np.array_equal(X32, narrow_X)
     reference = build_preprocessor(plan, scale=False, seed=3).fit(
         split.train[plan.input_columns], y
     )
