@@ -157,7 +157,7 @@ class SqliteCollectionStore:
                                          check_same_thread=False)  # fmt: skip
             try:
                 if connection.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                    self._create(connection)
+                    self._create(connection, self.timeout_s)
                 connection.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
             except BaseException:
                 connection.close()
@@ -166,7 +166,7 @@ class SqliteCollectionStore:
         return connection
 
     @staticmethod
-    def _create(connection: sqlite3.Connection) -> None:
+    def _create(connection: sqlite3.Connection, timeout_s: float) -> None:
         """Give a new file the store's tables, or refuse a file of another application."""
         connection.execute("BEGIN IMMEDIATE")  # another process may be creating it too
         try:
@@ -179,7 +179,17 @@ class SqliteCollectionStore:
         finally:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-        connection.execute("PRAGMA journal_mode=WAL")
+        # The switch to WAL needs the file to itself, and SQLite answers "locked" at once,
+        # without waiting, while another process opens or creates it: wait here instead.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def close(self) -> None:
         """Close this thread's connection (other threads close theirs when they end)."""

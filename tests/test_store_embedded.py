@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import bson
@@ -112,6 +113,53 @@ def test_concurrent_writers_never_duplicate(store):
 
 
 # -- the embedded store's own mechanics ------------------------------------------------------
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from store.embedded import SqliteCollectionStore
+
+folder, rounds, failed = Path(sys.argv[1]), int(sys.argv[2]), []
+print("ready", flush=True)
+for i in range(rounds):
+    while not (folder / f"go-{i}").exists():  # every process opens file i at once
+        time.sleep(0.0002)
+    collection = SqliteCollectionStore(folder / f"c{i}.sqlite3", "feedback", False, 10.0)
+    try:
+        with collection.write() as connection:
+            connection.execute("SELECT count(*) FROM documents").fetchone()
+    except Exception as exc:
+        failed.append(f"{i}: {exc}")
+    collection.close()
+print(len(failed), failed[:3])
+"""
+
+
+def test_processes_creating_one_file_at_once_all_get_it(tmp_path):
+    """The switch of a new file to WAL, which SQLite refuses at once while another process
+    opens the file, waits like every other lock (it failed about one time in 100 here)."""
+    rounds = 150
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(OPENER), str(tmp_path), str(rounds)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    assert all(opener.stdout.readline().strip() == "ready" for opener in openers)
+    for i in range(rounds):
+        (tmp_path / f"go-{i}").touch()
+        time.sleep(0.01)
+    for opener in openers:
+        out, err = opener.communicate(timeout=120)
+        assert opener.returncode == 0, err
+        assert out.strip() == "0 []", out
 
 
 def test_updates_deletes_indexes_and_generated_ids_reach_another_process(tmp_path):
