@@ -448,7 +448,8 @@ def records_frame(
     pick = operator.itemgetter(*keys) if len(keys) > 1 else (lambda values: (values[keys[0]],))
     dates, targets, rows = [], [], []
     with _reachable(f"read dataset '{dataset}'"):
-        total = collection.count_documents({"dataset": dataset})
+        # The count is only for the progress (on the embedded store it reads every record).
+        total = collection.count_documents({"dataset": dataset}) if progress else None
         cursor = collection.find({"dataset": dataset}).sort(
             [("row_number", ASCENDING), ("_id", ASCENDING)]
         )
