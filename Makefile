@@ -41,9 +41,14 @@ $(VENV)/.uv: requirements/bootstrap.txt
 	@touch $@
 
 # Then the environment becomes exactly requirements/dev.txt (every version locked, every
-# hash checked, anything else removed), and the project itself is added, editable.
+# hash checked, anything else removed), and the project itself is added, editable. The
+# packages are compiled to bytecode as they are installed (as pip does; uv does not unless
+# asked): where PYTHONDONTWRITEBYTECODE is set, as on the machines this project is built on,
+# Python never writes it, and every process compiled every module it imported again
+# (importing the pipeline took 7.7 to 9.0 s, 3.3 s compiled).
 $(STAMP): $(VENV)/.uv requirements/dev.txt pyproject.toml
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes \
+		requirements/dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
