@@ -172,6 +172,8 @@ def test_make_install_syncs_the_lock_and_reinstalls_when_it_changes():
     prerequisites, commands = recipe(makefile, "$(STAMP)")
     assert "requirements/dev.txt" in prerequisites.split() and "pyproject.toml" in prerequisites
     assert re.search(r"uv pip sync .*--require-hashes requirements/dev\.txt", commands)
+    # Compiled as installed: where PYTHONDONTWRITEBYTECODE is set, nothing else compiles them.
+    assert re.search(r"uv pip sync .*--compile-bytecode", commands)
     assert re.search(r"uv pip install .*--no-deps -e \.", commands)
     assert "pip install" not in commands.replace("uv pip install", "")
     bootstrap_needs, bootstrap = recipe(makefile, "$(VENV)/.uv")
