@@ -563,6 +563,17 @@ def one_encoding(rows: int):
         yield
 
 
+def columns_view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Some of a frame's columns as a frame that shares their memory: for reading only.
+
+    ``frame[columns]`` copies them (0.22 GB for the inputs of XGBoost's refit on 726,474
+    rows), and an encoding holds that copy while scikit-learn's ``ColumnTransformer`` takes
+    each block's columns from it (copies again) and fits. A change through the view would
+    change ``frame``: it is only given to the preprocessing, which never writes to its input.
+    """
+    return pd.DataFrame({column: frame[column] for column in columns}, copy=False)
+
+
 def as_float32(X) -> np.ndarray:
     """Return a block's output as 32-bit floats (the trees' encoding: see ``build_preprocessor``).
 

@@ -74,6 +74,7 @@ from tabular.features import (
     ProbabilityMap,
     base_estimator,
     build_preprocessor,
+    columns_view,
     one_encoding,
     plan_encoding,
 )
@@ -965,6 +966,8 @@ def encode_folds(
         One :class:`FoldMatrices` per fold.
     """
     target = config.target.name
+    # What the plans and encodings read, without copying the rows' other columns.
+    development = columns_view(development, list(dict.fromkeys([*config.feature_columns, target])))
     matrices = []
     for fold in folds:
         n = min(rows, len(fold.train))
@@ -975,14 +978,16 @@ def encode_folds(
             fitted = fitted.iloc[sample]
             validation = development.iloc[fold.validation]
             pre = build_preprocessor(plan, scale=scale, seed=seed, float32=not scale)
-            X = pre.fit_transform(fitted[plan.input_columns], fitted[target].to_numpy())
+            X = pre.fit_transform(
+                columns_view(fitted, plan.input_columns), fitted[target].to_numpy()
+            )
             matrices.append(
                 FoldMatrices(
                     name=fold.name,
                     positions=fold.validation,
                     X=X,
                     y=fitted[target].to_numpy(),
-                    X_val=pre.transform(validation[plan.input_columns]),
+                    X_val=pre.transform(columns_view(validation, plan.input_columns)),
                     y_val=validation[target].to_numpy(),
                     fit_rows=n,
                     ordered=config.split.method == "time",
@@ -1530,12 +1535,13 @@ def fit_final(
     pre = build_preprocessor(plan, scale=not trees, seed=seed, float32=trees)
     sampled = limit is not None and len(development) > limit
     with one_encoding(limit if sampled else len(development)):  # see one_encoding
-        if sampled:
+        development = columns_view(development, [*plan.input_columns, config.target.name])
+        if sampled:  # copies the sample of these columns only
             keep = np.random.default_rng(seed).choice(len(development), size=limit, replace=False)
             development = development.iloc[np.sort(keep)]
         y = development[config.target.name].to_numpy()
         # fit_transform cross-fits the target encoder, so train scores are not inflated.
-        X = pre.fit_transform(development[plan.input_columns], y)
+        X = pre.fit_transform(columns_view(development, plan.input_columns), y)
     epochs = max(1, int(round(np.mean(folds.epochs)))) if family == "mlp" else None
     on_cluster = (
         family == "xgboost"

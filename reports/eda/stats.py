@@ -22,6 +22,7 @@ from tabular.features import (
     EncodingPlan,
     as_category_text,
     build_preprocessor,
+    columns_view,
     kept_levels,
     one_encoding,
     rare_levels_kept,
@@ -443,7 +444,7 @@ def fit_preprocessor(
     """
     preprocessor = build_preprocessor(plan, scale=True, seed=seed)
     with one_encoding(len(train)):  # not alongside the training's encodings
-        return preprocessor.fit(train[plan.input_columns], train[target])
+        return preprocessor.fit(columns_view(train, plan.input_columns), train[target])
 
 
 def missing_summary(
