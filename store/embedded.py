@@ -187,7 +187,8 @@ class SqliteCollectionStore:
                 connection.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                busy = "locked" in str(exc) or "busy" in str(exc)  # as _named reads them
+                if not busy or time.monotonic() >= deadline:
                     raise
                 time.sleep(0.01)
 

@@ -570,6 +570,13 @@ def columns_view(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     rows), and an encoding holds that copy while scikit-learn's ``ColumnTransformer`` takes
     each block's columns from it (copies again) and fits. A change through the view would
     change ``frame``: it is only given to the preprocessing, which never writes to its input.
+
+    Args:
+        frame: The rows.
+        columns: The columns wanted, in their order.
+
+    Returns:
+        A frame of those columns over ``frame``'s arrays, with its index.
     """
     return pd.DataFrame({column: frame[column] for column in columns}, copy=False)
 
